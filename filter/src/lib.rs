@@ -1,0 +1,1 @@
+//! MCP authorization filter (proxy-wasm).

@@ -1,0 +1,1 @@
+//! Test support: a proxy-wasm host on wasmtime.
