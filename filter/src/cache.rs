@@ -1,0 +1,272 @@
+//! Verified-token cache in host shared data (shared by every worker VM with the same `vm_id`).
+//!
+//! Keys: `mcp_auth.tc.<config fingerprint>.<slot>`, where the slot is taken from
+//! SHA-256(resource index ‖ token) modulo the slot count: a direct-mapped, bounded table (a new
+//! entry evicts whatever shared its slot). Values: the compact encoding below, holding the full
+//! hash (so a slot collision is a miss, never a wrong identity) and the identity. An entry is used
+//! only while `now < exp` of its token. Host access goes through [`SharedStore`].
+//!
+//! Value encoding (big endian): `version:u8 = 1`, `hash:[u8; 32]`, `exp:u64`,
+//! `n_scopes:u16`, `n_scopes × (len:u16, bytes)`, `n_headers:u16`,
+//! `n_headers × (present:u8, [len:u16, bytes])`.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::identity::Identity;
+
+const VERSION: u8 = 1;
+
+/// Host shared data as the cache sees it.
+pub trait SharedStore {
+    /// The current value of `key`, if any.
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Stores `value` under `key` (best effort).
+    fn set(&self, key: &str, value: &[u8]);
+}
+
+/// The cache: key namespace and size.
+#[derive(Debug, Clone)]
+pub struct TokenCache {
+    prefix: String,
+    slots: u32,
+}
+
+type Hash = [u8; 32];
+
+fn token_hash(resource: usize, token: &str) -> Hash {
+    let mut h = Sha256::new();
+    h.update(u64::try_from(resource).unwrap_or(u64::MAX).to_be_bytes());
+    h.update(token.as_bytes());
+    h.finalize().into()
+}
+
+impl TokenCache {
+    /// A cache with `slots` entries (0 disables it) namespaced by the configuration fingerprint.
+    pub fn new(fingerprint: &str, slots: u32) -> Self {
+        TokenCache {
+            prefix: format!("mcp_auth.tc.{fingerprint}."),
+            slots,
+        }
+    }
+
+    fn slot_key(&self, hash: &Hash) -> Option<String> {
+        if self.slots == 0 {
+            return None;
+        }
+        let mut first = [0u8; 8];
+        first.copy_from_slice(hash.get(..8)?);
+        let slot = u64::from_be_bytes(first) % u64::from(self.slots);
+        Some(format!("{}{slot}", self.prefix))
+    }
+
+    /// The cached identity for this token on this resource, if still valid at `now`.
+    pub fn lookup(
+        &self,
+        store: &dyn SharedStore,
+        resource: usize,
+        token: &str,
+        now: u64,
+    ) -> Option<Identity> {
+        let hash = token_hash(resource, token);
+        let bytes = store.get(&self.slot_key(&hash)?)?;
+        let (stored_hash, identity) = decode(&bytes)?;
+        (stored_hash == hash && now < identity.exp).then_some(identity)
+    }
+
+    /// Remembers a verified identity.
+    pub fn insert(
+        &self,
+        store: &dyn SharedStore,
+        resource: usize,
+        token: &str,
+        identity: &Identity,
+    ) {
+        let hash = token_hash(resource, token);
+        if let (Some(key), Some(value)) = (self.slot_key(&hash), encode(&hash, identity)) {
+            store.set(&key, &value);
+        }
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Option<()> {
+    out.extend_from_slice(&u16::try_from(b.len()).ok()?.to_be_bytes());
+    out.extend_from_slice(b);
+    Some(())
+}
+
+/// Encodes an entry; `None` if a field is too long to encode.
+pub fn encode(hash: &Hash, id: &Identity) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(64);
+    out.push(VERSION);
+    out.extend_from_slice(hash);
+    out.extend_from_slice(&id.exp.to_be_bytes());
+    out.extend_from_slice(&u16::try_from(id.scopes.len()).ok()?.to_be_bytes());
+    for s in &id.scopes {
+        put_bytes(&mut out, s.as_bytes())?;
+    }
+    out.extend_from_slice(&u16::try_from(id.header_values.len()).ok()?.to_be_bytes());
+    for v in &id.header_values {
+        match v {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                put_bytes(&mut out, v.as_bytes())?;
+            }
+        }
+    }
+    Some(out)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        let len = usize::from(self.u16()?);
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+/// Decodes an entry; `None` for anything malformed (treated as a miss).
+pub fn decode(bytes: &[u8]) -> Option<(Hash, Identity)> {
+    let mut r = Reader(bytes);
+    if r.u8()? != VERSION {
+        return None;
+    }
+    let hash: Hash = r.take(32)?.try_into().ok()?;
+    let exp = r.u64()?;
+    let n_scopes = r.u16()?;
+    let scopes = (0..n_scopes)
+        .map(|_| r.string())
+        .collect::<Option<Vec<_>>>()?;
+    let n_headers = r.u16()?;
+    let mut header_values = Vec::new();
+    for _ in 0..n_headers {
+        header_values.push(match r.u8()? {
+            0 => None,
+            1 => Some(r.string()?),
+            _ => return None,
+        });
+    }
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some((
+        hash,
+        Identity {
+            exp,
+            scopes,
+            header_values,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct MemStore(RefCell<HashMap<String, Vec<u8>>>);
+
+    impl SharedStore for MemStore {
+        fn get(&self, key: &str) -> Option<Vec<u8>> {
+            self.0.borrow().get(key).cloned()
+        }
+        fn set(&self, key: &str, value: &[u8]) {
+            self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+        }
+    }
+
+    fn identity(exp: u64) -> Identity {
+        Identity {
+            exp,
+            scopes: vec!["mcp:tools".into(), "mcp:admin".into()],
+            header_values: vec![Some("alice".into()), None, Some("".into())],
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_corruption() {
+        let hash = [7u8; 32];
+        let bytes = encode(&hash, &identity(1234)).expect("encodes");
+        assert_eq!(decode(&bytes), Some((hash, identity(1234))));
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), None, "truncated at {cut}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert_eq!(decode(&extra), None);
+        let mut wrong_version = bytes.clone();
+        wrong_version[0] = 2;
+        assert_eq!(decode(&wrong_version), None);
+        assert_eq!(decode(b""), None);
+    }
+
+    #[test]
+    fn hit_until_the_token_expires_then_miss() {
+        let store = MemStore::default();
+        let cache = TokenCache::new("abcd", 16);
+        cache.insert(&store, 0, "tok", &identity(1000));
+        assert_eq!(cache.lookup(&store, 0, "tok", 999), Some(identity(1000)));
+        assert_eq!(cache.lookup(&store, 0, "tok", 1000), None);
+        assert_eq!(cache.lookup(&store, 0, "other", 10), None);
+        assert_eq!(
+            cache.lookup(&store, 1, "tok", 10),
+            None,
+            "entries are per resource"
+        );
+    }
+
+    #[test]
+    fn bounded_by_the_slot_count() {
+        let store = MemStore::default();
+        let cache = TokenCache::new("f", 4);
+        for i in 0..100 {
+            cache.insert(&store, 0, &format!("token-{i}"), &identity(1000));
+        }
+        assert!(store.0.borrow().len() <= 4);
+        assert!(
+            store
+                .0
+                .borrow()
+                .keys()
+                .all(|k| k.starts_with("mcp_auth.tc.f."))
+        );
+        let hits = (0..100)
+            .filter(|i| cache.lookup(&store, 0, &format!("token-{i}"), 1).is_some())
+            .count();
+        assert!((1..=4).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn zero_slots_disables_the_cache() {
+        let store = MemStore::default();
+        let cache = TokenCache::new("f", 0);
+        cache.insert(&store, 0, "tok", &identity(1000));
+        assert!(store.0.borrow().is_empty());
+        assert_eq!(cache.lookup(&store, 0, "tok", 1), None);
+    }
+
+    #[test]
+    fn garbage_in_the_store_is_a_miss() {
+        let store = MemStore::default();
+        let cache = TokenCache::new("f", 1);
+        store.set("mcp_auth.tc.f.0", b"\x01garbage");
+        assert_eq!(cache.lookup(&store, 0, "tok", 1), None);
+    }
+}

@@ -1,0 +1,979 @@
+//! Plugin configuration: JSON → [`Config`], validated once. Every error names its field.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::jwks::KeySet;
+use crate::policy::ToolRule;
+use crate::urls::{check_origin, parse_http_url, parse_resource_url};
+use crate::{challenge, metadata};
+
+/// A configuration error: `field.path: what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(field: impl std::fmt::Display, msg: impl std::fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("{field}: {msg}")))
+}
+
+/// What to do with paths that match no resource and no metadata path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmatchedPaths {
+    /// 404 (default, fail closed).
+    #[default]
+    Reject,
+    /// Forward untouched.
+    Pass,
+}
+
+// ---------- raw (as written) ----------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    resources: Vec<RawResource>,
+    #[serde(default)]
+    root_metadata_resource: Option<String>,
+    issuers: Vec<RawIssuer>,
+    #[serde(default = "defaults::clock_skew")]
+    clock_skew_seconds: u64,
+    #[serde(default)]
+    identity_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    cors: RawCors,
+    #[serde(default = "defaults::max_body")]
+    max_body_bytes: u64,
+    #[serde(default = "defaults::key_wait")]
+    key_wait_timeout_ms: u64,
+    #[serde(default)]
+    token_cache: RawCache,
+    #[serde(default = "defaults::max_age")]
+    metadata_max_age_seconds: u64,
+    #[serde(default)]
+    unmatched_paths: UnmatchedPaths,
+}
+
+mod defaults {
+    pub fn clock_skew() -> u64 {
+        60
+    }
+    pub fn max_body() -> u64 {
+        1024 * 1024
+    }
+    pub fn key_wait() -> u64 {
+        5000
+    }
+    pub fn max_age() -> u64 {
+        3600
+    }
+    pub fn cache_entries() -> u64 {
+        1024
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    path_prefix: String,
+    resource: String,
+    authorization_servers: Vec<String>,
+    #[serde(default)]
+    issuers: Option<Vec<String>>,
+    #[serde(default)]
+    audiences: Option<Vec<String>>,
+    #[serde(default)]
+    scopes_supported: Vec<String>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    #[serde(default)]
+    tool_scopes: Vec<RawToolRule>,
+    #[serde(default)]
+    resource_name: Option<String>,
+    #[serde(default)]
+    resource_documentation: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToolRule {
+    method: String,
+    #[serde(default)]
+    name: Option<String>,
+    scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    issuer: String,
+    jwks: RawJwks,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwks {
+    #[serde(default)]
+    inline: Option<Value>,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    uri: Option<String>,
+    #[serde(default)]
+    refresh_interval_seconds: Option<u64>,
+    #[serde(default)]
+    fetch_timeout_ms: Option<u64>,
+    #[serde(default)]
+    min_refetch_interval_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(default = "defaults::cache_entries")]
+    max_entries: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            max_entries: defaults::cache_entries(),
+        }
+    }
+}
+
+// ---------- validated ----------
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Protected resources.
+    pub resources: Vec<Resource>,
+    /// Index of the resource served at the root metadata path.
+    pub root_metadata: Option<usize>,
+    /// Trusted issuers.
+    pub issuers: Vec<Issuer>,
+    /// Clock skew in seconds.
+    pub clock_skew: u64,
+    /// Claim → header mapping, in header-name order.
+    pub identity_headers: Vec<IdentityHeader>,
+    /// Exact allowed browser origins.
+    pub allowed_origins: Vec<String>,
+    /// Body buffering bound.
+    pub max_body_bytes: usize,
+    /// How long requests wait for keys.
+    pub key_wait_timeout: Duration,
+    /// Token cache slots (0 = off).
+    pub token_cache_slots: u32,
+    /// `Cache-Control: max-age` of metadata.
+    pub metadata_max_age: u64,
+    /// Policy for unmatched paths.
+    pub unmatched_paths: UnmatchedPaths,
+    /// Short hash of the configuration text, namespacing shared-data cache keys.
+    pub fingerprint: String,
+}
+
+/// One protected resource.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Request path prefix.
+    pub path_prefix: String,
+    /// Public resource URL.
+    pub resource: String,
+    /// Path of its metadata document.
+    pub metadata_path: String,
+    /// Absolute URL of its metadata document (`resource_metadata`).
+    pub metadata_url: String,
+    /// Metadata `authorization_servers`.
+    pub authorization_servers: Vec<String>,
+    /// Indexes into [`Config::issuers`] of the accepted issuers.
+    pub issuers: Vec<usize>,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// Metadata `scopes_supported`.
+    pub scopes_supported: Vec<String>,
+    /// Scopes every request needs.
+    pub required_scopes: Vec<String>,
+    /// Per-tool rules.
+    pub tool_rules: Vec<ToolRule>,
+    /// Metadata `resource_name`.
+    pub resource_name: Option<String>,
+    /// Metadata `resource_documentation`.
+    pub resource_documentation: Option<String>,
+    /// Pre-rendered metadata JSON.
+    pub metadata_json: String,
+    /// Pre-rendered `resource_metadata="…", scope="…"` challenge parameters.
+    pub challenge_params: String,
+}
+
+/// A trusted issuer.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Exact `iss`.
+    pub issuer: String,
+    /// Where its keys come from.
+    pub jwks: JwksSource,
+}
+
+/// Inline keys or a remote JWKS.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// Keys given in the configuration.
+    Inline(KeySet),
+    /// Keys fetched through an Envoy cluster.
+    Remote(RemoteJwks),
+}
+
+/// Remote JWKS location and timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    /// Envoy cluster.
+    pub cluster: String,
+    /// `:authority`.
+    pub authority: String,
+    /// `:path`.
+    pub path: String,
+    /// Periodic refresh.
+    pub refresh_interval: Duration,
+    /// One fetch's timeout.
+    pub fetch_timeout: Duration,
+    /// Minimum time between unknown-`kid` refetches.
+    pub min_refetch_interval: Duration,
+}
+
+/// A claim copied to an upstream header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeader {
+    /// Claim name.
+    pub claim: String,
+    /// Lower-case header name.
+    pub header: String,
+}
+
+fn in_range(field: &str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        err(field, format!("must be between {lo} and {hi}"))
+    }
+}
+
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+fn check_scopes(field: &str, scopes: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, s) in scopes.iter().enumerate() {
+        if !is_scope_token(s) {
+            return err(
+                format!("{field}[{i}]"),
+                "must be a scope token (printable ASCII, no space, quote or backslash)",
+            );
+        }
+        if s == "offline_access" {
+            return err(
+                format!("{field}[{i}]"),
+                "offline_access must not be advertised or required by a resource",
+            );
+        }
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn check_path_prefix(field: &str, p: &str) -> Result<(), ConfigError> {
+    const MSG: &str = "must start with / and contain no ?, #, //, . or .. segments, or trailing /";
+    let ok = p.starts_with('/')
+        && p.bytes().all(|b| b.is_ascii_graphic())
+        && !p.contains(['?', '#'])
+        && !p.contains("//")
+        && (p == "/" || !p.ends_with('/'))
+        && !p.split('/').any(|seg| seg == "." || seg == "..");
+    if ok { Ok(()) } else { err(field, MSG) }
+}
+
+fn check_header_name(field: &str, h: &str) -> Result<String, ConfigError> {
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if h.is_empty() || !h.bytes().all(is_tchar) {
+        return err(field, "must be a valid HTTP header name");
+    }
+    let lower = h.to_ascii_lowercase();
+    const FORBIDDEN: &[&str] = &[
+        "authorization",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "cookie",
+        "mcp-method",
+        "mcp-name",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "origin",
+    ];
+    if FORBIDDEN.contains(&lower.as_str()) {
+        return err(field, format!("{lower} cannot carry identity"));
+    }
+    Ok(lower)
+}
+
+fn check_url_list(field: &str, list: &[String]) -> Result<(), ConfigError> {
+    for (i, u) in list.iter().enumerate() {
+        parse_http_url(u).map_err(|m| ConfigError(format!("{field}[{i}]: {m}")))?;
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return err("configuration", "must be a JSON object");
+        }
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." {
+                "configuration".to_string()
+            } else {
+                path
+            };
+            ConfigError(format!("{path}: {}", e.inner()))
+        })?;
+        let fingerprint = Sha256::digest(bytes)
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self::validate(raw, fingerprint)
+    }
+
+    fn validate(raw: RawConfig, fingerprint: String) -> Result<Config, ConfigError> {
+        let issuers = validate_issuers(&raw.issuers)?;
+        if raw.resources.is_empty() {
+            return err("resources", "must list at least one resource");
+        }
+        let mut resources: Vec<Resource> = Vec::new();
+        for (i, r) in raw.resources.iter().enumerate() {
+            let res = validate_resource(&format!("resources[{i}]"), r, &issuers)?;
+            if resources.iter().any(|o| o.path_prefix == res.path_prefix) {
+                return err(
+                    format!("resources[{i}].path_prefix"),
+                    "duplicates another resource",
+                );
+            }
+            if resources.iter().any(|o| o.resource == res.resource) {
+                return err(
+                    format!("resources[{i}].resource"),
+                    "duplicates another resource",
+                );
+            }
+            resources.push(res);
+        }
+        let root_metadata = match &raw.root_metadata_resource {
+            None => None,
+            Some(r) => match resources.iter().position(|x| &x.resource == r) {
+                Some(i) => Some(i),
+                None => {
+                    return err(
+                        "root_metadata_resource",
+                        "must equal the resource of one entry of resources",
+                    );
+                }
+            },
+        };
+        let mut identity_headers: Vec<IdentityHeader> = Vec::new();
+        for (claim, header) in &raw.identity_headers {
+            let field = format!("identity_headers.{claim}");
+            if claim.is_empty() {
+                return err("identity_headers", "claim names must not be empty");
+            }
+            let header = check_header_name(&field, header)?;
+            if identity_headers.iter().any(|h| h.header == header) {
+                return err(field, "header used for two claims");
+            }
+            identity_headers.push(IdentityHeader {
+                claim: claim.clone(),
+                header,
+            });
+        }
+        for (i, o) in raw.cors.allowed_origins.iter().enumerate() {
+            check_origin(o).map_err(|m| ConfigError(format!("cors.allowed_origins[{i}]: {m}")))?;
+        }
+        let max_body = in_range("max_body_bytes", raw.max_body_bytes, 1, 16 * 1024 * 1024)?;
+        Ok(Config {
+            resources,
+            root_metadata,
+            issuers,
+            clock_skew: in_range("clock_skew_seconds", raw.clock_skew_seconds, 0, 600)?,
+            identity_headers,
+            allowed_origins: raw.cors.allowed_origins.clone(),
+            max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            key_wait_timeout: Duration::from_millis(in_range(
+                "key_wait_timeout_ms",
+                raw.key_wait_timeout_ms,
+                1,
+                60_000,
+            )?),
+            token_cache_slots: u32::try_from(in_range(
+                "token_cache.max_entries",
+                raw.token_cache.max_entries,
+                0,
+                1_000_000,
+            )?)
+            .unwrap_or(0),
+            metadata_max_age: in_range(
+                "metadata_max_age_seconds",
+                raw.metadata_max_age_seconds,
+                0,
+                86_400,
+            )?,
+            unmatched_paths: raw.unmatched_paths,
+            fingerprint,
+        })
+    }
+
+    /// The resource an issuer index is accepted by, for lookups by name.
+    pub fn issuer_index(&self, issuer: &str) -> Option<usize> {
+        self.issuers.iter().position(|i| i.issuer == issuer)
+    }
+}
+
+fn validate_issuers(raw: &[RawIssuer]) -> Result<Vec<Issuer>, ConfigError> {
+    if raw.is_empty() {
+        return err("issuers", "must list at least one issuer");
+    }
+    let mut out: Vec<Issuer> = Vec::new();
+    for (i, ri) in raw.iter().enumerate() {
+        let field = format!("issuers[{i}]");
+        if ri.issuer.is_empty() {
+            return err(format!("{field}.issuer"), "must not be empty");
+        }
+        if out.iter().any(|o| o.issuer == ri.issuer) {
+            return err(format!("{field}.issuer"), "duplicates another issuer");
+        }
+        let j = &ri.jwks;
+        let jwks = match (&j.inline, &j.cluster, &j.uri) {
+            (Some(doc), None, None) => {
+                if j.refresh_interval_seconds.is_some()
+                    || j.fetch_timeout_ms.is_some()
+                    || j.min_refetch_interval_seconds.is_some()
+                {
+                    return err(
+                        format!("{field}.jwks"),
+                        "refresh settings apply only to cluster+uri",
+                    );
+                }
+                let parsed = KeySet::from_value(doc)
+                    .map_err(|e| ConfigError(format!("{field}.jwks.inline: {e}")))?;
+                JwksSource::Inline(parsed.keys)
+            }
+            (None, Some(cluster), Some(uri)) => {
+                if cluster.is_empty() {
+                    return err(format!("{field}.jwks.cluster"), "must not be empty");
+                }
+                let url = parse_http_url(uri)
+                    .map_err(|m| ConfigError(format!("{field}.jwks.uri: {m}")))?;
+                let secs = |name: &str, v: Option<u64>, d: u64, lo: u64, hi: u64| {
+                    in_range(&format!("{field}.jwks.{name}"), v.unwrap_or(d), lo, hi)
+                };
+                JwksSource::Remote(RemoteJwks {
+                    cluster: cluster.clone(),
+                    authority: url.authority.to_string(),
+                    path: url.path_and_query(),
+                    refresh_interval: Duration::from_secs(secs(
+                        "refresh_interval_seconds",
+                        j.refresh_interval_seconds,
+                        300,
+                        10,
+                        86_400,
+                    )?),
+                    fetch_timeout: Duration::from_millis(secs(
+                        "fetch_timeout_ms",
+                        j.fetch_timeout_ms,
+                        5000,
+                        100,
+                        60_000,
+                    )?),
+                    min_refetch_interval: Duration::from_secs(secs(
+                        "min_refetch_interval_seconds",
+                        j.min_refetch_interval_seconds,
+                        30,
+                        0,
+                        3600,
+                    )?),
+                })
+            }
+            (None, Some(_), None) => {
+                return err(format!("{field}.jwks.uri"), "required with cluster");
+            }
+            (None, None, Some(_)) => {
+                return err(format!("{field}.jwks.cluster"), "required with uri");
+            }
+            _ => {
+                return err(
+                    format!("{field}.jwks"),
+                    "must have exactly one of inline or cluster+uri",
+                );
+            }
+        };
+        out.push(Issuer {
+            issuer: ri.issuer.clone(),
+            jwks,
+        });
+    }
+    Ok(out)
+}
+
+fn validate_resource(
+    field: &str,
+    r: &RawResource,
+    issuers: &[Issuer],
+) -> Result<Resource, ConfigError> {
+    check_path_prefix(&format!("{field}.path_prefix"), &r.path_prefix)?;
+    let url = parse_resource_url(&r.resource)
+        .map_err(|m| ConfigError(format!("{field}.resource: {m}")))?;
+    if r.authorization_servers.is_empty() {
+        return err(
+            format!("{field}.authorization_servers"),
+            "must not be empty",
+        );
+    }
+    check_url_list(
+        &format!("{field}.authorization_servers"),
+        &r.authorization_servers,
+    )?;
+    let (issuer_names, issuer_field) = match &r.issuers {
+        Some(list) if list.is_empty() => {
+            return err(format!("{field}.issuers"), "must not be empty");
+        }
+        Some(list) => (list, format!("{field}.issuers")),
+        None => (
+            &r.authorization_servers,
+            format!("{field}.authorization_servers"),
+        ),
+    };
+    let mut issuer_idx = Vec::new();
+    for (i, name) in issuer_names.iter().enumerate() {
+        match issuers.iter().position(|x| &x.issuer == name) {
+            Some(ix) => issuer_idx.push(ix),
+            None => {
+                return err(
+                    format!("{issuer_field}[{i}]"),
+                    "is not in the top-level issuers list (set resources[].issuers to choose accepted issuers)",
+                );
+            }
+        }
+    }
+    let audiences = match &r.audiences {
+        None => vec![r.resource.clone()],
+        Some(list) if list.is_empty() => {
+            return err(format!("{field}.audiences"), "must not be empty");
+        }
+        Some(list) => {
+            if let Some(i) = list.iter().position(String::is_empty) {
+                return err(format!("{field}.audiences[{i}]"), "must not be empty");
+            }
+            list.clone()
+        }
+    };
+    let scopes_supported = check_scopes(&format!("{field}.scopes_supported"), &r.scopes_supported)?;
+    let required_scopes = check_scopes(&format!("{field}.required_scopes"), &r.required_scopes)?;
+    let mut tool_rules = Vec::new();
+    for (i, rule) in r.tool_scopes.iter().enumerate() {
+        let rf = format!("{field}.tool_scopes[{i}]");
+        if rule.method.is_empty() {
+            return err(format!("{rf}.method"), "must not be empty");
+        }
+        if rule.name.as_deref() == Some("") {
+            return err(
+                format!("{rf}.name"),
+                "must not be empty (omit it to match every name)",
+            );
+        }
+        if rule.scopes.is_empty() {
+            return err(format!("{rf}.scopes"), "must not be empty");
+        }
+        let scopes = check_scopes(&format!("{rf}.scopes"), &rule.scopes)?;
+        tool_rules.push(ToolRule::new(&rule.method, rule.name.as_deref(), scopes));
+    }
+    if let Some(doc) = &r.resource_documentation {
+        parse_http_url(doc)
+            .map_err(|m| ConfigError(format!("{field}.resource_documentation: {m}")))?;
+    }
+    if r.resource_name.as_deref() == Some("") {
+        return err(format!("{field}.resource_name"), "must not be empty");
+    }
+    let metadata_path = format!("{}{}", metadata::WELL_KNOWN, url.path);
+    let metadata_url = format!("{}{}", url.origin(), metadata_path);
+    let mut resource = Resource {
+        path_prefix: r.path_prefix.clone(),
+        resource: r.resource.clone(),
+        metadata_path,
+        metadata_url,
+        authorization_servers: r.authorization_servers.clone(),
+        issuers: issuer_idx,
+        audiences,
+        scopes_supported,
+        required_scopes,
+        tool_rules,
+        resource_name: r.resource_name.clone(),
+        resource_documentation: r.resource_documentation.clone(),
+        metadata_json: String::new(),
+        challenge_params: String::new(),
+    };
+    resource.metadata_json = metadata::document(&resource);
+    resource.challenge_params =
+        challenge::params(&resource.metadata_url, &resource.required_scopes);
+    Ok(resource)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::testkeys::ed_key;
+    use serde_json::json;
+
+    pub(crate) fn demo_json() -> Value {
+        json!({
+            "resources": [{
+                "path_prefix": "/mcp",
+                "resource": "http://localhost:10000/mcp",
+                "authorization_servers": ["http://localhost:9000"],
+                "scopes_supported": ["mcp:tools", "mcp:admin"],
+                "required_scopes": ["mcp:tools"],
+                "tool_scopes": [{"method": "tools/call", "name": "admin_*", "scopes": ["mcp:admin"]}],
+                "resource_name": "Demo"
+            }],
+            "root_metadata_resource": "http://localhost:10000/mcp",
+            "issuers": [{"issuer": "http://localhost:9000",
+                "jwks": {"cluster": "auth_server", "uri": "http://localhost:9000/jwks.json"}}],
+            "identity_headers": {"sub": "x-mcp-subject", "client_id": "X-MCP-Client-Id", "scope": "x-mcp-scope"},
+            "cors": {"allowed_origins": ["http://localhost:6274"]}
+        })
+    }
+
+    pub(crate) fn parse(v: &Value) -> Result<Config, ConfigError> {
+        Config::parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn demo_configuration_normalizes_with_defaults() {
+        let c = parse(&demo_json()).expect("valid");
+        let r = &c.resources[0];
+        assert_eq!(r.metadata_path, "/.well-known/oauth-protected-resource/mcp");
+        assert_eq!(
+            r.metadata_url,
+            "http://localhost:10000/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(r.audiences, vec!["http://localhost:10000/mcp"]);
+        assert_eq!(r.issuers, vec![0]);
+        assert_eq!(
+            r.challenge_params,
+            r#"resource_metadata="http://localhost:10000/.well-known/oauth-protected-resource/mcp", scope="mcp:tools""#
+        );
+        assert_eq!(c.root_metadata, Some(0));
+        assert_eq!(c.clock_skew, 60);
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.key_wait_timeout, Duration::from_millis(5000));
+        assert_eq!(c.token_cache_slots, 1024);
+        assert_eq!(c.metadata_max_age, 3600);
+        assert_eq!(c.unmatched_paths, UnmatchedPaths::Reject);
+        let headers: Vec<(&str, &str)> = c
+            .identity_headers
+            .iter()
+            .map(|h| (h.claim.as_str(), h.header.as_str()))
+            .collect();
+        assert_eq!(
+            headers,
+            vec![
+                ("client_id", "x-mcp-client-id"),
+                ("scope", "x-mcp-scope"),
+                ("sub", "x-mcp-subject")
+            ]
+        );
+        let JwksSource::Remote(remote) = &c.issuers[0].jwks else {
+            panic!("remote expected")
+        };
+        assert_eq!(
+            remote,
+            &RemoteJwks {
+                cluster: "auth_server".into(),
+                authority: "localhost:9000".into(),
+                path: "/jwks.json".into(),
+                refresh_interval: Duration::from_secs(300),
+                fetch_timeout: Duration::from_millis(5000),
+                min_refetch_interval: Duration::from_secs(30),
+            }
+        );
+    }
+
+    #[test]
+    fn inline_keys_are_parsed_at_configure_time() {
+        let mut v = demo_json();
+        v["issuers"][0]["jwks"] = json!({"inline": {"keys": [ed_key("k1").public_jwk()]}});
+        let c = parse(&v).expect("valid");
+        assert!(matches!(&c.issuers[0].jwks, JwksSource::Inline(k) if k.len() == 1));
+    }
+
+    #[test]
+    fn each_invalid_field_is_named() {
+        let table: Vec<(&str, Value, &str)> = vec![
+            (
+                "/resources/0/resource",
+                json!("localhost/mcp"),
+                "resources[0].resource: must be an absolute http(s) URL",
+            ),
+            (
+                "/resources/0/resource",
+                json!("http://localhost:10000/mcp/"),
+                "resources[0].resource: must be an absolute http(s) URL",
+            ),
+            (
+                "/resources/0/resource",
+                json!("http://localhost:10000/mcp#x"),
+                "resources[0].resource:",
+            ),
+            (
+                "/resources/0/path_prefix",
+                json!("mcp"),
+                "resources[0].path_prefix: must start with /",
+            ),
+            (
+                "/resources/0/path_prefix",
+                json!("/mcp/../x"),
+                "resources[0].path_prefix:",
+            ),
+            (
+                "/resources/0/authorization_servers",
+                json!([]),
+                "resources[0].authorization_servers: must not be empty",
+            ),
+            (
+                "/resources/0/authorization_servers",
+                json!(["http://other:9000"]),
+                "resources[0].authorization_servers[0]: is not in the top-level issuers",
+            ),
+            (
+                "/resources/0/issuers",
+                json!(["http://nope"]),
+                "resources[0].issuers[0]: is not in the top-level issuers",
+            ),
+            (
+                "/resources/0/scopes_supported",
+                json!(["mcp:tools", "offline_access"]),
+                "resources[0].scopes_supported[1]: offline_access",
+            ),
+            (
+                "/resources/0/required_scopes",
+                json!(["a b"]),
+                "resources[0].required_scopes[0]: must be a scope token",
+            ),
+            (
+                "/resources/0/tool_scopes/0/scopes",
+                json!([]),
+                "resources[0].tool_scopes[0].scopes: must not be empty",
+            ),
+            (
+                "/resources/0/tool_scopes/0/name",
+                json!(""),
+                "resources[0].tool_scopes[0].name: must not be empty",
+            ),
+            (
+                "/resources/0/resource_documentation",
+                json!("docs"),
+                "resources[0].resource_documentation:",
+            ),
+            (
+                "/resources/0/extra",
+                json!(1),
+                "resources[0].extra: unknown field `extra`",
+            ),
+            (
+                "/resources/0/required_scopes",
+                json!("mcp:tools"),
+                "resources[0].required_scopes: invalid type",
+            ),
+            (
+                "/root_metadata_resource",
+                json!("http://localhost:10000/other"),
+                "root_metadata_resource: must equal",
+            ),
+            (
+                "/issuers/0/jwks",
+                json!({}),
+                "issuers[0].jwks: must have exactly one",
+            ),
+            (
+                "/issuers/0/jwks",
+                json!({"cluster": "c"}),
+                "issuers[0].jwks.uri: required with cluster",
+            ),
+            (
+                "/issuers/0/jwks",
+                json!({"inline": {"keys": []}}),
+                "issuers[0].jwks.inline: JWKS document has no usable signing key",
+            ),
+            (
+                "/issuers/0/jwks",
+                json!({"inline": {"keys": []}, "cluster": "c", "uri": "http://a/b"}),
+                "issuers[0].jwks: must have exactly one",
+            ),
+            (
+                "/issuers/0/jwks/uri",
+                json!("not a url"),
+                "issuers[0].jwks.uri: must start with http",
+            ),
+            (
+                "/issuers/0/jwks/refresh_interval_seconds",
+                json!(1),
+                "issuers[0].jwks.refresh_interval_seconds: must be between 10",
+            ),
+            (
+                "/issuers",
+                json!([]),
+                "issuers: must list at least one issuer",
+            ),
+            (
+                "/resources",
+                json!([]),
+                "resources: must list at least one resource",
+            ),
+            (
+                "/identity_headers/sub",
+                json!("bad header"),
+                "identity_headers.sub: must be a valid HTTP header name",
+            ),
+            (
+                "/identity_headers/sub",
+                json!("Authorization"),
+                "identity_headers.sub: authorization cannot carry identity",
+            ),
+            (
+                "/identity_headers/client_id",
+                json!("x-mcp-subject"),
+                "identity_headers.sub: header used for two claims",
+            ),
+            (
+                "/cors/allowed_origins",
+                json!(["*"]),
+                "cors.allowed_origins[0]: must be an origin",
+            ),
+            (
+                "/clock_skew_seconds",
+                json!(100000),
+                "clock_skew_seconds: must be between 0 and 600",
+            ),
+            (
+                "/clock_skew_seconds",
+                json!(-1),
+                "clock_skew_seconds: invalid value",
+            ),
+            (
+                "/max_body_bytes",
+                json!(0),
+                "max_body_bytes: must be between 1",
+            ),
+            (
+                "/key_wait_timeout_ms",
+                json!(0),
+                "key_wait_timeout_ms: must be between 1",
+            ),
+            (
+                "/unmatched_paths",
+                json!("allow"),
+                "unmatched_paths: unknown variant",
+            ),
+            (
+                "/token_cache",
+                json!({"max_entries": 2_000_000}),
+                "token_cache.max_entries: must be between 0",
+            ),
+        ];
+        for (pointer, value, want) in table {
+            let mut v = demo_json();
+            let (parent, key) = pointer.rsplit_once('/').expect("pointer");
+            let target = v.pointer_mut(parent).unwrap_or_else(|| panic!("{parent}"));
+            match target {
+                Value::Object(m) => {
+                    m.insert(key.to_string(), value);
+                }
+                Value::Array(a) => a[key.parse::<usize>().expect("index")] = value,
+                _ => panic!("{pointer}"),
+            }
+            let got = parse(&v)
+                .err()
+                .unwrap_or_else(|| panic!("{pointer} = should be rejected"))
+                .0;
+            assert!(
+                got.starts_with(want),
+                "{pointer}: got {got:?}, want prefix {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_prefixes_and_resources_are_rejected() {
+        let mut v = demo_json();
+        let r0 = v["resources"][0].clone();
+        let mut r1 = r0.clone();
+        r1["resource"] = json!("http://localhost:10000/other");
+        v["resources"] = json!([r0.clone(), r1]);
+        assert!(
+            parse(&v)
+                .expect_err("dup prefix")
+                .0
+                .starts_with("resources[1].path_prefix: duplicates")
+        );
+        let mut r2 = r0.clone();
+        r2["path_prefix"] = json!("/other");
+        v["resources"] = json!([r0, r2]);
+        assert!(
+            parse(&v)
+                .expect_err("dup resource")
+                .0
+                .starts_with("resources[1].resource: duplicates")
+        );
+    }
+
+    #[test]
+    fn garbage_configuration_is_rejected() {
+        assert!(Config::parse(b"").is_err());
+        let e = Config::parse(b"[]").expect_err("array").0;
+        assert_eq!(e, "configuration: must be a JSON object");
+        assert!(
+            Config::parse(b"{}")
+                .expect_err("empty")
+                .0
+                .contains("missing field `resources`")
+        );
+        assert!(Config::parse(&[0xff, 0x00]).is_err());
+    }
+}

@@ -1,0 +1,720 @@
+//! The filter's decisions as pure functions of the request and the current key/cache state.
+//! `lib.rs` only moves data between the host and these functions.
+
+use crate::cache::{SharedStore, TokenCache};
+use crate::challenge::{Denial, LocalResponse, metadata_not_found};
+use crate::config::{Config, UnmatchedPaths};
+use crate::cors::{self, OriginCheck};
+use crate::identity::Identity;
+use crate::jwks::KeySet;
+use crate::mcp_request::{self, McpCall, McpHeaders};
+use crate::policy;
+use crate::routing::{Route, route};
+use crate::stats::Counter;
+use crate::token::{self, Expectations, TokenError};
+
+/// What the filter needs from the request headers.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`.
+    pub path: &'a str,
+    /// `Origin`, if present.
+    pub origin: Option<&'a str>,
+    /// Every `Authorization` value (normally zero or one).
+    pub authorization: Vec<&'a str>,
+    /// `Mcp-Method`.
+    pub mcp_method: Option<&'a str>,
+    /// `Mcp-Name`.
+    pub mcp_name: Option<&'a str>,
+}
+
+/// A denial with what is needed to render it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    /// Why.
+    pub denial: Denial,
+    /// The resource, for the challenge parameters.
+    pub resource: Option<usize>,
+    /// Allowed origin to echo in CORS headers.
+    pub cors_origin: Option<String>,
+}
+
+impl Denied {
+    /// The full response, with CORS headers for an allowed origin.
+    pub fn response(&self, cfg: &Config) -> LocalResponse {
+        let resource = self.resource.and_then(|i| cfg.resources.get(i));
+        let r = self.denial.response(resource);
+        match &self.cors_origin {
+            Some(o) => r.with_headers(cors::response_headers(o)),
+            None => r,
+        }
+    }
+}
+
+/// How the MCP method/name will be known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpNeed {
+    /// The route has no tool rules, or the request is not a POST: no per-tool scopes.
+    NotNeeded,
+    /// Read the JSON-RPC body, then check it against these headers.
+    FromBody(McpHeaders),
+}
+
+/// A request that needs a token check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAuth {
+    /// Resource index.
+    pub resource: usize,
+    /// The bearer token.
+    pub token: String,
+    /// Allowed origin, for CORS on the answer.
+    pub cors_origin: Option<String>,
+    /// How the MCP call is determined.
+    pub mcp: McpNeed,
+}
+
+/// Outcome of the header phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadDecision {
+    /// Answer locally without auth (metadata, preflight, 404 on metadata paths).
+    Serve(LocalResponse, Counter),
+    /// Deny.
+    Deny(Denied),
+    /// Forward untouched (unmatched path with `unmatched_paths: pass`).
+    Pass,
+    /// Check the token (and maybe the body).
+    Authenticate(PendingAuth),
+}
+
+fn metadata_response(cfg: &Config, i: usize, method: &str) -> HeadDecision {
+    let Some(r) = cfg.resources.get(i) else {
+        return HeadDecision::Serve(metadata_not_found(), Counter::MetadataServed);
+    };
+    match method {
+        "GET" | "HEAD" => {
+            let mut headers = vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                (
+                    "cache-control".to_string(),
+                    format!("public, max-age={}", cfg.metadata_max_age),
+                ),
+            ];
+            headers.extend(cors::metadata_headers());
+            let body = if method == "HEAD" {
+                Vec::new()
+            } else {
+                r.metadata_json.clone().into_bytes()
+            };
+            HeadDecision::Serve(
+                LocalResponse {
+                    status: 200,
+                    headers,
+                    body,
+                },
+                Counter::MetadataServed,
+            )
+        }
+        "OPTIONS" => HeadDecision::Serve(
+            LocalResponse {
+                status: 204,
+                headers: cors::metadata_preflight_headers(),
+                body: Vec::new(),
+            },
+            Counter::Preflight,
+        ),
+        _ => {
+            let mut resp = crate::challenge::json_error(405, "method_not_allowed", "use GET");
+            resp.headers
+                .push(("allow".into(), "GET, HEAD, OPTIONS".into()));
+            resp.headers.extend(cors::metadata_headers());
+            HeadDecision::Serve(resp, Counter::MetadataServed)
+        }
+    }
+}
+
+/// Parses `Authorization`: exactly one `Bearer <token68>`.
+pub fn bearer_token<'a>(values: &[&'a str]) -> Result<&'a str, Denial> {
+    let value = match values {
+        [] => return Err(Denial::MissingToken),
+        [one] => *one,
+        _ => return Err(Denial::InvalidRequest("multiple Authorization headers")),
+    };
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Denial::InvalidToken("authorization scheme must be Bearer"));
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.contains(',') {
+        // Envoy joins repeated Authorization headers with a comma.
+        return Err(Denial::InvalidRequest("multiple Authorization headers"));
+    }
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    if token.is_empty() || !token.bytes().all(token68) {
+        return Err(Denial::InvalidToken("malformed bearer token"));
+    }
+    Ok(token)
+}
+
+/// Decides what to do with a request from its headers alone.
+pub fn on_headers(cfg: &Config, head: &RequestHead<'_>) -> HeadDecision {
+    let resource = match route(cfg, head.path) {
+        Route::Metadata(i) => return metadata_response(cfg, i, head.method),
+        Route::UnknownMetadata => {
+            return HeadDecision::Serve(metadata_not_found(), Counter::MetadataServed);
+        }
+        Route::Unmatched => {
+            return match cfg.unmatched_paths {
+                UnmatchedPaths::Pass => HeadDecision::Pass,
+                UnmatchedPaths::Reject => HeadDecision::Deny(Denied {
+                    denial: Denial::UnmatchedPath,
+                    resource: None,
+                    cors_origin: None,
+                }),
+            };
+        }
+        Route::Protected(i) => i,
+    };
+    let cors_origin = match cors::check_origin(&cfg.allowed_origins, head.origin) {
+        OriginCheck::Forbidden => {
+            return HeadDecision::Deny(Denied {
+                denial: Denial::Origin,
+                resource: Some(resource),
+                cors_origin: None,
+            });
+        }
+        OriginCheck::Allowed(o) => Some(o),
+        OriginCheck::Absent => None,
+    };
+    if head.method == "OPTIONS"
+        && let Some(o) = &cors_origin
+    {
+        let resp = LocalResponse {
+            status: 204,
+            headers: cors::preflight_headers(o),
+            body: Vec::new(),
+        };
+        return HeadDecision::Serve(resp, Counter::Preflight);
+    }
+    let deny = |denial| {
+        HeadDecision::Deny(Denied {
+            denial,
+            resource: Some(resource),
+            cors_origin: cors_origin.clone(),
+        })
+    };
+    let token = match bearer_token(&head.authorization) {
+        Ok(t) => t.to_string(),
+        Err(d) => return deny(d),
+    };
+    let has_rules = cfg
+        .resources
+        .get(resource)
+        .is_some_and(|r| !r.tool_rules.is_empty());
+    let mcp = if has_rules && head.method == "POST" {
+        match mcp_request::parse_headers(head.mcp_method, head.mcp_name) {
+            Ok(h) => McpNeed::FromBody(h),
+            Err(e) => return deny(Denial::BadMcpRequest(e.description())),
+        }
+    } else {
+        McpNeed::NotNeeded
+    };
+    HeadDecision::Authenticate(PendingAuth {
+        resource,
+        token,
+        cors_origin,
+        mcp,
+    })
+}
+
+/// The MCP calls of a buffered body, checked against the headers.
+pub fn mcp_calls(headers: &McpHeaders, body: &[u8]) -> Result<Vec<McpCall>, Denial> {
+    let parsed =
+        mcp_request::parse_body(body).map_err(|e| Denial::BadMcpRequest(e.description()))?;
+    mcp_request::reconcile(headers, parsed).map_err(|e| Denial::BadMcpRequest(e.description()))
+}
+
+/// Result of a token check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenOutcome {
+    /// Valid.
+    Verified(Identity),
+    /// Invalid.
+    Denied(Denial),
+    /// The token's issuer has no keys yet: wait.
+    AwaitKeys {
+        /// Issuer index.
+        issuer: usize,
+    },
+    /// The token's `kid` is not in the issuer's keys (a refetch may help).
+    UnknownKid {
+        /// Issuer index.
+        issuer: usize,
+    },
+}
+
+/// Verifies a token for a resource. `keys(i)` gives issuer `i`'s keys if loaded.
+pub fn verify_token<'k>(
+    cfg: &Config,
+    resource: usize,
+    token: &str,
+    keys: &dyn Fn(usize) -> Option<&'k KeySet>,
+    now: u64,
+) -> TokenOutcome {
+    let invalid = |e: TokenError| TokenOutcome::Denied(Denial::InvalidToken(e.description()));
+    let Some(res) = cfg.resources.get(resource) else {
+        return invalid(TokenError::IssMismatch);
+    };
+    let jwt = match token::decode(token) {
+        Ok(j) => j,
+        Err(e) => return invalid(e),
+    };
+    let Some(iss) = jwt.issuer() else {
+        return invalid(TokenError::IssMissing);
+    };
+    let Some((issuer_idx, issuer)) = res
+        .issuers
+        .iter()
+        .filter_map(|&i| cfg.issuers.get(i).map(|x| (i, x)))
+        .find(|(_, x)| x.issuer == iss)
+    else {
+        return invalid(TokenError::IssMismatch);
+    };
+    let Some(key_set) = keys(issuer_idx) else {
+        return TokenOutcome::AwaitKeys { issuer: issuer_idx };
+    };
+    let expect = Expectations {
+        issuer: &issuer.issuer,
+        audiences: &res.audiences,
+        now,
+        skew: cfg.clock_skew,
+    };
+    match jwt.verify(key_set, &expect) {
+        Ok(verified) => match Identity::from_token(&cfg.identity_headers, &verified) {
+            Ok(id) => TokenOutcome::Verified(id),
+            Err(e) => invalid(e),
+        },
+        Err(TokenError::UnknownKid) => TokenOutcome::UnknownKid { issuer: issuer_idx },
+        Err(e) => invalid(e),
+    }
+}
+
+/// [`verify_token`] behind the shared verified-token cache. Returns the outcome and whether the
+/// cache answered (`Some(true)` hit, `Some(false)` miss, `None` cache not consulted/disabled).
+pub fn authenticate<'k>(
+    cfg: &Config,
+    cache: &TokenCache,
+    store: &dyn SharedStore,
+    resource: usize,
+    token: &str,
+    keys: &dyn Fn(usize) -> Option<&'k KeySet>,
+    now: u64,
+) -> (TokenOutcome, Option<bool>) {
+    let enabled = cfg.token_cache_slots > 0;
+    if enabled && let Some(id) = cache.lookup(store, resource, token, now) {
+        return (TokenOutcome::Verified(id), Some(true));
+    }
+    let outcome = verify_token(cfg, resource, token, keys, now);
+    if let TokenOutcome::Verified(id) = &outcome {
+        cache.insert(store, resource, token, id);
+    }
+    (outcome, enabled.then_some(false))
+}
+
+/// Final decision once identity and calls are known.
+pub fn authorize(
+    cfg: &Config,
+    resource: usize,
+    identity: &Identity,
+    calls: &[McpCall],
+) -> Result<(), Denial> {
+    let Some(res) = cfg.resources.get(resource) else {
+        return Err(Denial::UnmatchedPath);
+    };
+    let needed = policy::required_scopes(&res.required_scopes, &res.tool_rules, calls);
+    if policy::scopes_satisfied(&needed, &identity.scopes) {
+        Ok(())
+    } else {
+        Err(Denial::InsufficientScope(needed))
+    }
+}
+
+/// Header edits for the upstream request on success: names to remove, then pairs to set.
+pub fn upstream_edits<'a>(
+    cfg: &'a Config,
+    identity: &'a Identity,
+) -> (Vec<&'a str>, Vec<(&'a str, &'a str)>) {
+    let mut remove: Vec<&str> = cfg
+        .identity_headers
+        .iter()
+        .map(|h| h.header.as_str())
+        .collect();
+    remove.push("authorization");
+    (remove, identity.upstream_headers(&cfg.identity_headers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{demo_json, parse};
+    use crate::testkeys::{ed_key, rsa_key};
+    use serde_json::{Value, json};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[derive(Default)]
+    struct MemStore(RefCell<HashMap<String, Vec<u8>>>);
+    impl SharedStore for MemStore {
+        fn get(&self, key: &str) -> Option<Vec<u8>> {
+            self.0.borrow().get(key).cloned()
+        }
+        fn set(&self, key: &str, value: &[u8]) {
+            self.0.borrow_mut().insert(key.into(), value.into());
+        }
+    }
+
+    fn cfg() -> Config {
+        parse(&demo_json()).expect("valid")
+    }
+
+    fn head<'a>(method: &'a str, path: &'a str, auth: &[&'a str]) -> RequestHead<'a> {
+        RequestHead {
+            method,
+            path,
+            authorization: auth.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn denial_of(d: HeadDecision) -> Denial {
+        match d {
+            HeadDecision::Deny(d) => d.denial,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    fn claims() -> Value {
+        json!({"iss": "http://localhost:9000", "sub": "alice", "aud": "http://localhost:10000/mcp",
+            "client_id": "c1", "scope": "mcp:tools", "iat": NOW, "exp": NOW + 600})
+    }
+
+    #[test]
+    fn metadata_is_served_without_auth_and_unknown_well_known_is_404() {
+        let c = cfg();
+        let HeadDecision::Serve(r, Counter::MetadataServed) = on_headers(
+            &c,
+            &head("GET", "/.well-known/oauth-protected-resource/mcp", &[]),
+        ) else {
+            panic!("metadata expected")
+        };
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("cache-control"), Some("public, max-age=3600"));
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+        let doc: Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(doc["resource"], "http://localhost:10000/mcp");
+        let root = on_headers(
+            &c,
+            &head("GET", "/.well-known/oauth-protected-resource", &[]),
+        );
+        assert!(matches!(root, HeadDecision::Serve(ref r, _) if r.status == 200));
+        let unknown = on_headers(
+            &c,
+            &head(
+                "GET",
+                "/.well-known/oauth-protected-resource/nope",
+                &["Bearer x"],
+            ),
+        );
+        assert!(matches!(unknown, HeadDecision::Serve(ref r, _) if r.status == 404));
+        let pre = on_headers(
+            &c,
+            &head("OPTIONS", "/.well-known/oauth-protected-resource/mcp", &[]),
+        );
+        assert!(matches!(pre, HeadDecision::Serve(ref r, Counter::Preflight) if r.status == 204));
+        let post = on_headers(
+            &c,
+            &head("POST", "/.well-known/oauth-protected-resource/mcp", &[]),
+        );
+        assert!(matches!(post, HeadDecision::Serve(ref r, _) if r.status == 405));
+    }
+
+    #[test]
+    fn authorization_header_shapes() {
+        let c = cfg();
+        let table: Vec<(Vec<&str>, Option<Denial>)> = vec![
+            (vec![], Some(Denial::MissingToken)),
+            (
+                vec!["Bearer a.b.c", "Bearer d.e.f"],
+                Some(Denial::InvalidRequest("multiple Authorization headers")),
+            ),
+            (
+                vec!["Bearer a.b.c,Bearer d.e.f"],
+                Some(Denial::InvalidRequest("multiple Authorization headers")),
+            ),
+            (
+                vec!["Basic dXNlcjpwYXNz"],
+                Some(Denial::InvalidToken("authorization scheme must be Bearer")),
+            ),
+            (
+                vec!["Bearer"],
+                Some(Denial::InvalidToken("malformed bearer token")),
+            ),
+            (
+                vec!["Bearer "],
+                Some(Denial::InvalidToken("malformed bearer token")),
+            ),
+            (
+                vec!["Bearer a b"],
+                Some(Denial::InvalidToken("malformed bearer token")),
+            ),
+            (
+                vec!["Bearer a\"b"],
+                Some(Denial::InvalidToken("malformed bearer token")),
+            ),
+            (vec!["bearer a.b.c"], None),
+            (vec!["Bearer  a.b.c"], None),
+        ];
+        for (auth, want) in table {
+            let got = on_headers(&c, &head("GET", "/mcp", &auth));
+            match want {
+                Some(d) => assert_eq!(denial_of(got), d, "{auth:?}"),
+                None => assert!(
+                    matches!(got, HeadDecision::Authenticate(ref p) if p.token == "a.b.c"),
+                    "{auth:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn query_access_token_is_ignored() {
+        let d = on_headers(&cfg(), &head("POST", "/mcp?access_token=abc", &[]));
+        assert_eq!(denial_of(d), Denial::MissingToken);
+    }
+
+    #[test]
+    fn origin_rules_and_preflight() {
+        let c = cfg();
+        let mut h = head("POST", "/mcp", &[]);
+        h.origin = Some("http://evil.example");
+        assert_eq!(denial_of(on_headers(&c, &h)), Denial::Origin);
+        let resp = match on_headers(&c, &h) {
+            HeadDecision::Deny(d) => d.response(&c),
+            _ => unreachable!(),
+        };
+        assert_eq!(resp.status, 403);
+        assert_eq!(resp.header("access-control-allow-origin"), None);
+
+        h.origin = Some("http://localhost:6274");
+        let HeadDecision::Deny(d) = on_headers(&c, &h) else {
+            panic!("401 expected")
+        };
+        let resp = d.response(&c);
+        assert_eq!(resp.status, 401);
+        assert_eq!(
+            resp.header("access-control-allow-origin"),
+            Some("http://localhost:6274")
+        );
+        assert!(
+            resp.header("access-control-expose-headers")
+                .is_some_and(|v| v.contains("WWW-Authenticate"))
+        );
+
+        h.method = "OPTIONS";
+        let HeadDecision::Serve(r, Counter::Preflight) = on_headers(&c, &h) else {
+            panic!("preflight")
+        };
+        assert_eq!(r.status, 204);
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("http://localhost:6274")
+        );
+
+        let mut no_origin = head("OPTIONS", "/mcp", &[]);
+        no_origin.origin = None;
+        assert_eq!(denial_of(on_headers(&c, &no_origin)), Denial::MissingToken);
+    }
+
+    #[test]
+    fn unmatched_paths_are_rejected_or_passed() {
+        let c = cfg();
+        assert_eq!(
+            denial_of(on_headers(&c, &head("GET", "/other", &[]))),
+            Denial::UnmatchedPath
+        );
+        let mut v = demo_json();
+        v["unmatched_paths"] = json!("pass");
+        let pass = parse(&v).expect("valid");
+        assert_eq!(
+            on_headers(&pass, &head("GET", "/other", &[])),
+            HeadDecision::Pass
+        );
+    }
+
+    #[test]
+    fn body_is_needed_only_for_posts_on_rule_bearing_routes() {
+        let c = cfg();
+        let post = on_headers(&c, &head("POST", "/mcp", &["Bearer t"]));
+        assert!(matches!(
+            post,
+            HeadDecision::Authenticate(PendingAuth {
+                mcp: McpNeed::FromBody(_),
+                ..
+            })
+        ));
+        let get = on_headers(&c, &head("GET", "/mcp", &["Bearer t"]));
+        assert!(matches!(
+            get,
+            HeadDecision::Authenticate(PendingAuth {
+                mcp: McpNeed::NotNeeded,
+                ..
+            })
+        ));
+        let mut v = demo_json();
+        v["resources"][0]
+            .as_object_mut()
+            .expect("obj")
+            .remove("tool_scopes");
+        let no_rules = parse(&v).expect("valid");
+        let post = on_headers(&no_rules, &head("POST", "/mcp", &["Bearer t"]));
+        assert!(matches!(
+            post,
+            HeadDecision::Authenticate(PendingAuth {
+                mcp: McpNeed::NotNeeded,
+                ..
+            })
+        ));
+        let mut bad = head("POST", "/mcp", &["Bearer t"]);
+        bad.mcp_method = Some("tools/call");
+        bad.mcp_name = Some("=?base64?!!!?=");
+        assert_eq!(
+            denial_of(on_headers(&c, &bad)),
+            Denial::BadMcpRequest("invalid Mcp-Name header encoding")
+        );
+    }
+
+    #[test]
+    fn token_outcomes_by_key_state() {
+        let c = cfg();
+        let key = ed_key("k1");
+        let ks = KeySet::from_value(&json!({"keys": [key.public_jwk()]}))
+            .expect("keys")
+            .keys;
+        let ready = |_: usize| Some(&ks);
+        let awaiting = |_: usize| None;
+        let good = key.jwt(&claims());
+        assert!(matches!(
+            verify_token(&c, 0, &good, &ready, NOW),
+            TokenOutcome::Verified(_)
+        ));
+        assert_eq!(
+            verify_token(&c, 0, &good, &awaiting, NOW),
+            TokenOutcome::AwaitKeys { issuer: 0 }
+        );
+        let rotated = ed_key("k2").jwt(&claims());
+        assert_eq!(
+            verify_token(&c, 0, &rotated, &ready, NOW),
+            TokenOutcome::UnknownKid { issuer: 0 }
+        );
+        let mut other_iss = claims();
+        other_iss["iss"] = json!("http://evil");
+        assert_eq!(
+            verify_token(&c, 0, &key.jwt(&other_iss), &awaiting, NOW),
+            TokenOutcome::Denied(Denial::InvalidToken("issuer not accepted")),
+            "an unknown issuer is rejected without waiting for keys"
+        );
+        assert_eq!(
+            verify_token(&c, 0, "garbage", &awaiting, NOW),
+            TokenOutcome::Denied(Denial::InvalidToken(
+                "token is not a JWS compact serialization"
+            ))
+        );
+        let rsa = rsa_key("k1").jwt(&claims());
+        assert_eq!(
+            verify_token(&c, 0, &rsa, &ready, NOW),
+            TokenOutcome::Denied(Denial::InvalidToken("alg does not match the key type"))
+        );
+    }
+
+    #[test]
+    fn cache_answers_the_second_time_and_not_after_expiry() {
+        let c = cfg();
+        let key = ed_key("k1");
+        let ks = KeySet::from_value(&json!({"keys": [key.public_jwk()]}))
+            .expect("keys")
+            .keys;
+        let store = MemStore::default();
+        let cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
+        let token = key.jwt(&claims());
+        let ready = |_: usize| Some(&ks);
+        let no_keys = |_: usize| None;
+        let (first, hit) = authenticate(&c, &cache, &store, 0, &token, &ready, NOW);
+        assert!(matches!(first, TokenOutcome::Verified(_)));
+        assert_eq!(hit, Some(false));
+        let (second, hit) = authenticate(&c, &cache, &store, 0, &token, &no_keys, NOW + 1);
+        assert_eq!(second, first, "cache hit needs no keys");
+        assert_eq!(hit, Some(true));
+        let (late, hit) = authenticate(&c, &cache, &store, 0, &token, &ready, NOW + 600);
+        assert_eq!(hit, Some(false));
+        assert!(
+            matches!(late, TokenOutcome::Verified(_)),
+            "within skew the token still verifies"
+        );
+        let (expired, _) = authenticate(&c, &cache, &store, 0, &token, &ready, NOW + 700);
+        assert_eq!(
+            expired,
+            TokenOutcome::Denied(Denial::InvalidToken("token expired"))
+        );
+        let (bad, _) = authenticate(&c, &cache, &store, 0, "x.y.z", &ready, NOW);
+        assert!(matches!(bad, TokenOutcome::Denied(_)));
+        assert_eq!(store.0.borrow().len(), 1, "failures are never cached");
+    }
+
+    #[test]
+    fn authorization_per_tool_and_upstream_edits() {
+        let c = cfg();
+        let key = ed_key("k1");
+        let ks = KeySet::from_value(&json!({"keys": [key.public_jwk()]}))
+            .expect("keys")
+            .keys;
+        let TokenOutcome::Verified(id) =
+            verify_token(&c, 0, &key.jwt(&claims()), &|_| Some(&ks), NOW)
+        else {
+            panic!("valid")
+        };
+        let admin = mcp_calls(
+            &McpHeaders::default(),
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_report"}}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            authorize(&c, 0, &id, &admin),
+            Err(Denial::InsufficientScope(vec![
+                "mcp:tools".into(),
+                "mcp:admin".into()
+            ]))
+        );
+        assert_eq!(authorize(&c, 0, &id, &[]), Ok(()));
+        let (remove, set) = upstream_edits(&c, &id);
+        assert_eq!(
+            remove,
+            vec![
+                "x-mcp-client-id",
+                "x-mcp-scope",
+                "x-mcp-subject",
+                "authorization"
+            ]
+        );
+        assert_eq!(
+            set,
+            vec![
+                ("x-mcp-client-id", "c1"),
+                ("x-mcp-scope", "mcp:tools"),
+                ("x-mcp-subject", "alice")
+            ]
+        );
+    }
+}

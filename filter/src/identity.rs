@@ -1,0 +1,150 @@
+//! The verified identity passed upstream: which claims become which headers.
+
+use serde_json::Value;
+
+use crate::config::IdentityHeader;
+use crate::token::{TokenError, VerifiedToken};
+
+const MAX_HEADER_VALUE: usize = 8 * 1024;
+
+/// What a successful verification yields (and what the token cache stores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Token `exp`, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// One value per configured identity header, in configuration order (`None`: claim absent).
+    pub header_values: Vec<Option<String>>,
+}
+
+fn render_claim(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str())
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.join(" ")),
+        Value::Null | Value::Object(_) => None,
+    }
+}
+
+fn header_safe(s: &str) -> bool {
+    s.len() <= MAX_HEADER_VALUE
+        && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+}
+
+impl Identity {
+    /// Extracts the configured claims; a claim value that cannot be a header value fails closed.
+    pub fn from_token(
+        headers: &[IdentityHeader],
+        token: &VerifiedToken,
+    ) -> Result<Identity, TokenError> {
+        let mut header_values = Vec::with_capacity(headers.len());
+        for h in headers {
+            let value = if h.claim == "scope" {
+                Some(token.scopes.join(" ")).filter(|s| !s.is_empty())
+            } else {
+                token.claims.get(&h.claim).and_then(render_claim)
+            };
+            if let Some(v) = &value
+                && !header_safe(v)
+            {
+                return Err(TokenError::IdentityClaim);
+            }
+            header_values.push(value);
+        }
+        Ok(Identity {
+            exp: token.exp,
+            scopes: token.scopes.clone(),
+            header_values,
+        })
+    }
+
+    /// `(header, value)` pairs to set upstream.
+    pub fn upstream_headers<'a>(
+        &'a self,
+        headers: &'a [IdentityHeader],
+    ) -> Vec<(&'a str, &'a str)> {
+        headers
+            .iter()
+            .zip(&self.header_values)
+            .filter_map(|(h, v)| v.as_deref().map(|v| (h.header.as_str(), v)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn headers() -> Vec<IdentityHeader> {
+        [
+            ("sub", "x-mcp-subject"),
+            ("client_id", "x-mcp-client-id"),
+            ("scope", "x-mcp-scope"),
+            ("groups", "x-groups"),
+            ("n", "x-n"),
+        ]
+        .iter()
+        .map(|(c, h)| IdentityHeader {
+            claim: c.to_string(),
+            header: h.to_string(),
+        })
+        .collect()
+    }
+
+    fn token(claims: serde_json::Value, scopes: &[&str]) -> VerifiedToken {
+        VerifiedToken {
+            claims: claims.as_object().expect("object").clone(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            exp: 99,
+        }
+    }
+
+    #[test]
+    fn claims_become_header_values() {
+        let t = token(
+            json!({"sub": "alice", "client_id": "c1", "groups": ["a", "b"], "n": 5}),
+            &["mcp:tools", "x"],
+        );
+        let id = Identity::from_token(&headers(), &t).expect("valid");
+        let h = headers();
+        assert_eq!(
+            id.upstream_headers(&h),
+            vec![
+                ("x-mcp-subject", "alice"),
+                ("x-mcp-client-id", "c1"),
+                ("x-mcp-scope", "mcp:tools x"),
+                ("x-groups", "a b"),
+                ("x-n", "5")
+            ]
+        );
+        assert_eq!(id.exp, 99);
+    }
+
+    #[test]
+    fn absent_or_structured_claims_set_no_header() {
+        let t = token(json!({"sub": {"nested": 1}, "groups": [1, 2]}), &[]);
+        let id = Identity::from_token(&headers(), &t).expect("valid");
+        assert!(id.upstream_headers(&headers()).is_empty());
+    }
+
+    #[test]
+    fn header_injection_through_claims_fails_closed() {
+        for bad in ["alice\r\nx-admin: 1", "caf\u{e9}", " padded", "a\u{0}b"] {
+            let t = token(json!({"sub": bad}), &[]);
+            assert_eq!(
+                Identity::from_token(&headers(), &t),
+                Err(TokenError::IdentityClaim),
+                "{bad:?}"
+            );
+        }
+    }
+}

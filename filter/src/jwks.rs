@@ -1,0 +1,378 @@
+//! JSON Web Key Set parsing (RFC 7517) into ready-to-use verifying keys.
+//!
+//! The key type fixes the algorithm: `OKP`/`Ed25519` → `EdDSA`, `EC`/`P-256` → `ES256`,
+//! `RSA` → `RS256`. Unusable entries are skipped (and reported), absurd documents rejected.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rsa::signature::Verifier as _;
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+/// Largest JWKS document accepted, in bytes.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Largest number of entries in `keys`.
+pub const MAX_JWKS_ENTRIES: usize = 100;
+const MIN_RSA_BITS: usize = 2048;
+const MAX_RSA_BITS: usize = 8192;
+
+/// A signature algorithm the filter accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Ed25519 (RFC 8037).
+    EdDsa,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+}
+
+impl Algorithm {
+    /// The JOSE `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::EdDsa => "EdDSA",
+            Algorithm::Es256 => "ES256",
+            Algorithm::Rs256 => "RS256",
+        }
+    }
+}
+
+/// Public key material, one variant per supported key type.
+#[derive(Debug, Clone)]
+enum KeyMaterial {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    P256(p256::ecdsa::VerifyingKey),
+    Rsa(rsa::pkcs1v15::VerifyingKey<Sha256>),
+}
+
+/// One usable verification key.
+#[derive(Debug, Clone)]
+pub struct Jwk {
+    kid: Option<String>,
+    material: KeyMaterial,
+}
+
+impl Jwk {
+    /// The key id, if the JWK had one.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The only algorithm this key may be used with.
+    pub fn algorithm(&self) -> Algorithm {
+        match self.material {
+            KeyMaterial::Ed25519(_) => Algorithm::EdDsa,
+            KeyMaterial::P256(_) => Algorithm::Es256,
+            KeyMaterial::Rsa(_) => Algorithm::Rs256,
+        }
+    }
+
+    /// Verifies `signature` over `message` with this key's algorithm.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            KeyMaterial::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify_strict(message, &sig).is_ok()),
+            KeyMaterial::P256(key) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            KeyMaterial::Rsa(key) => rsa::pkcs1v15::Signature::try_from(signature)
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+        }
+    }
+}
+
+/// The usable keys of one JWKS document.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: Vec<Jwk>,
+}
+
+/// Why a whole JWKS document was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksError {
+    /// Over [`MAX_JWKS_BYTES`].
+    TooLarge,
+    /// Not JSON, or not an object with a `keys` array.
+    NotAJwks,
+    /// Over [`MAX_JWKS_ENTRIES`] entries.
+    TooManyKeys,
+    /// No entry was usable.
+    NoUsableKey,
+}
+
+impl std::fmt::Display for JwksError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JwksError::TooLarge => "JWKS document is larger than 256 KiB",
+            JwksError::NotAJwks => "not a JWKS document (a JSON object with a keys array)",
+            JwksError::TooManyKeys => "JWKS document has more than 100 keys",
+            JwksError::NoUsableKey => "JWKS document has no usable signing key",
+        })
+    }
+}
+
+/// A parsed key set plus the reasons entries were skipped (for logging).
+#[derive(Debug, Clone)]
+pub struct ParsedJwks {
+    /// The usable keys.
+    pub keys: KeySet,
+    /// `keys[i]: why` for every skipped entry.
+    pub skipped: Vec<String>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document from bytes (as fetched).
+    pub fn parse(bytes: &[u8]) -> Result<ParsedJwks, JwksError> {
+        if bytes.len() > MAX_JWKS_BYTES {
+            return Err(JwksError::TooLarge);
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|_| JwksError::NotAJwks)?;
+        Self::from_value(&value)
+    }
+
+    /// Parses a JWKS document already decoded as JSON (inline configuration).
+    pub fn from_value(value: &Value) -> Result<ParsedJwks, JwksError> {
+        let entries = value
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or(JwksError::NotAJwks)?;
+        if entries.len() > MAX_JWKS_ENTRIES {
+            return Err(JwksError::TooManyKeys);
+        }
+        let mut keys: Vec<Jwk> = Vec::new();
+        let mut skipped = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            match parse_jwk(entry) {
+                Ok(jwk) => {
+                    if jwk.kid.is_some() && keys.iter().any(|k| k.kid == jwk.kid) {
+                        skipped.push(format!("keys[{i}]: duplicate kid"));
+                    } else {
+                        keys.push(jwk);
+                    }
+                }
+                Err(why) => skipped.push(format!("keys[{i}]: {why}")),
+            }
+        }
+        if keys.is_empty() {
+            return Err(JwksError::NoUsableKey);
+        }
+        Ok(ParsedJwks {
+            keys: KeySet { keys },
+            skipped,
+        })
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key for a token: by `kid` when the token has one, otherwise the only key.
+    pub fn select(&self, kid: Option<&str>) -> KeySelection<'_> {
+        match kid {
+            Some(kid) => match self.keys.iter().find(|k| k.kid() == Some(kid)) {
+                Some(k) => KeySelection::Found(k),
+                None => KeySelection::UnknownKid,
+            },
+            None => match self.keys.as_slice() {
+                [only] => KeySelection::Found(only),
+                _ => KeySelection::Ambiguous,
+            },
+        }
+    }
+}
+
+/// Result of [`KeySet::select`].
+#[derive(Debug)]
+pub enum KeySelection<'a> {
+    /// The key to verify with.
+    Found(&'a Jwk),
+    /// The token names a `kid` the set does not have.
+    UnknownKid,
+    /// The token has no `kid` and the set has several keys.
+    Ambiguous,
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
+    match obj.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("{name} is not a string")),
+    }
+}
+
+fn b64_field(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    let text = str_field(obj, name)?.ok_or_else(|| format!("{name} missing"))?;
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| format!("{name} is not base64url"))
+}
+
+fn b64_fixed<const N: usize>(obj: &Map<String, Value>, name: &str) -> Result<[u8; N], String> {
+    b64_field(obj, name)?
+        .try_into()
+        .map_err(|_| format!("{name} must be {N} bytes"))
+}
+
+fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
+    let obj = entry.as_object().ok_or("not an object")?;
+    if let Some(usage) = str_field(obj, "use")?
+        && usage != "sig"
+    {
+        return Err(format!("use is {usage:?}, not \"sig\""));
+    }
+    if let Some(ops) = obj.get("key_ops") {
+        let ops = ops.as_array().ok_or("key_ops is not an array")?;
+        if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+            return Err("key_ops does not allow verify".to_string());
+        }
+    }
+    let kid = str_field(obj, "kid")?.map(str::to_string);
+    let kty = str_field(obj, "kty")?.ok_or("kty missing")?;
+    let crv = str_field(obj, "crv")?;
+    let material = match (kty, crv) {
+        ("OKP", Some("Ed25519")) => {
+            let x: [u8; 32] = b64_fixed(obj, "x")?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
+                .map_err(|_| "x is not an Ed25519 point")?;
+            if key.is_weak() {
+                return Err("x is a weak Ed25519 key".to_string());
+            }
+            KeyMaterial::Ed25519(key)
+        }
+        ("EC", Some("P-256")) => {
+            let x: [u8; 32] = b64_fixed(obj, "x")?;
+            let y: [u8; 32] = b64_fixed(obj, "y")?;
+            let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+            let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+                .map_err(|_| "x/y is not a P-256 point")?;
+            KeyMaterial::P256(key)
+        }
+        ("RSA", _) => {
+            let n = rsa::BigUint::from_bytes_be(&b64_field(obj, "n")?);
+            let e = rsa::BigUint::from_bytes_be(&b64_field(obj, "e")?);
+            let bits = n.bits();
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+                return Err(format!(
+                    "RSA modulus has {bits} bits (2048..=8192 accepted)"
+                ));
+            }
+            let key = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
+                .map_err(|_| "invalid RSA public key")?;
+            KeyMaterial::Rsa(rsa::pkcs1v15::VerifyingKey::new(key))
+        }
+        ("OKP" | "EC", _) => return Err(format!("unsupported curve for {kty}")),
+        _ => return Err(format!("unsupported kty {kty:?}")),
+    };
+    let jwk = Jwk { kid, material };
+    if let Some(alg) = str_field(obj, "alg")?
+        && alg != jwk.algorithm().name()
+    {
+        return Err(format!("alg {alg:?} does not fit the key type"));
+    }
+    Ok(jwk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkeys::{ec_key, ed_key, rsa_key};
+    use serde_json::json;
+
+    #[test]
+    fn parses_each_supported_key_type_with_its_algorithm() {
+        let doc = json!({"keys": [ed_key("e").public_jwk(), ec_key("p").public_jwk(), rsa_key("r").public_jwk()]});
+        let parsed = KeySet::from_value(&doc).expect("valid jwks");
+        assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+        assert_eq!(parsed.keys.len(), 3);
+        let alg = |kid| match parsed.keys.select(Some(kid)) {
+            KeySelection::Found(k) => k.algorithm(),
+            other => panic!("{kid}: {other:?}"),
+        };
+        assert_eq!(alg("e"), Algorithm::EdDsa);
+        assert_eq!(alg("p"), Algorithm::Es256);
+        assert_eq!(alg("r"), Algorithm::Rs256);
+    }
+
+    #[test]
+    fn keys_verify_their_own_signatures_only() {
+        for key in [ed_key("a"), ec_key("b"), rsa_key("c")] {
+            let doc = json!({"keys": [key.public_jwk()]});
+            let parsed = KeySet::from_value(&doc).expect("valid jwks");
+            let KeySelection::Found(jwk) = parsed.keys.select(None) else {
+                panic!("single key must be selected without kid")
+            };
+            let sig = key.sign(b"hello");
+            assert!(jwk.verify(b"hello", &sig), "{:?}", key.alg());
+            assert!(!jwk.verify(b"hellO", &sig), "{:?}", key.alg());
+            assert!(!jwk.verify(b"hello", &[0u8; 3]), "{:?}", key.alg());
+        }
+    }
+
+    #[test]
+    fn skips_unusable_entries_and_keeps_the_rest() {
+        let good = ed_key("good").public_jwk();
+        let mut enc = ed_key("enc").public_jwk();
+        enc["use"] = json!("enc");
+        let mut ops = ed_key("ops").public_jwk();
+        ops["key_ops"] = json!(["sign"]);
+        let mut wrong_alg = ec_key("alg").public_jwk();
+        wrong_alg["alg"] = json!("RS256");
+        let mut short_x = ed_key("short").public_jwk();
+        short_x["x"] = json!("AAAA");
+        let mut bad_point = ec_key("pt").public_jwk();
+        bad_point["y"] = json!(URL_SAFE_NO_PAD.encode([1u8; 32]));
+        let small_rsa = json!({"kty": "RSA", "kid": "small", "n": URL_SAFE_NO_PAD.encode([0xC5u8; 128]), "e": "AQAB"});
+        let hmac = json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"});
+        let x448 = json!({"kty": "OKP", "crv": "X25519", "kid": "x", "x": URL_SAFE_NO_PAD.encode([9u8; 32])});
+        let dup = ec_key("good").public_jwk();
+        let doc = json!({"keys": [good, enc, ops, wrong_alg, short_x, bad_point, small_rsa, hmac, x448, dup, "str", {"kid": 5}]});
+        let parsed = KeySet::from_value(&doc).expect("one key is usable");
+        assert_eq!(parsed.keys.len(), 1);
+        assert_eq!(parsed.skipped.len(), 11, "{:?}", parsed.skipped);
+        assert!(
+            parsed
+                .skipped
+                .iter()
+                .any(|s| s.starts_with("keys[9]: duplicate kid"))
+        );
+        assert!(
+            matches!(parsed.keys.select(Some("good")), KeySelection::Found(k) if k.algorithm() == Algorithm::EdDsa)
+        );
+    }
+
+    #[test]
+    fn rejects_absurd_documents() {
+        assert_eq!(KeySet::parse(b"not json").err(), Some(JwksError::NotAJwks));
+        assert_eq!(
+            KeySet::parse(b"{\"keys\": {}}").err(),
+            Some(JwksError::NotAJwks)
+        );
+        assert_eq!(KeySet::parse(b"[]").err(), Some(JwksError::NotAJwks));
+        assert_eq!(
+            KeySet::parse(b"{\"keys\": []}").err(),
+            Some(JwksError::NoUsableKey)
+        );
+        let huge = vec![b' '; MAX_JWKS_BYTES + 1];
+        assert_eq!(KeySet::parse(&huge).err(), Some(JwksError::TooLarge));
+        let many = json!({"keys": vec![ed_key("k").public_jwk(); MAX_JWKS_ENTRIES + 1]});
+        assert_eq!(
+            KeySet::parse(many.to_string().as_bytes()).err(),
+            Some(JwksError::TooManyKeys)
+        );
+    }
+
+    #[test]
+    fn selection_by_kid_and_without_kid() {
+        let doc = json!({"keys": [ed_key("a").public_jwk(), ed_key("b").public_jwk()]});
+        let keys = KeySet::from_value(&doc).expect("valid").keys;
+        assert!(matches!(keys.select(Some("b")), KeySelection::Found(k) if k.kid() == Some("b")));
+        assert!(matches!(keys.select(Some("zzz")), KeySelection::UnknownKid));
+        assert!(matches!(keys.select(None), KeySelection::Ambiguous));
+    }
+}

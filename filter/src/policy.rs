@@ -1,0 +1,136 @@
+//! Which scopes an MCP operation needs: the resource's base scopes plus every matching tool rule.
+
+use wildmatch::WildMatch;
+
+use crate::mcp_request::McpCall;
+
+/// One `tool_scopes` rule, patterns compiled.
+#[derive(Debug, Clone)]
+pub struct ToolRule {
+    method: WildMatch,
+    name: Option<WildMatch>,
+    scopes: Vec<String>,
+}
+
+impl ToolRule {
+    /// Builds a rule from glob patterns (`*`, `?`).
+    pub fn new(method: &str, name: Option<&str>, scopes: Vec<String>) -> Self {
+        ToolRule {
+            method: WildMatch::new(method),
+            name: name.map(WildMatch::new),
+            scopes,
+        }
+    }
+
+    /// Does this rule apply to the call?
+    pub fn matches(&self, call: &McpCall) -> bool {
+        self.method.matches(&call.method)
+            && match (&self.name, &call.name) {
+                (None, _) => true,
+                (Some(pattern), Some(name)) => pattern.matches(name),
+                (Some(_), None) => false,
+            }
+    }
+}
+
+/// The scopes a set of calls needs, in a stable order: base scopes first, then rule scopes in
+/// rule order, without duplicates.
+pub fn required_scopes(base: &[String], rules: &[ToolRule], calls: &[McpCall]) -> Vec<String> {
+    let mut needed: Vec<String> = Vec::new();
+    let mut add = |s: &String| {
+        if !needed.contains(s) {
+            needed.push(s.clone());
+        }
+    };
+    base.iter().for_each(&mut add);
+    for rule in rules {
+        if calls.iter().any(|c| rule.matches(c)) {
+            rule.scopes.iter().for_each(&mut add);
+        }
+    }
+    needed
+}
+
+/// True when every needed scope is granted.
+pub fn scopes_satisfied(needed: &[String], granted: &[String]) -> bool {
+    needed.iter().all(|n| granted.contains(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn call(method: &str, name: Option<&str>) -> McpCall {
+        McpCall {
+            method: method.to_string(),
+            name: name.map(str::to_string),
+        }
+    }
+
+    fn rules() -> Vec<ToolRule> {
+        vec![
+            ToolRule::new("tools/call", Some("admin_*"), s(&["mcp:admin"])),
+            ToolRule::new(
+                "tools/call",
+                Some("delete_?"),
+                s(&["mcp:delete", "mcp:admin"]),
+            ),
+            ToolRule::new("resources/*", None, s(&["mcp:read"])),
+        ]
+    }
+
+    #[test]
+    fn needed_scopes_are_base_plus_every_matching_rule() {
+        let base = s(&["mcp:tools"]);
+        let table: Vec<(McpCall, Vec<String>)> = vec![
+            (
+                call("tools/call", Some("admin_report")),
+                s(&["mcp:tools", "mcp:admin"]),
+            ),
+            (call("tools/call", Some("echo")), s(&["mcp:tools"])),
+            (call("tools/call", Some("Admin_report")), s(&["mcp:tools"])),
+            (
+                call("tools/call", Some("delete_x")),
+                s(&["mcp:tools", "mcp:delete", "mcp:admin"]),
+            ),
+            (call("tools/call", Some("delete_xy")), s(&["mcp:tools"])),
+            (call("tools/list", None), s(&["mcp:tools"])),
+            (call("tools/call", None), s(&["mcp:tools"])),
+            (
+                call("resources/read", Some("file:///x")),
+                s(&["mcp:tools", "mcp:read"]),
+            ),
+            (call("resources/list", None), s(&["mcp:tools", "mcp:read"])),
+        ];
+        for (c, want) in table {
+            assert_eq!(
+                required_scopes(&base, &rules(), std::slice::from_ref(&c)),
+                want,
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_needs_the_union() {
+        let calls = [
+            call("tools/call", Some("admin_x")),
+            call("resources/read", Some("u")),
+        ];
+        assert_eq!(
+            required_scopes(&s(&["mcp:tools"]), &rules(), &calls),
+            s(&["mcp:tools", "mcp:admin", "mcp:read"])
+        );
+    }
+
+    #[test]
+    fn satisfaction_requires_every_scope() {
+        assert!(scopes_satisfied(&s(&["a", "b"]), &s(&["b", "c", "a"])));
+        assert!(!scopes_satisfied(&s(&["a", "b"]), &s(&["a"])));
+        assert!(scopes_satisfied(&[], &[]));
+    }
+}
