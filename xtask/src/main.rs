@@ -1,15 +1,33 @@
 //! `cargo xtask <command>`: the project's entry points for newcomers and CI.
+//!
+//! - `demo`: set up and run Envoy + filter + authorization server + demo MCP server.
+//! - `test`: set up, then `cargo test --workspace`, then the end-to-end tests (pytest).
+//! - `e2e [pytest args]`: set up, build, and run only the end-to-end tests.
+//! - `build-wasm`: build the release filter.
+
+mod demo;
+mod render;
+mod supervise;
+mod venv;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+const USAGE: &str = "usage: cargo xtask <demo | test | e2e [pytest args] | build-wasm>";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("demo") => demo::demo(),
         Some("test") => test(),
+        Some("e2e") => e2e(args.get(1..).unwrap_or_default()),
         Some("build-wasm") => build_wasm().map(|_| ()),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         _ => {
-            eprintln!("usage: cargo xtask <test|build-wasm>");
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -27,6 +45,14 @@ fn workspace_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace) or `target/`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
 }
 
 fn run(command: &mut Command) -> Result<(), String> {
@@ -58,12 +84,46 @@ fn build_wasm() -> Result<PathBuf, String> {
         "-p",
         "mcp-auth-filter",
     ]))?;
-    Ok(workspace_root().join("target/wasm32-wasip1/release/mcp_auth_filter.wasm"))
+    Ok(target_dir().join("wasm32-wasip1/release/mcp_auth_filter.wasm"))
+}
+
+/// Builds the servers the demo runs, optimized.
+fn build_release_binaries() -> Result<(), String> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "mcp-auth-server",
+        "-p",
+        "demo-mcp-server",
+    ]))
 }
 
 fn test() -> Result<(), String> {
     let wasm = build_wasm()?;
+    let venv = venv::ensure(&workspace_root())?;
     run(cargo()
         .args(["test", "--workspace"])
-        .env("MCP_AUTH_FILTER_WASM", &wasm))
+        .env("MCP_AUTH_FILTER_WASM", &wasm))?;
+    pytest(&venv, &wasm, &[])
+}
+
+fn e2e(pytest_args: &[String]) -> Result<(), String> {
+    let wasm = build_wasm()?;
+    let venv = venv::ensure(&workspace_root())?;
+    pytest(&venv, &wasm, pytest_args)
+}
+
+/// Runs the end-to-end tests against debug builds of the servers (the ones `cargo test` built).
+/// Any non-zero pytest exit fails, including 5 ("no tests collected").
+fn pytest(venv: &venv::Venv, wasm: &Path, args: &[String]) -> Result<(), String> {
+    run(cargo().args(["build", "-p", "mcp-auth-server", "-p", "demo-mcp-server"]))?;
+    let debug = target_dir().join("debug");
+    run(Command::new(venv.python())
+        .args(["-m", "pytest", "tests/e2e", "-p", "no:cacheprovider"])
+        .args(args)
+        .env("MCP_AUTH_FILTER_WASM", wasm)
+        .env("MCP_AUTH_SERVER_BIN", debug.join("mcp-auth-server"))
+        .env("DEMO_MCP_SERVER_BIN", debug.join("demo-mcp-server"))
+        .env("ENVOY_BIN", venv.envoy()))
 }

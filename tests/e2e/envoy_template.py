@@ -1,0 +1,96 @@
+"""Rendering of envoy/envoy.yaml.tmpl, the single source of the demo's Envoy configuration.
+
+Every ``{{name}}`` is replaced by its value; an unknown name is an error. xtask/src/render.rs
+implements the same rule for ``cargo xtask demo``.
+
+Run as a script to regenerate envoy/compose/envoy.yaml (the template rendered for docker compose):
+
+    .venv/bin/python tests/e2e/envoy_template.py --compose > envoy/compose/envoy.yaml
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
+COMPOSE_RENDERED = ROOT / "envoy" / "compose" / "envoy.yaml"
+
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+# The values docker compose uses: Envoy listens on all interfaces inside its container, reaches
+# the other services by their compose service names, and the wasm comes from a shared volume.
+COMPOSE_VALUES = {
+    "listen_address": "0.0.0.0",
+    "listener_port": "10000",
+    "admin_address": "127.0.0.1",
+    "admin_port": "9901",
+    "public_base_url": "http://localhost:10000",
+    "issuer": "http://localhost:9000",
+    "auth_server_host": "auth-server",
+    "auth_server_port": "9000",
+    "upstream_host": "demo-mcp-server",
+    "upstream_port": "8080",
+    "wasm_path": "/etc/envoy/wasm/mcp_auth_filter.wasm",
+    "cors_origin": "http://localhost:6274",
+}
+
+
+def render(values: dict[str, str], template: str | None = None) -> str:
+    text = TEMPLATE.read_text() if template is None else template
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            raise ValueError(f"malformed placeholder {{{{{name}}}}}")
+        if name not in values:
+            raise KeyError(f"no value for placeholder {{{{{name}}}}}")
+        return values[name]
+
+    rendered = _PLACEHOLDER.sub(substitute, text)
+    if "{{" in rendered:
+        raise ValueError("unclosed placeholder")
+    return rendered
+
+
+def local_values(
+    *,
+    listener_port: int,
+    admin_port: int,
+    auth_server_port: int,
+    upstream_port: int,
+    wasm_path: str,
+) -> dict[str, str]:
+    """Values for a topology on 127.0.0.1 (the demo's shape, on the given ports)."""
+    return {
+        "listen_address": "127.0.0.1",
+        "listener_port": str(listener_port),
+        "admin_address": "127.0.0.1",
+        "admin_port": str(admin_port),
+        "public_base_url": f"http://localhost:{listener_port}",
+        "issuer": f"http://localhost:{auth_server_port}",
+        "auth_server_host": "127.0.0.1",
+        "auth_server_port": str(auth_server_port),
+        "upstream_host": "127.0.0.1",
+        "upstream_port": str(upstream_port),
+        "wasm_path": wasm_path,
+        "cors_origin": "http://localhost:6274",
+    }
+
+
+COMPOSE_HEADER = (
+    "# GENERATED from envoy/envoy.yaml.tmpl for docker-compose.yml; do not edit.\n"
+    "# Regenerate: .venv/bin/python tests/e2e/envoy_template.py --compose > envoy/compose/envoy.yaml\n"
+)
+
+
+def render_compose() -> str:
+    return COMPOSE_HEADER + render(COMPOSE_VALUES)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--compose"]:
+        sys.exit("usage: envoy_template.py --compose")
+    sys.stdout.write(render_compose())

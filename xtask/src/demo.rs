@@ -1,0 +1,211 @@
+//! `cargo xtask demo`: build everything, start the authorization server, the demo MCP server and
+//! Envoy with the filter on 127.0.0.1, and keep them running until Ctrl-C or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::Duration;
+
+use crate::supervise::{Supervisor, stop_flag, stopped, wait_ready};
+use crate::{build_release_binaries, build_wasm, render, target_dir, venv, workspace_root};
+
+/// The ports of one topology (the demo's are fixed by the README; the tests pick free ones).
+pub struct Ports {
+    pub listener: u16,
+    pub admin: u16,
+    pub auth_server: u16,
+    pub upstream: u16,
+}
+
+impl Ports {
+    pub const DEMO: Ports = Ports {
+        listener: 10000,
+        admin: 9901,
+        auth_server: 9000,
+        upstream: 8080,
+    };
+}
+
+/// Values for `envoy/envoy.yaml.tmpl` on this machine.
+pub fn envoy_values(ports: &Ports, wasm_path: &str) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("listen_address", "127.0.0.1".to_owned()),
+        ("listener_port", ports.listener.to_string()),
+        ("admin_address", "127.0.0.1".to_owned()),
+        ("admin_port", ports.admin.to_string()),
+        (
+            "public_base_url",
+            format!("http://localhost:{}", ports.listener),
+        ),
+        ("issuer", format!("http://localhost:{}", ports.auth_server)),
+        ("auth_server_host", "127.0.0.1".to_owned()),
+        ("auth_server_port", ports.auth_server.to_string()),
+        ("upstream_host", "127.0.0.1".to_owned()),
+        ("upstream_port", ports.upstream.to_string()),
+        ("wasm_path", wasm_path.to_owned()),
+        ("cors_origin", "http://localhost:6274".to_owned()),
+    ])
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn ensure_free(ports: &Ports) -> Result<(), String> {
+    for (what, port) in [
+        ("Envoy listener", ports.listener),
+        ("Envoy admin", ports.admin),
+        ("authorization server", ports.auth_server),
+        ("demo MCP server", ports.upstream),
+    ] {
+        TcpListener::bind(loopback(port)).map_err(|e| {
+            format!(
+                "port {port} for the {what} is not free on 127.0.0.1 ({e}); stop whatever uses it"
+            )
+        })?;
+    }
+    Ok(())
+}
+
+pub fn demo() -> Result<(), String> {
+    let root = workspace_root();
+    let ports = Ports::DEMO;
+    ensure_free(&ports)?;
+    let wasm = build_wasm()?;
+    build_release_binaries()?;
+    let venv = venv::ensure(&root)?;
+
+    let state = root.join(".demo");
+    let logs = state.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    let template = std::fs::read_to_string(root.join("envoy/envoy.yaml.tmpl"))
+        .map_err(|e| format!("cannot read envoy/envoy.yaml.tmpl: {e}"))?;
+    let envoy_yaml = state.join("envoy.yaml");
+    let rendered = render::render(
+        &template,
+        &envoy_values(&ports, &wasm.display().to_string()),
+    )
+    .map_err(|e| format!("envoy/envoy.yaml.tmpl: {e}"))?;
+    std::fs::write(&envoy_yaml, rendered)
+        .map_err(|e| format!("cannot write {}: {e}", envoy_yaml.display()))?;
+
+    let stop = stop_flag()?;
+    let mut services = Supervisor::default();
+    let release = target_dir().join("release");
+    services.start(
+        "mcp-auth-server",
+        Command::new(release.join("mcp-auth-server"))
+            .arg("--config")
+            .arg(root.join("auth-server/demo.toml"))
+            .env(
+                "MCP_AUTH_SERVER__STORAGE_PATH",
+                state.join("auth-server.sqlite"),
+            ),
+        &logs.join("auth-server.log"),
+    )?;
+    services.start(
+        "demo-mcp-server",
+        Command::new(release.join("demo-mcp-server"))
+            .arg("--bind")
+            .arg(loopback(ports.upstream).to_string()),
+        &logs.join("demo-mcp-server.log"),
+    )?;
+    let ready = Duration::from_secs(30);
+    wait_ready(
+        &mut services,
+        &stop,
+        "the authorization server",
+        loopback(ports.auth_server),
+        &format!("localhost:{}", ports.auth_server),
+        "/.well-known/oauth-authorization-server",
+        ready,
+    )?;
+    wait_ready(
+        &mut services,
+        &stop,
+        "the demo MCP server",
+        loopback(ports.upstream),
+        "localhost",
+        "/debug/seen-authorization",
+        ready,
+    )?;
+    services.start(
+        "envoy",
+        Command::new(venv.envoy()).arg("-c").arg(&envoy_yaml).args([
+            "--disable-hot-restart",
+            "--log-level",
+            "info",
+        ]),
+        &logs.join("envoy.log"),
+    )?;
+    wait_ready(
+        &mut services,
+        &stop,
+        "Envoy",
+        loopback(ports.admin),
+        "localhost",
+        "/ready",
+        ready,
+    )?;
+    wait_ready(
+        &mut services,
+        &stop,
+        "the filter's resource metadata",
+        loopback(ports.listener),
+        &format!("localhost:{}", ports.listener),
+        "/.well-known/oauth-protected-resource/mcp",
+        ready,
+    )?;
+
+    print_banner(&ports, &logs);
+    loop {
+        if stopped(&stop) {
+            eprintln!("\nxtask: stopping the demo");
+            services.stop_all();
+            return Ok(());
+        }
+        if let Some((name, status)) = services.exited() {
+            services.stop_all();
+            return Err(format!("{name} exited ({status}); see {}", logs.display()));
+        }
+        sleep(Duration::from_millis(200));
+    }
+}
+
+fn print_banner(ports: &Ports, logs: &Path) {
+    let mcp = format!("http://localhost:{}/mcp", ports.listener);
+    println!(
+        r#"
+The demo is running (Ctrl-C stops everything).
+
+  MCP endpoint (protected)   {mcp}
+  resource metadata          http://localhost:{listener}/.well-known/oauth-protected-resource/mcp
+  authorization server       http://localhost:{auth}  (metadata: /.well-known/oauth-authorization-server)
+  Envoy admin                http://127.0.0.1:{admin}
+  logs                       {logs}
+
+  Sign in as user "demo", password "demo".
+  Tools: whoami, add, echo, admin_report (needs the extra scope mcp:admin: the client is asked to
+  sign in again and consent to it).
+
+Connect a client:
+
+  Claude Code     claude mcp add --transport http demo {mcp}
+                  then /mcp in Claude Code to sign in
+
+  VS Code         .vscode/mcp.json:
+                  {{ "servers": {{ "demo": {{ "type": "http", "url": "{mcp}" }} }} }}
+
+  MCP Inspector   npx @modelcontextprotocol/inspector
+                  transport "Streamable HTTP", URL {mcp}, then "Open Auth Settings" / Connect
+
+  curl            curl -i {mcp}      (401 with the WWW-Authenticate challenge)
+"#,
+        listener = ports.listener,
+        auth = ports.auth_server,
+        admin = ports.admin,
+        logs = logs.display(),
+    );
+}
