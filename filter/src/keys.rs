@@ -144,6 +144,11 @@ impl IssuerKeys {
         };
     }
 
+    /// Is a fetch running?
+    pub fn is_fetching(&self) -> bool {
+        matches!(self.fetch, FetchState::InFlight { .. })
+    }
+
     /// Is `token` the running fetch?
     pub fn is_fetch(&self, token: u32) -> bool {
         self.fetch == FetchState::InFlight { token }

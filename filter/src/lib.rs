@@ -2,13 +2,14 @@
 //!
 //! Pure modules (no host calls, unit-tested natively): [`config`], [`routing`], [`metadata`],
 //! [`challenge`], [`token`], [`jwks`], [`keys`], [`mcp_request`], [`policy`], [`cors`], [`cache`],
-//! [`identity`], [`front`]. The proxy-wasm glue lives in `plugin` (wasm32 only).
+//! [`identity`], [`front`]. The proxy-wasm glue lives in `plugin` and [`host`].
 
 pub mod cache;
 pub mod challenge;
 pub mod config;
 pub mod cors;
 pub mod front;
+pub mod host;
 pub mod identity;
 pub mod jwks;
 pub mod keys;
@@ -19,6 +20,15 @@ pub mod routing;
 pub mod stats;
 pub mod token;
 pub mod urls;
+
+// Natively (unit tests, clippy) the glue is compiled and linted but never called.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod plugin;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    plugin::register();
+}}
 
 #[cfg(test)]
 mod testkeys;

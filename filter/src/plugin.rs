@@ -1,0 +1,741 @@
+//! proxy-wasm glue: moves data between the host and the pure decisions in [`crate::front`].
+//!
+//! Root context states: [`RootState::Unconfigured`] → [`RootState::Running`]. Per issuer keys
+//! follow [`crate::keys::KeyState`] (`AwaitingKeys` → `Ready`). Each HTTP context is a
+//! [`Phase`]: `Start` → `Checking` (maybe paused, maybe registered as a key waiter) →
+//! `Forwarded` or `Answered`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::cache::TokenCache;
+use crate::challenge::{Denial, LocalResponse};
+use crate::config::Config;
+use crate::front::{self, Denied, HeadDecision, McpNeed, PendingAuth, RequestHead, TokenOutcome};
+use crate::host::{self, HostStore};
+use crate::identity::Identity;
+use crate::jwks::KeySet;
+use crate::keys::{FetchReason, IssuerKeys};
+use crate::mcp_request::{McpCall, McpHeaders};
+use crate::stats::Counter;
+
+const TICK: Duration = Duration::from_millis(500);
+
+/// Why a request waits for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitReason {
+    /// The issuer has no keys yet: 503 at the deadline.
+    FirstKeys,
+    /// The token's `kid` is unknown and a refetch runs: 401 at the deadline.
+    KidRefetch,
+}
+
+struct Waiter {
+    phase: Rc<RefCell<Phase>>,
+    issuer: usize,
+    reason: WaitReason,
+    deadline_ms: u64,
+}
+
+/// Everything one configured plugin instance shares between its root and HTTP contexts.
+struct Runtime {
+    cfg: Rc<Config>,
+    cache: TokenCache,
+    issuers: Vec<IssuerKeys>,
+    waiters: BTreeMap<u32, Waiter>,
+    metrics: Vec<Option<u32>>,
+}
+
+impl Runtime {
+    fn count(&self, c: Counter) {
+        if let Some(Some(id)) = self.metrics.get(c.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+
+    fn start_fetch(&mut self, issuer: usize, reason: FetchReason, now_ms: u64) {
+        let Some(keys) = self.issuers.get_mut(issuer) else {
+            return;
+        };
+        let Some(remote) = keys.remote().cloned() else {
+            return;
+        };
+        if !keys.fetch_due(now_ms) && reason == FetchReason::Scheduled {
+            return;
+        }
+        let headers = vec![
+            (":method", "GET"),
+            (":path", remote.path.as_str()),
+            (":authority", remote.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        match hostcalls::dispatch_http_call(
+            &remote.cluster,
+            headers,
+            None,
+            vec![],
+            remote.fetch_timeout,
+        ) {
+            Ok(token) => keys.fetch_started(token, reason, now_ms),
+            Err(status) => {
+                keys.dispatch_failed(now_ms);
+                self.count(Counter::JwksFetchFailed);
+                let name = self
+                    .cfg
+                    .issuers
+                    .get(issuer)
+                    .map_or("", |i| i.issuer.as_str());
+                host::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "mcp-auth: jwks {name} fetch failed: cannot call cluster {} ({status:?})",
+                        remote.cluster
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Per-request progress.
+enum Phase {
+    Start,
+    Checking(Box<Pending>),
+    Forwarded { cors_origin: Option<String> },
+    Answered,
+}
+
+enum Calls {
+    NotNeeded,
+    AwaitingBody(McpHeaders),
+    Known(Vec<McpCall>),
+}
+
+struct Pending {
+    auth: PendingAuth,
+    identity: Option<Identity>,
+    calls: Calls,
+    kid_refetched: bool,
+    wait_deadline_ms: Option<u64>,
+    paused: bool,
+}
+
+/// Where `advance` is called from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// Inside one of this request's callbacks: the returned action takes effect.
+    Callback,
+    /// From the root context (keys arrived, deadline): must resume explicitly.
+    Root,
+}
+
+fn send(resp: &LocalResponse) {
+    let headers: Vec<(&str, &str)> = resp
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let _ = hostcalls::send_http_response(resp.status, headers, Some(&resp.body));
+}
+
+fn deny(rt: &Runtime, phase: &mut Phase, denied: &Denied) -> Action {
+    let resp = denied.response(&rt.cfg);
+    let prefix = denied
+        .resource
+        .and_then(|i| rt.cfg.resources.get(i))
+        .map_or("-", |r| r.path_prefix.as_str());
+    host::log(
+        LogLevel::Debug,
+        &format!(
+            "mcp-auth: deny {} {} resource={prefix} reason=\"{}\"",
+            resp.status,
+            denied.denial.counter().name(),
+            denied.denial.reason()
+        ),
+    );
+    rt.count(denied.denial.counter());
+    send(&resp);
+    *phase = Phase::Answered;
+    Action::Pause
+}
+
+fn register_waiter(
+    rt: &mut Runtime,
+    id: u32,
+    phase_rc: &Rc<RefCell<Phase>>,
+    p: &mut Pending,
+    issuer: usize,
+    reason: WaitReason,
+    now_ms: u64,
+) {
+    let timeout = u64::try_from(rt.cfg.key_wait_timeout.as_millis()).unwrap_or(u64::MAX);
+    let deadline_ms = *p
+        .wait_deadline_ms
+        .get_or_insert(now_ms.saturating_add(timeout));
+    rt.waiters.insert(
+        id,
+        Waiter {
+            phase: Rc::clone(phase_rc),
+            issuer,
+            reason,
+            deadline_ms,
+        },
+    );
+}
+
+/// Moves a request forward as far as the available information allows.
+fn advance(rt: &mut Runtime, id: u32, phase_rc: &Rc<RefCell<Phase>>, caller: Caller) -> Action {
+    let Ok(mut phase) = phase_rc.try_borrow_mut() else {
+        return Action::Pause;
+    };
+    let Phase::Checking(p) = &mut *phase else {
+        return Action::Continue;
+    };
+    let now_ms = host::now_ms();
+    let denied = |p: &Pending, denial| Denied {
+        denial,
+        resource: Some(p.auth.resource),
+        cors_origin: p.auth.cors_origin.clone(),
+    };
+    if p.identity.is_none() {
+        let cfg = Rc::clone(&rt.cfg);
+        let (outcome, cache) = {
+            let issuers = &rt.issuers;
+            let keys =
+                |i: usize| -> Option<&KeySet> { issuers.get(i).and_then(IssuerKeys::key_set) };
+            front::authenticate(
+                &cfg,
+                &rt.cache,
+                &HostStore,
+                p.auth.resource,
+                &p.auth.token,
+                &keys,
+                now_ms / 1000,
+            )
+        };
+        match cache {
+            Some(true) => rt.count(Counter::CacheHit),
+            Some(false) => rt.count(Counter::CacheMiss),
+            None => {}
+        }
+        match outcome {
+            TokenOutcome::Verified(identity) => p.identity = Some(identity),
+            TokenOutcome::Denied(d) => {
+                let d = denied(p, d);
+                return deny(rt, &mut phase, &d);
+            }
+            TokenOutcome::AwaitKeys { issuer } => {
+                register_waiter(rt, id, phase_rc, p, issuer, WaitReason::FirstKeys, now_ms);
+                p.paused = true;
+                return Action::Pause;
+            }
+            TokenOutcome::UnknownKid { issuer } => {
+                let allowed = rt
+                    .issuers
+                    .get(issuer)
+                    .is_some_and(|k| k.kid_refetch_allowed(now_ms));
+                if p.kid_refetched || !allowed {
+                    let d = denied(
+                        p,
+                        Denial::InvalidToken(crate::token::TokenError::UnknownKid.description()),
+                    );
+                    return deny(rt, &mut phase, &d);
+                }
+                p.kid_refetched = true;
+                p.wait_deadline_ms = None;
+                if rt.issuers.get(issuer).is_some_and(|k| !k.is_fetching()) {
+                    rt.start_fetch(issuer, FetchReason::UnknownKid, now_ms);
+                }
+                register_waiter(rt, id, phase_rc, p, issuer, WaitReason::KidRefetch, now_ms);
+                p.paused = true;
+                return Action::Pause;
+            }
+        }
+    }
+    let calls = match &p.calls {
+        Calls::AwaitingBody(_) => {
+            p.paused = true;
+            return Action::Pause;
+        }
+        Calls::NotNeeded => &[][..],
+        Calls::Known(calls) => calls.as_slice(),
+    };
+    let Some(identity) = &p.identity else {
+        return Action::Pause;
+    };
+    match front::authorize(&rt.cfg, p.auth.resource, identity, calls) {
+        Ok(()) => {
+            let (remove, set) = front::upstream_edits(&rt.cfg, identity);
+            for name in remove {
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+            }
+            for (name, value) in set {
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+            }
+            rt.count(Counter::Allowed);
+            let was_paused = p.paused;
+            *phase = Phase::Forwarded {
+                cors_origin: p.auth.cors_origin.clone(),
+            };
+            if caller == Caller::Root && was_paused {
+                let _ = hostcalls::resume_http_request();
+            }
+            Action::Continue
+        }
+        Err(d) => {
+            let d = denied(p, d);
+            deny(rt, &mut phase, &d)
+        }
+    }
+}
+
+/// Root context states.
+enum RootState {
+    /// Before a valid configuration (or after an invalid one).
+    Unconfigured,
+    /// Configured.
+    Running(Rc<RefCell<Runtime>>),
+}
+
+struct Root {
+    state: RootState,
+}
+
+impl Root {
+    fn runtime(&self) -> Option<&Rc<RefCell<Runtime>>> {
+        match &self.state {
+            RootState::Running(rt) => Some(rt),
+            RootState::Unconfigured => None,
+        }
+    }
+
+    fn wake(rt_rc: &Rc<RefCell<Runtime>>, issuer: usize) {
+        let Ok(mut rt) = rt_rc.try_borrow_mut() else {
+            return;
+        };
+        let ids: Vec<u32> = rt
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.issuer == issuer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(w) = rt.waiters.remove(&id) else {
+                continue;
+            };
+            if hostcalls::set_effective_context(id).is_ok() {
+                advance(&mut rt, id, &w.phase, Caller::Root);
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(rt_rc) = self.runtime().cloned() else {
+            return;
+        };
+        let now_ms = host::now_ms();
+        let issuer = {
+            let Ok(mut rt) = rt_rc.try_borrow_mut() else {
+                return;
+            };
+            let Some(i) = rt.issuers.iter().position(|k| k.is_fetch(token_id)) else {
+                return;
+            };
+            let name = rt
+                .cfg
+                .issuers
+                .get(i)
+                .map_or(String::new(), |x| x.issuer.clone());
+            let status = host::header_pairs(MapType::HttpCallResponseHeaders)
+                .into_iter()
+                .find(|(k, _)| k == b":status")
+                .map(|(_, v)| v);
+            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let result = match status.as_deref() {
+                Some(b"200") => KeySet::parse(&body).map_err(|e| e.to_string()),
+                Some(s) => Err(format!("status {}", String::from_utf8_lossy(s))),
+                None => Err("no response (timeout or connection failure)".to_string()),
+            };
+            match (result, rt.issuers.get_mut(i)) {
+                (Ok(parsed), Some(keys)) => {
+                    let n = parsed.keys.len();
+                    keys.fetch_succeeded(parsed.keys, now_ms);
+                    rt.count(Counter::JwksFetchOk);
+                    host::log(
+                        LogLevel::Info,
+                        &format!("mcp-auth: jwks {name} loaded {n} keys"),
+                    );
+                    for skipped in parsed.skipped {
+                        host::log(
+                            LogLevel::Debug,
+                            &format!("mcp-auth: jwks {name} ignored {skipped}"),
+                        );
+                    }
+                }
+                (Err(why), Some(keys)) => {
+                    keys.fetch_failed(now_ms);
+                    rt.count(Counter::JwksFetchFailed);
+                    host::log(
+                        LogLevel::Warn,
+                        &format!("mcp-auth: jwks {name} fetch failed: {why}"),
+                    );
+                }
+                (_, None) => return,
+            }
+            i
+        };
+        Self::wake(&rt_rc, issuer);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let cfg = match Config::parse(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                host::log(
+                    LogLevel::Error,
+                    &format!("mcp-auth: invalid configuration: {e}"),
+                );
+                self.state = RootState::Unconfigured;
+                return false;
+            }
+        };
+        let metrics = Counter::ALL
+            .iter()
+            .map(|c| hostcalls::define_metric(MetricType::Counter, c.name()).ok())
+            .collect();
+        let issuers: Vec<IssuerKeys> = cfg
+            .issuers
+            .iter()
+            .map(|i| IssuerKeys::new(&i.jwks))
+            .collect();
+        let cache = TokenCache::new(&cfg.fingerprint, cfg.token_cache_slots);
+        let mut rt = Runtime {
+            cfg: Rc::new(cfg),
+            cache,
+            issuers,
+            waiters: BTreeMap::new(),
+            metrics,
+        };
+        let now_ms = host::now_ms();
+        for i in 0..rt.issuers.len() {
+            rt.start_fetch(i, FetchReason::Scheduled, now_ms);
+        }
+        let _ = hostcalls::set_tick_period(TICK);
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "mcp-auth: configured {} resource(s), {} issuer(s)",
+                rt.cfg.resources.len(),
+                rt.cfg.issuers.len()
+            ),
+        );
+        self.state = RootState::Running(Rc::new(RefCell::new(rt)));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(rt_rc) = self.runtime().cloned() else {
+            return;
+        };
+        let Ok(mut rt) = rt_rc.try_borrow_mut() else {
+            return;
+        };
+        let now_ms = host::now_ms();
+        for i in 0..rt.issuers.len() {
+            rt.start_fetch(i, FetchReason::Scheduled, now_ms);
+        }
+        let expired: Vec<u32> = rt
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline_ms <= now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(w) = rt.waiters.remove(&id) else {
+                continue;
+            };
+            if hostcalls::set_effective_context(id).is_err() {
+                continue;
+            }
+            let Ok(mut phase) = w.phase.try_borrow_mut() else {
+                continue;
+            };
+            let Phase::Checking(p) = &*phase else {
+                continue;
+            };
+            let denial = match w.reason {
+                WaitReason::FirstKeys => Denial::KeysUnavailable,
+                WaitReason::KidRefetch => {
+                    Denial::InvalidToken(crate::token::TokenError::UnknownKid.description())
+                }
+            };
+            let d = Denied {
+                denial,
+                resource: Some(p.auth.resource),
+                cors_origin: p.auth.cors_origin.clone(),
+            };
+            deny(&rt, &mut phase, &d);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            id: context_id,
+            rt: self.runtime().cloned(),
+            phase: Rc::new(RefCell::new(Phase::Start)),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    id: u32,
+    rt: Option<Rc<RefCell<Runtime>>>,
+    phase: Rc<RefCell<Phase>>,
+}
+
+fn lossy(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+impl Http {
+    fn unconfigured() -> Action {
+        send(&crate::challenge::json_error(
+            503,
+            "temporarily_unavailable",
+            "authorization filter not configured",
+        ));
+        Action::Pause
+    }
+
+    fn on_headers(&mut self, rt_rc: &Rc<RefCell<Runtime>>, end_of_stream: bool) -> Action {
+        let pairs = host::header_pairs(MapType::HttpRequestHeaders);
+        let values = |name: &str| -> Vec<String> {
+            pairs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| lossy(v))
+                .collect()
+        };
+        let first = |name: &str| values(name).into_iter().next();
+        let (method, path, origin) = (
+            first(":method").unwrap_or_default(),
+            first(":path").unwrap_or_default(),
+            first("origin"),
+        );
+        let authorization = values("authorization");
+        let (mcp_method, mcp_name) = (first("mcp-method"), first("mcp-name"));
+        let head = RequestHead {
+            method: &method,
+            path: &path,
+            origin: origin.as_deref(),
+            authorization: authorization.iter().map(String::as_str).collect(),
+            mcp_method: mcp_method.as_deref(),
+            mcp_name: mcp_name.as_deref(),
+        };
+        let Ok(mut rt) = rt_rc.try_borrow_mut() else {
+            return Self::unconfigured();
+        };
+        let decision = front::on_headers(&rt.cfg, &head);
+        let pending = match decision {
+            HeadDecision::Serve(resp, counter) => {
+                rt.count(counter);
+                send(&resp);
+                if let Ok(mut phase) = self.phase.try_borrow_mut() {
+                    *phase = Phase::Answered;
+                }
+                return Action::Pause;
+            }
+            HeadDecision::Pass => {
+                if let Ok(mut phase) = self.phase.try_borrow_mut() {
+                    *phase = Phase::Forwarded { cors_origin: None };
+                }
+                return Action::Continue;
+            }
+            HeadDecision::Deny(d) => {
+                let Ok(mut phase) = self.phase.try_borrow_mut() else {
+                    return Action::Pause;
+                };
+                return deny(&rt, &mut phase, &d);
+            }
+            HeadDecision::Authenticate(p) => p,
+        };
+        let calls = match &pending.mcp {
+            McpNeed::NotNeeded => Calls::NotNeeded,
+            McpNeed::FromBody(h) if end_of_stream => match front::mcp_calls(h, b"") {
+                Ok(c) => Calls::Known(c),
+                Err(d) => {
+                    let denied = Denied {
+                        denial: d,
+                        resource: Some(pending.resource),
+                        cors_origin: pending.cors_origin.clone(),
+                    };
+                    let Ok(mut phase) = self.phase.try_borrow_mut() else {
+                        return Action::Pause;
+                    };
+                    return deny(&rt, &mut phase, &denied);
+                }
+            },
+            McpNeed::FromBody(h) => Calls::AwaitingBody(h.clone()),
+        };
+        if let Ok(mut phase) = self.phase.try_borrow_mut() {
+            *phase = Phase::Checking(Box::new(Pending {
+                auth: pending,
+                identity: None,
+                calls,
+                kid_refetched: false,
+                wait_deadline_ms: None,
+                paused: false,
+            }));
+        }
+        advance(&mut rt, self.id, &self.phase, Caller::Callback)
+    }
+
+    fn on_body(
+        &mut self,
+        rt_rc: &Rc<RefCell<Runtime>>,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let Ok(mut rt) = rt_rc.try_borrow_mut() else {
+            return Action::Pause;
+        };
+        {
+            let Ok(mut phase) = self.phase.try_borrow_mut() else {
+                return Action::Pause;
+            };
+            let p = match &mut *phase {
+                Phase::Checking(p) => p,
+                Phase::Forwarded { .. } | Phase::Start => return Action::Continue,
+                Phase::Answered => return Action::Pause,
+            };
+            let Calls::AwaitingBody(headers) = &p.calls else {
+                // Body of a request waiting for keys only: hold it until the decision.
+                return Action::Pause;
+            };
+            if body_size > rt.cfg.max_body_bytes {
+                let d = Denied {
+                    denial: Denial::BodyTooLarge,
+                    resource: Some(p.auth.resource),
+                    cors_origin: p.auth.cors_origin.clone(),
+                };
+                rt.waiters.remove(&self.id);
+                return deny(&rt, &mut phase, &d);
+            }
+            if !end_of_stream {
+                p.paused = true;
+                return Action::Pause;
+            }
+            let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            match front::mcp_calls(headers, &body) {
+                Ok(calls) => p.calls = Calls::Known(calls),
+                Err(denial) => {
+                    let d = Denied {
+                        denial,
+                        resource: Some(p.auth.resource),
+                        cors_origin: p.auth.cors_origin.clone(),
+                    };
+                    rt.waiters.remove(&self.id);
+                    return deny(&rt, &mut phase, &d);
+                }
+            }
+            if rt.waiters.contains_key(&self.id) {
+                // Still waiting for keys; the root resumes the request.
+                return Action::Pause;
+            }
+        }
+        advance(&mut rt, self.id, &self.phase, Caller::Callback)
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.rt.clone() {
+            Some(rt) => self.on_headers(&rt, end_of_stream),
+            None => Self::unconfigured(),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.rt.clone() {
+            Some(rt) => self.on_body(&rt, body_size, end_of_stream),
+            None => Action::Pause,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Ok(phase) = self.phase.try_borrow() else {
+            return Action::Continue;
+        };
+        if let Phase::Forwarded {
+            cors_origin: Some(origin),
+        } = &*phase
+        {
+            let present = hostcalls::get_map_value_bytes(
+                MapType::HttpResponseHeaders,
+                "access-control-allow-origin",
+            )
+            .ok()
+            .flatten()
+            .is_some();
+            if !present {
+                for (k, v) in crate::cors::response_headers(origin) {
+                    let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, &k, &v);
+                }
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Some(Ok(mut rt)) = self.rt.as_ref().map(|rt| rt.try_borrow_mut()) {
+            rt.waiters.remove(&self.id);
+        }
+    }
+}
+
+/// Registers the root context factory (called from `_initialize`).
+pub fn register() {
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root {
+            state: RootState::Unconfigured,
+        })
+    });
+}
