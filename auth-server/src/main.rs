@@ -1,1 +1,131 @@
-fn main() {}
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use mcp_auth_server::{app, config, keyring, secrets, store, time};
+
+/// OAuth 2.1 authorization server for MCP clients.
+#[derive(Parser)]
+#[command(name = "mcp-auth-server", version)]
+struct Cli {
+    /// Configuration file (TOML); `MCP_AUTH_SERVER__*` environment variables override fields.
+    #[arg(long, global = true, env = "MCP_AUTH_SERVER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Signing key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Read a password from standard input and print its argon2id hash for the config file.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key: published at once, signing after the publish delay.
+    Rotate {
+        /// Seconds until the new key signs (default: the `key_publish_delay_secs` setting).
+        #[arg(long)]
+        publish_delay_secs: Option<u64>,
+    },
+    /// List the stored keys and their state.
+    List,
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<config::Config> {
+    let path = path.context("--config FILE is required")?;
+    Ok(config::load(&path, std::env::vars())?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let config = load_config(cli.config)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen))?;
+                app::serve(config, listener, shutdown_signal()).await
+            })
+        }
+        Command::Keys { command } => {
+            let config = load_config(cli.config)?;
+            let conn = store::open_connection(&config.storage_path)?;
+            let now = time::now();
+            match command {
+                KeysCommand::Rotate { publish_delay_secs } => {
+                    let delay = publish_delay_secs.unwrap_or(config.key_publish_delay.as_secs());
+                    let r = keyring::rotate(&conn, &config, now, i64::try_from(delay)?)?;
+                    println!(
+                        "new key {} ({}) is published now and signs from unix time {} (in {} s)",
+                        r.kid,
+                        config.signing_algorithm.jwa_name(),
+                        r.active_from,
+                        delay
+                    );
+                    for kid in r.pruned {
+                        println!("pruned expired key {kid}");
+                    }
+                }
+                KeysCommand::List => {
+                    for (kid, alg, active_from, state) in keyring::describe(&conn, &config, now)? {
+                        println!("{kid}\t{alg}\tactive_from={active_from}\t{state}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.is_empty() {
+                anyhow::bail!("empty password on standard input");
+            }
+            println!(
+                "{}",
+                secrets::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

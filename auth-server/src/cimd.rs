@@ -1,0 +1,385 @@
+//! Client ID Metadata Documents: the `client_id` is an https URL whose document describes the
+//! client. Validation of the URL and the document is pure; [`Fetcher`] does the guarded fetch.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use url::{Host, Url};
+
+use crate::redirect_uri;
+use crate::ssrf;
+
+/// Largest accepted document.
+pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
+/// Longest time a document is cached, whatever its `Cache-Control` says.
+pub const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
+const MAX_CACHE_ENTRIES: usize = 1024;
+
+/// Does this client_id name a metadata document (rather than a registered client)?
+pub fn is_metadata_url(client_id: &str) -> bool {
+    client_id.starts_with("https://") || client_id.starts_with("http://")
+}
+
+/// Where the document may be fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Normal mode: https, public addresses only.
+    Public(Url),
+    /// Development switch: http on a loopback host, loopback addresses only.
+    InsecureLocalhost(Url),
+}
+
+/// Validates a client_id URL per the Client ID Metadata Document draft.
+pub fn validate_client_id_url(
+    client_id: &str,
+    allow_insecure_localhost: bool,
+) -> Result<Target, String> {
+    if client_id.len() > 2000 {
+        return Err("client_id URL is too long".into());
+    }
+    let url = Url::parse(client_id).map_err(|e| format!("client_id is not a valid URL: {e}"))?;
+    if url.as_str() != client_id {
+        return Err("client_id URL must be in normalized form".into());
+    }
+    if url.fragment().is_some() {
+        return Err("client_id URL must not contain a fragment".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("client_id URL must not contain user information".into());
+    }
+    if url.path() == "/" || url.path().is_empty() {
+        return Err("client_id URL must have a path".into());
+    }
+    if url.path().split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("client_id URL must not contain dot segments".into());
+    }
+    let host = url.host().ok_or("client_id URL must have a host")?;
+    match url.scheme() {
+        "https" => Ok(Target::Public(url)),
+        "http" => {
+            let loopback = match host {
+                Host::Domain(d) => d == "localhost",
+                Host::Ipv4(ip) => ip.is_loopback(),
+                Host::Ipv6(ip) => ip.is_loopback(),
+            };
+            if allow_insecure_localhost && loopback {
+                Ok(Target::InsecureLocalhost(url))
+            } else if loopback {
+                Err("client_id URL must use https (http://localhost documents need the allow_insecure_localhost_client_metadata development switch)".into())
+            } else {
+                Err("client_id URL must use https".into())
+            }
+        }
+        _ => Err("client_id URL must use https".into()),
+    }
+}
+
+/// What the server keeps of a validated document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMetadata {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub allows_refresh: bool,
+}
+
+#[derive(Deserialize)]
+struct Document {
+    client_id: Option<String>,
+    client_name: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    client_secret: Option<serde_json::Value>,
+    client_secret_expires_at: Option<serde_json::Value>,
+}
+
+/// Validates a fetched document against the URL it was fetched from.
+pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, String> {
+    let doc: Document = serde_json::from_slice(body)
+        .map_err(|e| format!("metadata document is not valid JSON: {e}"))?;
+    match doc.client_id.as_deref() {
+        Some(id) if id == url => {}
+        Some(_) => return Err("metadata document client_id does not equal its URL".into()),
+        None => return Err("metadata document has no client_id".into()),
+    }
+    if doc.client_secret.is_some() || doc.client_secret_expires_at.is_some() {
+        return Err("metadata document must not contain a client secret".into());
+    }
+    match doc.token_endpoint_auth_method.as_deref() {
+        None | Some("none") => {}
+        Some(m @ ("client_secret_basic" | "client_secret_post" | "client_secret_jwt")) => {
+            return Err(format!(
+                "shared-secret authentication `{m}` is not allowed for metadata document clients"
+            ));
+        }
+        Some(m) => return Err(format!("token_endpoint_auth_method `{m}` is not supported")),
+    }
+    if let Some(rt) = &doc.response_types
+        && rt.iter().any(|t| t != "code")
+    {
+        return Err("only the `code` response type is supported".into());
+    }
+    let grant_types = doc
+        .grant_types
+        .unwrap_or_else(|| vec!["authorization_code".into()]);
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| *g != "authorization_code" && *g != "refresh_token")
+    {
+        return Err(format!("grant type `{g}` is not supported"));
+    }
+    let redirect_uris = doc.redirect_uris.unwrap_or_default();
+    if redirect_uris.is_empty() {
+        return Err("metadata document has no redirect_uris".into());
+    }
+    for uri in &redirect_uris {
+        redirect_uri::validate_registered(uri).map_err(|e| format!("redirect URI `{uri}`: {e}"))?;
+    }
+    let client_name = doc.client_name.map(|n| n.chars().take(200).collect());
+    Ok(ClientMetadata {
+        client_id: url.to_string(),
+        client_name,
+        redirect_uris,
+        allows_refresh: grant_types.iter().any(|g| g == "refresh_token"),
+    })
+}
+
+/// Cache lifetime from a `Cache-Control` header value: `max-age`, unless `no-store`/`no-cache`.
+pub fn cache_lifetime(cache_control: Option<&str>) -> Option<Duration> {
+    let value = cache_control?;
+    let mut max_age = None;
+    for directive in value.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+        if directive == "no-store" || directive == "no-cache" || directive == "private" {
+            return None;
+        }
+        if let Some(v) = directive.strip_prefix("max-age=") {
+            max_age = v.trim_matches('"').parse::<u64>().ok();
+        }
+    }
+    max_age
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(s).min(MAX_CACHE))
+}
+
+/// Fetches documents with SSRF protection and caches successes (never failures).
+pub struct Fetcher {
+    allow_insecure_localhost: bool,
+    timeout: Duration,
+    cache: Mutex<HashMap<String, (ClientMetadata, Instant)>>,
+}
+
+impl Fetcher {
+    pub fn new(allow_insecure_localhost: bool, timeout: Duration) -> Self {
+        Fetcher {
+            allow_insecure_localhost,
+            timeout,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, client_id: &str) -> Option<ClientMetadata> {
+        let cache = self.cache.lock().ok()?;
+        let (doc, until) = cache.get(client_id)?;
+        (Instant::now() < *until).then(|| doc.clone())
+    }
+
+    fn remember(&self, doc: &ClientMetadata, lifetime: Duration) {
+        if let Ok(mut cache) = self.cache.lock() {
+            let now = Instant::now();
+            if cache.len() >= MAX_CACHE_ENTRIES {
+                cache.retain(|_, (_, until)| *until > now);
+            }
+            if cache.len() < MAX_CACHE_ENTRIES {
+                cache.insert(doc.client_id.clone(), (doc.clone(), now + lifetime));
+            }
+        }
+    }
+
+    /// Resolves, checks, fetches and validates the document for `client_id`.
+    pub async fn resolve(&self, client_id: &str) -> Result<ClientMetadata, String> {
+        let target = validate_client_id_url(client_id, self.allow_insecure_localhost)?;
+        if let Some(doc) = self.cached(client_id) {
+            return Ok(doc);
+        }
+        let (url, insecure) = match &target {
+            Target::Public(u) => (u, false),
+            Target::InsecureLocalhost(u) => (u, true),
+        };
+        let host = url
+            .host_str()
+            .ok_or("client_id URL must have a host")?
+            .to_string();
+        let port = url
+            .port_or_known_default()
+            .ok_or("client_id URL has no port")?;
+        let lookup_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let addrs: Vec<SocketAddr> = tokio::time::timeout(
+            self.timeout,
+            tokio::net::lookup_host((lookup_host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| "resolving the client_id host timed out".to_string())?
+        .map_err(|e| format!("cannot resolve the client_id host: {e}"))?
+        .collect();
+        let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+        if insecure {
+            ssrf::check_loopback(&ips)?;
+        } else {
+            ssrf::check_public(&ips)?;
+        }
+        // Connect only to the addresses just checked: pin them for this host name.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .resolve_to_addrs(&lookup_host, &addrs)
+            .user_agent("mcp-auth-server")
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let mut response = client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("fetching the metadata document failed: {}", without_url(&e)))?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(format!(
+                "fetching the metadata document returned HTTP {} (redirects are not followed)",
+                response.status().as_u16()
+            ));
+        }
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
+        {
+            return Err(format!(
+                "metadata document is larger than {MAX_DOCUMENT_BYTES} bytes"
+            ));
+        }
+        let cache_control = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("reading the metadata document failed: {}", without_url(&e)))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT_BYTES {
+                return Err(format!(
+                    "metadata document is larger than {MAX_DOCUMENT_BYTES} bytes"
+                ));
+            }
+        }
+        let doc = validate_document(client_id, &body)?;
+        if let Some(lifetime) = cache_lifetime(cache_control.as_deref()) {
+            self.remember(&doc, lifetime);
+        }
+        Ok(doc)
+    }
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "");
+    }
+    if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_id_url_rules() {
+        assert!(matches!(
+            validate_client_id_url("https://app.example.com/client.json", false),
+            Ok(Target::Public(_))
+        ));
+        for bad in [
+            "http://app.example.com/client.json",
+            "https://app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/client.json#x",
+            "https://user:pw@app.example.com/client.json",
+            "https://app.example.com/a/../client.json",
+            "https://APP.example.com/client.json",
+            "http://localhost:3000/client.json",
+        ] {
+            assert!(validate_client_id_url(bad, false).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            validate_client_id_url("http://localhost:3000/client.json", true),
+            Ok(Target::InsecureLocalhost(_))
+        ));
+        assert!(matches!(
+            validate_client_id_url("http://127.0.0.1:3000/client.json", true),
+            Ok(Target::InsecureLocalhost(_))
+        ));
+        assert!(validate_client_id_url("http://example.com/client.json", true).is_err());
+    }
+
+    const URL: &str = "https://app.example.com/client.json";
+
+    #[test]
+    fn documents_are_checked_against_their_url() {
+        let good = br#"{"client_id":"https://app.example.com/client.json","client_name":"App",
+            "redirect_uris":["http://127.0.0.1:3000/cb"],"grant_types":["authorization_code","refresh_token"]}"#;
+        let doc = validate_document(URL, good).unwrap();
+        assert_eq!(doc.client_name.as_deref(), Some("App"));
+        assert!(doc.allows_refresh);
+
+        let cases: &[&[u8]] = &[
+            br#"{"client_id":"https://evil.example/client.json","redirect_uris":["http://127.0.0.1/cb"]}"#,
+            br#"{"redirect_uris":["http://127.0.0.1/cb"]}"#,
+            br#"{"client_id":"https://app.example.com/client.json","redirect_uris":[]}"#,
+            br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["javascript:alert(1)"]}"#,
+            br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"client_secret":"s"}"#,
+            br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}"#,
+            br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"grant_types":["password"]}"#,
+            b"not json",
+        ];
+        for body in cases {
+            assert!(
+                validate_document(URL, body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn cache_control_is_honoured() {
+        assert_eq!(
+            cache_lifetime(Some("max-age=60")),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            cache_lifetime(Some("public, max-age=600")),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(cache_lifetime(Some("max-age=99999999")), Some(MAX_CACHE));
+        assert_eq!(cache_lifetime(Some("no-store, max-age=60")), None);
+        assert_eq!(cache_lifetime(Some("max-age=0")), None);
+        assert_eq!(cache_lifetime(None), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! Clients from three sources: the configuration file (verified), dynamic registration and
+//! Client ID Metadata Documents (both self-asserted, shown as unverified). Also client
+//! authentication at the token and revocation endpoints.
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::app::AppState;
+use crate::cimd;
+use crate::config::AuthMethod;
+use crate::error::OAuthError;
+use crate::params::Params;
+use crate::secrets;
+use crate::store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Static,
+    Registered,
+    MetadataDocument,
+}
+
+/// A client as the authorization endpoint sees it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub kind: ClientKind,
+    pub allows_refresh: bool,
+}
+
+impl Client {
+    /// Only operator-configured clients have a verified name.
+    pub fn verified(&self) -> bool {
+        self.kind == ClientKind::Static
+    }
+}
+
+/// Finds the client for an authorization request. Errors are shown on an error page.
+pub async fn resolve(state: &AppState, client_id: &str) -> Result<Client, String> {
+    if cimd::is_metadata_url(client_id) {
+        let doc = state.fetcher.resolve(client_id).await?;
+        return Ok(Client {
+            client_id: doc.client_id,
+            client_name: doc.client_name,
+            redirect_uris: doc.redirect_uris,
+            kind: ClientKind::MetadataDocument,
+            allows_refresh: doc.allows_refresh,
+        });
+    }
+    if let Some(c) = state.config.static_client(client_id) {
+        return Ok(Client {
+            client_id: c.client_id.clone(),
+            client_name: Some(c.client_name.clone()),
+            redirect_uris: c.redirect_uris.clone(),
+            kind: ClientKind::Static,
+            allows_refresh: true,
+        });
+    }
+    let id = client_id.to_string();
+    let registered = state
+        .store
+        .run(move |conn| store::get_client(conn, &id))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "client lookup failed");
+            "internal error while looking up the client".to_string()
+        })?;
+    match registered {
+        Some(c) => Ok(Client {
+            client_id: c.client_id,
+            client_name: c.client_name,
+            redirect_uris: c.redirect_uris,
+            kind: ClientKind::Registered,
+            allows_refresh: c.allows_refresh,
+        }),
+        None => Err("unknown client_id".into()),
+    }
+}
+
+/// Credentials presented at the token or revocation endpoint.
+#[derive(Debug)]
+struct Presented {
+    client_id: String,
+    secret: Option<String>,
+    via_basic: bool,
+}
+
+fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Presented, OAuthError> {
+    let body_id = params
+        .single("client_id")
+        .map_err(OAuthError::invalid_request)?;
+    let body_secret = params
+        .single("client_secret")
+        .map_err(OAuthError::invalid_request)?;
+    let basic = match headers
+        .get_all(axum::http::header::AUTHORIZATION)
+        .iter()
+        .count()
+    {
+        0 => None,
+        1 => headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Basic ")
+                    .or_else(|| v.strip_prefix("basic "))
+            })
+            .map(str::trim),
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "more than one Authorization header",
+            ));
+        }
+    };
+    if headers.contains_key(axum::http::header::AUTHORIZATION) && basic.is_none() {
+        let mut e = OAuthError::invalid_client(
+            "only HTTP Basic client authentication is supported in the Authorization header",
+        );
+        e.basic_challenge = true;
+        return Err(e);
+    }
+    if let Some(encoded) = basic {
+        let bad = || {
+            let mut e = OAuthError::invalid_client("malformed HTTP Basic credentials");
+            e.basic_challenge = true;
+            e
+        };
+        let decoded = STANDARD.decode(encoded).map_err(|_| bad())?;
+        let text = String::from_utf8(decoded).map_err(|_| bad())?;
+        let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+        let decode = |s: &str| -> String {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let (id, secret) = (decode(id), decode(secret));
+        if body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use only one client authentication method",
+            ));
+        }
+        if body_id.is_some_and(|b| b != id) {
+            return Err(OAuthError::invalid_request(
+                "client_id in the body differs from the authenticated client",
+            ));
+        }
+        return Ok(Presented {
+            client_id: id,
+            secret: Some(secret),
+            via_basic: true,
+        });
+    }
+    let client_id = body_id
+        .ok_or_else(|| OAuthError::invalid_client("client_id is required"))?
+        .to_string();
+    Ok(Presented {
+        client_id,
+        secret: body_secret.map(str::to_string),
+        via_basic: false,
+    })
+}
+
+/// Authenticates the client of a token or revocation request; returns its client_id.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<String, OAuthError> {
+    let p = presented_credentials(headers, params)?;
+    let fail = |msg: &str| {
+        let mut e = OAuthError::invalid_client(msg);
+        e.basic_challenge = p.via_basic;
+        e
+    };
+    // (auth method, stored secret hash, is argon2)
+    let (method, hash, argon) = if cimd::is_metadata_url(&p.client_id) {
+        cimd::validate_client_id_url(
+            &p.client_id,
+            state.config.allow_insecure_localhost_client_metadata,
+        )
+        .map_err(|e| fail(&e))?;
+        (AuthMethod::None, None, false)
+    } else if let Some(c) = state.config.static_client(&p.client_id) {
+        (c.auth_method, c.client_secret_hash.clone(), true)
+    } else {
+        let id = p.client_id.clone();
+        match state
+            .store
+            .run(move |conn| store::get_client(conn, &id))
+            .await?
+        {
+            Some(c) => (c.auth_method, c.secret_hash, false),
+            None => return Err(fail("unknown client")),
+        }
+    };
+    match (method, hash, &p.secret) {
+        (AuthMethod::None, _, None) => Ok(p.client_id),
+        (AuthMethod::None, _, Some(_)) => {
+            Err(fail("this is a public client; it must not send a secret"))
+        }
+        (_, _, None) => Err(fail("client authentication is required")),
+        (_, None, Some(_)) => Err(fail("client has no secret")),
+        (_, Some(hash), Some(secret)) => {
+            let ok = if argon {
+                let (hash, secret) = (hash.clone(), secret.clone());
+                tokio::task::spawn_blocking(move || secrets::verify_password(&hash, &secret))
+                    .await
+                    .unwrap_or(false)
+            } else {
+                secrets::constant_time_eq(&hash, &secrets::token_hash(secret))
+            };
+            if ok {
+                Ok(p.client_id)
+            } else {
+                Err(fail("client authentication failed"))
+            }
+        }
+    }
+}

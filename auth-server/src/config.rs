@@ -1,0 +1,735 @@
+//! Configuration: one TOML file plus `MCP_AUTH_SERVER__*` environment overrides, validated once
+//! into [`Config`], a form that cannot be invalid. Every error names the offending field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::redirect_uri;
+
+/// Prefix of environment variables that override configuration fields. Nested fields are
+/// separated by a double underscore: `MCP_AUTH_SERVER__REGISTRATION__RATE_LIMIT_PER_MINUTE`.
+pub const ENV_PREFIX: &str = "MCP_AUTH_SERVER__";
+
+/// The scope that must never be a resource scope (it names a grant property, not an access right).
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config field `{field}`: {message}")]
+    Field { field: String, message: String },
+}
+
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    EdDsa,
+    Es256,
+    Rs256,
+}
+
+impl SigningAlgorithm {
+    pub fn jwa_name(self) -> &'static str {
+        match self {
+            SigningAlgorithm::EdDsa => "EdDSA",
+            SigningAlgorithm::Es256 => "ES256",
+            SigningAlgorithm::Rs256 => "RS256",
+        }
+    }
+
+    pub fn from_jwa_name(name: &str) -> Option<Self> {
+        match name {
+            "EdDSA" => Some(SigningAlgorithm::EdDsa),
+            "ES256" => Some(SigningAlgorithm::Es256),
+            "RS256" => Some(SigningAlgorithm::Rs256),
+            _ => None,
+        }
+    }
+}
+
+/// How a client authenticates at the token and revocation endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    None,
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(AuthMethod::None),
+            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            _ => None,
+        }
+    }
+}
+
+/// A protected resource the server issues tokens for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub url: String,
+    pub scopes: Vec<String>,
+    pub default_scopes: Vec<String>,
+}
+
+/// A client listed in the configuration file (verified by the operator).
+#[derive(Debug, Clone)]
+pub struct StaticClient {
+    pub client_id: String,
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    /// Argon2 PHC hash of the secret; `None` for a public client.
+    pub client_secret_hash: Option<String>,
+    pub auth_method: AuthMethod,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub enabled: bool,
+    pub rate_limit_per_minute: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Exact issuer identifier, no trailing slash.
+    pub issuer: String,
+    /// Path component of the issuer ("" when the issuer has no path), prefix of every endpoint.
+    pub issuer_path: String,
+    pub issuer_is_https: bool,
+    pub listen: SocketAddr,
+    pub storage_path: PathBuf,
+    pub signing_algorithm: SigningAlgorithm,
+    pub allow_insecure_localhost_client_metadata: bool,
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    pub authorization_code_lifetime: Duration,
+    pub login_session_lifetime: Duration,
+    pub key_publish_delay: Duration,
+    pub client_metadata_fetch_timeout: Duration,
+    pub request_timeout: Duration,
+    pub registration: Registration,
+    pub resources: Vec<Resource>,
+    /// username -> argon2 PHC hash
+    pub users: BTreeMap<String, String>,
+    pub clients: Vec<StaticClient>,
+}
+
+impl Config {
+    /// Absolute URL of an endpoint path such as `/token`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+
+    pub fn static_client(&self, client_id: &str) -> Option<&StaticClient> {
+        self.clients.iter().find(|c| c.client_id == client_id)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    issuer: String,
+    listen: Option<String>,
+    storage_path: Option<String>,
+    signing_algorithm: Option<String>,
+    #[serde(default)]
+    allow_insecure_localhost_client_metadata: bool,
+    access_token_lifetime_secs: Option<u64>,
+    refresh_token_lifetime_secs: Option<u64>,
+    authorization_code_lifetime_secs: Option<u64>,
+    login_session_lifetime_secs: Option<u64>,
+    key_publish_delay_secs: Option<u64>,
+    client_metadata_fetch_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    #[serde(default)]
+    registration: RawRegistration,
+    #[serde(default)]
+    resources: Vec<RawResource>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRegistration {
+    enabled: Option<bool>,
+    rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    url: String,
+    scopes: Vec<String>,
+    #[serde(default)]
+    default_scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    username: String,
+    password_hash: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    client_id: String,
+    client_name: Option<String>,
+    redirect_uris: Vec<String>,
+    client_secret_hash: Option<String>,
+    token_endpoint_auth_method: Option<String>,
+}
+
+/// Read the file, apply environment overrides from `env`, validate.
+pub fn load(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, &base_dir, env).map_err(|e| match e {
+        ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        },
+        other => other,
+    })
+}
+
+/// Parse configuration text; relative storage paths are resolved against `base_dir`.
+pub fn parse(
+    text: &str,
+    base_dir: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let syntax = |e: toml::de::Error| ConfigError::Syntax {
+        path: PathBuf::new(),
+        message: e.to_string(),
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
+    apply_env_overrides(&mut table, env)?;
+    let rendered = toml::to_string(&table).map_err(|e| ConfigError::Syntax {
+        path: PathBuf::new(),
+        message: e.to_string(),
+    })?;
+    let raw: RawConfig = toml::from_str(&rendered).map_err(syntax)?;
+    validate(raw, base_dir)
+}
+
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(ConfigError::Env {
+                var,
+                message: "empty field name".into(),
+            });
+        }
+        let Some((last, parents)) = segments.split_last() else {
+            continue;
+        };
+        let mut current = &mut *table;
+        for parent in parents {
+            let entry = current
+                .entry(parent.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            current = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var,
+                        message: format!("`{parent}` is not a table"),
+                    });
+                }
+            };
+        }
+        current.insert(last.clone(), env_value(&value));
+    }
+    Ok(())
+}
+
+/// Environment values are typed by their look: integers and booleans, otherwise strings.
+fn env_value(value: &str) -> toml::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if value == "true" || value == "false" {
+        toml::Value::Boolean(value == "true")
+    } else {
+        toml::Value::String(value.to_string())
+    }
+}
+
+fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    let (issuer, issuer_path, issuer_is_https) = validate_issuer(&raw.issuer)?;
+    let listen: SocketAddr = raw
+        .listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:9000")
+        .parse()
+        .map_err(|e| field_error("listen", format!("not a socket address: {e}")))?;
+    let storage = raw
+        .storage_path
+        .unwrap_or_else(|| "mcp-auth-server.sqlite".to_string());
+    if storage.trim().is_empty() {
+        return Err(field_error("storage_path", "must not be empty"));
+    }
+    let storage_path = base_dir.join(storage);
+    let signing_algorithm = match raw.signing_algorithm.as_deref() {
+        None => SigningAlgorithm::EdDsa,
+        Some(name) => SigningAlgorithm::from_jwa_name(name).ok_or_else(|| {
+            field_error(
+                "signing_algorithm",
+                format!("`{name}` is not one of EdDSA, ES256, RS256"),
+            )
+        })?,
+    };
+    let secs = |field: &str, value: Option<u64>, default: u64, max: u64| {
+        let v = value.unwrap_or(default);
+        if v == 0 || v > max {
+            Err(field_error(field, format!("must be between 1 and {max}")))
+        } else {
+            Ok(Duration::from_secs(v))
+        }
+    };
+    let access_token_lifetime = secs(
+        "access_token_lifetime_secs",
+        raw.access_token_lifetime_secs,
+        600,
+        86_400,
+    )?;
+    let refresh_token_lifetime = secs(
+        "refresh_token_lifetime_secs",
+        raw.refresh_token_lifetime_secs,
+        30 * 86_400,
+        365 * 86_400,
+    )?;
+    let authorization_code_lifetime = secs(
+        "authorization_code_lifetime_secs",
+        raw.authorization_code_lifetime_secs,
+        300,
+        600,
+    )?;
+    let login_session_lifetime = secs(
+        "login_session_lifetime_secs",
+        raw.login_session_lifetime_secs,
+        8 * 3600,
+        30 * 86_400,
+    )?;
+    let key_publish_delay = Duration::from_secs(raw.key_publish_delay_secs.unwrap_or(300));
+    if key_publish_delay > Duration::from_secs(7 * 86_400) {
+        return Err(field_error(
+            "key_publish_delay_secs",
+            "must be at most 604800",
+        ));
+    }
+    let client_metadata_fetch_timeout = secs(
+        "client_metadata_fetch_timeout_secs",
+        raw.client_metadata_fetch_timeout_secs,
+        5,
+        60,
+    )?;
+    let request_timeout = secs("request_timeout_secs", raw.request_timeout_secs, 30, 300)?;
+    let registration = Registration {
+        enabled: raw.registration.enabled.unwrap_or(true),
+        rate_limit_per_minute: raw.registration.rate_limit_per_minute.unwrap_or(20),
+    };
+    if registration.rate_limit_per_minute == 0 {
+        return Err(field_error(
+            "registration.rate_limit_per_minute",
+            "must be at least 1 (set registration.enabled = false to turn registration off)",
+        ));
+    }
+
+    let resources = validate_resources(raw.resources)?;
+    let users = validate_users(raw.users)?;
+    let clients = validate_clients(raw.clients)?;
+
+    Ok(Config {
+        issuer,
+        issuer_path,
+        issuer_is_https,
+        listen,
+        storage_path,
+        signing_algorithm,
+        allow_insecure_localhost_client_metadata: raw.allow_insecure_localhost_client_metadata,
+        access_token_lifetime,
+        refresh_token_lifetime,
+        authorization_code_lifetime,
+        login_session_lifetime,
+        key_publish_delay,
+        client_metadata_fetch_timeout,
+        request_timeout,
+        registration,
+        resources,
+        users,
+        clients,
+    })
+}
+
+fn validate_issuer(issuer: &str) -> Result<(String, String, bool), ConfigError> {
+    let err = |m: &str| field_error("issuer", m);
+    let url = url::Url::parse(issuer).map_err(|e| err(&format!("not a URL: {e}")))?;
+    let https = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        _ => return Err(err("scheme must be https (or http for local development)")),
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err("must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(err("must not contain user information"));
+    }
+    if issuer.ends_with('/') {
+        return Err(err("must not end with a slash"));
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    // The issuer is used byte for byte; it must already be in normalized form.
+    let normalized = format!(
+        "{}{}",
+        url.origin().ascii_serialization(),
+        if path.is_empty() { "" } else { &path }
+    );
+    if normalized != issuer {
+        return Err(err(&format!(
+            "must be written in normalized form (`{normalized}`)"
+        )));
+    }
+    Ok((issuer.to_string(), path, https))
+}
+
+fn validate_scope_token(field: &str, scope: &str) -> Result<(), ConfigError> {
+    if scope.is_empty()
+        || !scope
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    {
+        return Err(field_error(
+            field,
+            format!("`{scope}` is not a valid scope token"),
+        ));
+    }
+    if scope == OFFLINE_ACCESS {
+        return Err(field_error(
+            field,
+            "`offline_access` is not a resource scope (refresh tokens are issued without it)",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_resources(raw: Vec<RawResource>) -> Result<Vec<Resource>, ConfigError> {
+    if raw.is_empty() {
+        return Err(field_error(
+            "resources",
+            "at least one resource is required",
+        ));
+    }
+    let mut out: Vec<Resource> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let field = format!("resources[{i}].url");
+        let url = url::Url::parse(&r.url).map_err(|e| field_error(&field, e.to_string()))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(field_error(&field, "scheme must be https or http"));
+        }
+        if url.fragment().is_some() || r.url.contains('#') {
+            return Err(field_error(&field, "must not contain a fragment"));
+        }
+        if out.iter().any(|o| o.url == r.url) {
+            return Err(field_error(&field, "duplicate resource URL"));
+        }
+        if r.scopes.is_empty() {
+            return Err(field_error(
+                format!("resources[{i}].scopes"),
+                "at least one scope is required",
+            ));
+        }
+        for s in &r.scopes {
+            validate_scope_token(&format!("resources[{i}].scopes"), s)?;
+        }
+        for s in &r.default_scopes {
+            if !r.scopes.contains(s) {
+                return Err(field_error(
+                    format!("resources[{i}].default_scopes"),
+                    format!("`{s}` is not listed in scopes"),
+                ));
+            }
+        }
+        out.push(Resource {
+            url: r.url,
+            scopes: r.scopes,
+            default_scopes: r.default_scopes,
+        });
+    }
+    Ok(out)
+}
+
+fn validate_users(raw: Vec<RawUser>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut users = BTreeMap::new();
+    for (i, u) in raw.into_iter().enumerate() {
+        if u.username.is_empty() || u.username.chars().any(char::is_control) {
+            return Err(field_error(
+                format!("users[{i}].username"),
+                "must be non-empty without control characters",
+            ));
+        }
+        crate::secrets::check_password_hash_format(&u.password_hash)
+            .map_err(|m| field_error(format!("users[{i}].password_hash"), m))?;
+        if users.insert(u.username, u.password_hash).is_some() {
+            return Err(field_error(
+                format!("users[{i}].username"),
+                "duplicate username",
+            ));
+        }
+    }
+    Ok(users)
+}
+
+fn validate_clients(raw: Vec<RawClient>) -> Result<Vec<StaticClient>, ConfigError> {
+    let mut out: Vec<StaticClient> = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        if c.client_id.is_empty() || c.client_id.chars().any(|ch| ch.is_control() || ch == ' ') {
+            return Err(field_error(
+                format!("clients[{i}].client_id"),
+                "must be non-empty without spaces or control characters",
+            ));
+        }
+        if c.client_id.starts_with("https://") || c.client_id.starts_with("http://") {
+            return Err(field_error(
+                format!("clients[{i}].client_id"),
+                "URL client ids are reserved for Client ID Metadata Documents",
+            ));
+        }
+        if out.iter().any(|o| o.client_id == c.client_id) {
+            return Err(field_error(
+                format!("clients[{i}].client_id"),
+                "duplicate client_id",
+            ));
+        }
+        if c.redirect_uris.is_empty() {
+            return Err(field_error(
+                format!("clients[{i}].redirect_uris"),
+                "at least one redirect URI is required",
+            ));
+        }
+        for uri in &c.redirect_uris {
+            redirect_uri::validate_registered(uri).map_err(|m| {
+                field_error(
+                    format!("clients[{i}].redirect_uris"),
+                    format!("`{uri}`: {m}"),
+                )
+            })?;
+        }
+        let auth_method = match (
+            &c.client_secret_hash,
+            c.token_endpoint_auth_method.as_deref(),
+        ) {
+            (None, None | Some("none")) => AuthMethod::None,
+            (None, Some(_)) => {
+                return Err(field_error(
+                    format!("clients[{i}].token_endpoint_auth_method"),
+                    "a secret-based method needs client_secret_hash",
+                ));
+            }
+            (Some(_), Some("none")) => {
+                return Err(field_error(
+                    format!("clients[{i}].token_endpoint_auth_method"),
+                    "`none` contradicts client_secret_hash",
+                ));
+            }
+            (Some(_), None) => AuthMethod::ClientSecretBasic,
+            (Some(_), Some(m)) => AuthMethod::parse(m).ok_or_else(|| {
+                field_error(
+                    format!("clients[{i}].token_endpoint_auth_method"),
+                    format!("`{m}` is not one of none, client_secret_basic, client_secret_post"),
+                )
+            })?,
+        };
+        if let Some(hash) = &c.client_secret_hash {
+            crate::secrets::check_password_hash_format(hash)
+                .map_err(|m| field_error(format!("clients[{i}].client_secret_hash"), m))?;
+        }
+        out.push(StaticClient {
+            client_name: c.client_name.unwrap_or_else(|| c.client_id.clone()),
+            client_id: c.client_id,
+            redirect_uris: c.redirect_uris,
+            client_secret_hash: c.client_secret_hash,
+            auth_method,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+issuer = "http://localhost:9000"
+[[resources]]
+url = "http://localhost:10000/mcp"
+scopes = ["mcp:tools", "mcp:admin"]
+default_scopes = ["mcp:tools"]
+"#;
+
+    fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        parse(
+            text,
+            Path::new("/etc/mcp"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse_with(MINIMAL, &[]).unwrap();
+        assert_eq!(c.issuer, "http://localhost:9000");
+        assert_eq!(c.issuer_path, "");
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            c.storage_path,
+            PathBuf::from("/etc/mcp/mcp-auth-server.sqlite")
+        );
+        assert_eq!(c.signing_algorithm, SigningAlgorithm::EdDsa);
+        assert_eq!(c.access_token_lifetime, Duration::from_secs(600));
+        assert!(!c.allow_insecure_localhost_client_metadata);
+        assert!(c.registration.enabled);
+    }
+
+    #[test]
+    fn env_overrides_top_level_and_nested_fields() {
+        let c = parse_with(
+            MINIMAL,
+            &[
+                ("MCP_AUTH_SERVER__ISSUER", "https://auth.example.com/tenant"),
+                ("MCP_AUTH_SERVER__STORAGE_PATH", "/var/lib/as.sqlite"),
+                ("MCP_AUTH_SERVER__SIGNING_ALGORITHM", "ES256"),
+                ("MCP_AUTH_SERVER__REGISTRATION__RATE_LIMIT_PER_MINUTE", "3"),
+                (
+                    "MCP_AUTH_SERVER__ALLOW_INSECURE_LOCALHOST_CLIENT_METADATA",
+                    "true",
+                ),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.issuer, "https://auth.example.com/tenant");
+        assert_eq!(c.issuer_path, "/tenant");
+        assert!(c.issuer_is_https);
+        assert_eq!(c.storage_path, PathBuf::from("/var/lib/as.sqlite"));
+        assert_eq!(c.signing_algorithm, SigningAlgorithm::Es256);
+        assert_eq!(c.registration.rate_limit_per_minute, 3);
+        assert!(c.allow_insecure_localhost_client_metadata);
+    }
+
+    fn field_of(result: Result<Config, ConfigError>) -> String {
+        match result {
+            Err(ConfigError::Field { field, .. }) => field,
+            Err(other) => format!("other error: {other}"),
+            Ok(_) => "accepted".into(),
+        }
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let cases: &[(&str, &str)] = &[
+            ("issuer = \"http://localhost:9000/\"", "issuer"),
+            ("issuer = \"ftp://localhost\"", "issuer"),
+            ("issuer = \"http://LOCALHOST:9000\"", "issuer"),
+            (
+                "issuer = \"http://localhost:9000\"\nsigning_algorithm = \"HS256\"",
+                "signing_algorithm",
+            ),
+            (
+                "issuer = \"http://localhost:9000\"\nlisten = \"nowhere\"",
+                "listen",
+            ),
+        ];
+        for (head, field) in cases {
+            let text = format!("{head}\n[[resources]]\nurl = \"http://r/mcp\"\nscopes = [\"a\"]\n");
+            assert_eq!(field_of(parse_with(&text, &[])), *field, "{head}");
+        }
+    }
+
+    #[test]
+    fn resource_rules_are_enforced() {
+        let base = "issuer = \"http://localhost:9000\"\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "url = \"http://r/mcp#x\"\nscopes = [\"a\"]",
+                "resources[0].url",
+            ),
+            (
+                "url = \"http://r/mcp\"\nscopes = [\"a\", \"offline_access\"]",
+                "resources[0].scopes",
+            ),
+            (
+                "url = \"http://r/mcp\"\nscopes = [\"a\"]\ndefault_scopes = [\"b\"]",
+                "resources[0].default_scopes",
+            ),
+            ("url = \"http://r/mcp\"\nscopes = []", "resources[0].scopes"),
+        ];
+        for (body, field) in cases {
+            let text = format!("{base}[[resources]]\n{body}\n");
+            assert_eq!(field_of(parse_with(&text, &[])), *field, "{body}");
+        }
+        assert_eq!(field_of(parse_with(base, &[])), "resources");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let text = format!("{MINIMAL}\n[registration]\nenabeld = true\n");
+        let err = parse_with(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("enabeld"), "{err}");
+    }
+
+    #[test]
+    fn user_hash_must_be_a_phc_string() {
+        let text = format!("{MINIMAL}\n[[users]]\nusername = \"demo\"\npassword_hash = \"demo\"\n");
+        assert_eq!(field_of(parse_with(&text, &[])), "users[0].password_hash");
+    }
+}

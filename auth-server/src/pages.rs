@@ -1,0 +1,162 @@
+//! HTML pages (login, consent, errors). maud escapes every interpolated value.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+
+use crate::params::Params;
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}\
+.unverified{color:#a40;font-weight:bold}label{display:block;margin:.5rem 0}\
+.error{color:#b00}button{margin-right:.5rem}";
+
+/// Every page: no framing (X-Frame-Options, CSP frame-ancestors), no caching, no referrer.
+pub fn respond(status: StatusCode, markup: Markup, cookies: &[String]) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (STYLE) }
+            }
+            body { h1 { (title) } (body) }
+        }
+    }
+}
+
+fn hidden_fields(request: &Params, csrf: &str) -> Markup {
+    html! {
+        @for (name, value) in request.pairs() {
+            input type="hidden" name=(name) value=(value);
+        }
+        input type="hidden" name="csrf_token" value=(csrf);
+    }
+}
+
+/// What the login and consent pages say about the request.
+pub struct RequestView<'a> {
+    pub client_id: &'a str,
+    pub client_name: Option<&'a str>,
+    pub verified: bool,
+    pub redirect_host: String,
+    pub scopes: &'a [String],
+    pub resource: &'a str,
+    pub action: &'a str,
+}
+
+fn client_line(v: &RequestView<'_>) -> Markup {
+    html! {
+        p {
+            "Application: "
+            strong { (v.client_name.unwrap_or(v.client_id)) }
+            @if !v.verified {
+                " " span.unverified { "(unverified: the name is chosen by the application itself)" }
+            }
+        }
+        p { "Client ID: " code { (v.client_id) } }
+    }
+}
+
+pub fn login(view: &RequestView<'_>, request: &Params, csrf: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        html! {
+            (client_line(view))
+            @if let Some(e) = error { p.error { (e) } }
+            form method="post" action=(view.action) {
+                (hidden_fields(request, csrf))
+                label { "Username " input type="text" name="username" autocomplete="username" required; }
+                label { "Password " input type="password" name="password" autocomplete="current-password" required; }
+                button type="submit" name="action" value="login" { "Sign in" }
+            }
+        },
+    )
+}
+
+pub fn consent(view: &RequestView<'_>, request: &Params, csrf: &str, username: &str) -> Markup {
+    layout(
+        "Authorize access",
+        html! {
+            p { "Signed in as " strong { (username) } }
+            (client_line(view))
+            p { "After you decide, you will be sent to " strong { (view.redirect_host) } "." }
+            p { "It asks for access to " code { (view.resource) } " with these scopes:" }
+            ul { @for s in view.scopes { li { code { (s) } } } }
+            form method="post" action=(view.action) {
+                (hidden_fields(request, csrf))
+                button type="submit" name="action" value="approve" { "Allow" }
+                button type="submit" name="action" value="deny" { "Deny" }
+            }
+        },
+    )
+}
+
+pub fn error(title: &str, message: &str) -> Markup {
+    layout(
+        title,
+        html! {
+            p.error { (message) }
+            p { "You can close this window and return to the application." }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflected_values_are_escaped() {
+        let scopes = vec!["<script>s</script>".to_string()];
+        let view = RequestView {
+            client_id: "\"><script>id</script>",
+            client_name: Some("<script>alert(1)</script>"),
+            verified: false,
+            redirect_host: "<b>host</b>".into(),
+            scopes: &scopes,
+            resource: "<script>r</script>",
+            action: "/authorize",
+        };
+        let request = Params::parse(b"state=%22%3E%3Cscript%3Ealert(1)%3C/script%3E");
+        for page in [
+            login(&view, &request, "csrf", Some("<script>e</script>")),
+            consent(&view, &request, "csrf", "<script>u</script>"),
+            error("<script>t</script>", "<script>m</script>"),
+        ] {
+            let s = page.into_string();
+            assert!(!s.contains("<script"), "{s}");
+            assert!(s.contains("&lt;script&gt;"), "{s}");
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! SQLite storage (WAL mode). Every multi-step change runs in one transaction. Only hashes of
+//! codes, refresh tokens, session ids and client secrets are stored.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::config::{AuthMethod, SigningAlgorithm};
+use crate::keys::KeyMeta;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cannot prepare database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database worker failed: {0}")]
+    Worker(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid TEXT PRIMARY KEY,
+    alg TEXT NOT NULL,
+    private_der BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    active_from INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY,
+    client_name TEXT,
+    redirect_uris TEXT NOT NULL,
+    secret_hash TEXT,
+    auth_method TEXT NOT NULL,
+    allows_refresh INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consents (
+    username TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    PRIMARY KEY (username, client_id, redirect_uri, scope, resource)
+);
+CREATE TABLE IF NOT EXISTS authorization_codes (
+    code_hash TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    username TEXT NOT NULL,
+    allows_refresh INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    redeemed_at INTEGER,
+    family_id TEXT
+);
+CREATE TABLE IF NOT EXISTS refresh_families (
+    family_id TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    username TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    family_id TEXT NOT NULL REFERENCES refresh_families(family_id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
+"#;
+
+/// Opens (creating if needed, with mode 0600) the database and applies the schema.
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let file_err = |source| StoreError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(file_err)?;
+    }
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(file_err)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(file_err)?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// The connection shared by request handlers; work runs on the blocking pool.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Store {
+            conn: Arc::new(Mutex::new(open_connection(path)?)),
+        })
+    }
+
+    pub async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Worker("connection mutex poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+// ---------------------------------------------------------------- keys
+
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub meta: KeyMeta,
+    pub alg: SigningAlgorithm,
+}
+
+/// All keys, oldest `active_from` first.
+pub fn list_keys(conn: &Connection) -> Result<Vec<KeyRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT kid, alg, active_from FROM signing_keys ORDER BY active_from, created_at",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kid, alg, active_from) = row?;
+        let alg = SigningAlgorithm::from_jwa_name(&alg)
+            .ok_or_else(|| StoreError::Corrupt(format!("key {kid} has unknown algorithm {alg}")))?;
+        out.push(KeyRow {
+            meta: KeyMeta { kid, active_from },
+            alg,
+        });
+    }
+    Ok(out)
+}
+
+pub fn key_der(conn: &Connection, kid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT private_der FROM signing_keys WHERE kid = ?1",
+            [kid],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+pub fn insert_key(
+    conn: &Connection,
+    kid: &str,
+    alg: SigningAlgorithm,
+    der: &[u8],
+    now: i64,
+    active_from: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO signing_keys (kid, alg, private_der, created_at, active_from) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![kid, alg.jwa_name(), der, now, active_from],
+    )?;
+    Ok(())
+}
+
+pub fn delete_key(conn: &Connection, kid: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM signing_keys WHERE kid = ?1", [kid])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- clients
+
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub secret_hash: Option<String>,
+    pub auth_method: AuthMethod,
+    pub allows_refresh: bool,
+}
+
+pub fn insert_client(conn: &Connection, c: &RegisteredClient, now: i64) -> Result<(), StoreError> {
+    let uris =
+        serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.execute(
+        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![c.client_id, c.client_name, uris, c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now],
+    )?;
+    Ok(())
+}
+
+pub fn get_client(
+    conn: &Connection,
+    client_id: &str,
+) -> Result<Option<RegisteredClient>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT client_name, redirect_uris, secret_hash, auth_method, allows_refresh FROM clients WHERE client_id = ?1",
+            [client_id],
+            |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((client_name, uris, secret_hash, method, allows_refresh)) = row else {
+        return Ok(None);
+    };
+    let redirect_uris: Vec<String> =
+        serde_json::from_str(&uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let auth_method = AuthMethod::parse(&method)
+        .ok_or_else(|| StoreError::Corrupt(format!("client auth method {method}")))?;
+    Ok(Some(RegisteredClient {
+        client_id: client_id.to_string(),
+        client_name,
+        redirect_uris,
+        secret_hash,
+        auth_method,
+        allows_refresh,
+    }))
+}
+
+// ---------------------------------------------------------------- sessions and consents
+
+pub fn insert_session(
+    conn: &Connection,
+    id_hash: &str,
+    username: &str,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO sessions (id_hash, username, expires_at) VALUES (?1, ?2, ?3)",
+        params![id_hash, username, expires_at],
+    )?;
+    Ok(())
+}
+
+pub fn session_user(
+    conn: &Connection,
+    id_hash: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT username FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
+            params![id_hash, now],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// The key of a remembered consent.
+#[derive(Debug, Clone)]
+pub struct ConsentKey {
+    pub username: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub resource: String,
+}
+
+pub fn has_consent(conn: &Connection, k: &ConsentKey) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM consents WHERE username=?1 AND client_id=?2 AND redirect_uri=?3 AND scope=?4 AND resource=?5",
+            params![k.username, k.client_id, k.redirect_uri, k.scope, k.resource],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+pub fn insert_consent(conn: &Connection, k: &ConsentKey, now: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO consents (username, client_id, redirect_uri, scope, resource, granted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![k.username, k.client_id, k.redirect_uri, k.scope, k.resource, now],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- authorization codes
+
+/// What an authorization code is bound to.
+#[derive(Debug, Clone)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scope: String,
+    pub resource: String,
+    pub username: String,
+    pub allows_refresh: bool,
+}
+
+pub fn insert_code(
+    conn: &Connection,
+    code_hash: &str,
+    g: &CodeGrant,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, scope, resource, username, allows_refresh, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![code_hash, g.client_id, g.redirect_uri, g.code_challenge, g.scope, g.resource, g.username, g.allows_refresh, expires_at],
+    )?;
+    Ok(())
+}
+
+/// A refresh-token family: every refresh token descending from one authorization code.
+#[derive(Debug, Clone)]
+pub struct Family {
+    pub family_id: String,
+    pub client_id: String,
+    pub username: String,
+    pub scope: String,
+    pub resource: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug)]
+pub enum Redemption<E> {
+    /// The code was consumed; `refresh_token_issued` tells whether a refresh token was stored.
+    Issued {
+        grant: CodeGrant,
+        refresh_token_issued: bool,
+    },
+    /// The binding check failed; the code was left unused.
+    Rejected(E),
+    /// Second use: the family the first use created is now revoked.
+    Replayed,
+    Expired,
+    Unknown,
+}
+
+/// Consumes an authorization code atomically. `check` validates the binding (client, redirect
+/// URI, PKCE) before anything changes. On success a refresh family is created and, when the
+/// grant allows refresh, `refresh_hash` is stored as its first token, in the same transaction.
+pub fn redeem_code<E>(
+    conn: &mut Connection,
+    code_hash: &str,
+    family_id: &str,
+    refresh_hash: &str,
+    now: i64,
+    family_expires_at: i64,
+    check: impl FnOnce(&CodeGrant) -> Result<(), E>,
+) -> Result<Redemption<E>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let row = tx
+        .query_row(
+            "SELECT client_id, redirect_uri, code_challenge, scope, resource, username, allows_refresh, expires_at, redeemed_at, family_id
+             FROM authorization_codes WHERE code_hash = ?1",
+            [code_hash],
+            |r| {
+                Ok((
+                    CodeGrant {
+                        client_id: r.get(0)?,
+                        redirect_uri: r.get(1)?,
+                        code_challenge: r.get(2)?,
+                        scope: r.get(3)?,
+                        resource: r.get(4)?,
+                        username: r.get(5)?,
+                        allows_refresh: r.get(6)?,
+                    },
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((grant, expires_at, redeemed_at, previous_family)) = row else {
+        return Ok(Redemption::Unknown);
+    };
+    if redeemed_at.is_some() {
+        if let Some(previous) = previous_family {
+            revoke_family_in(&tx, &previous, now)?;
+        }
+        tx.commit()?;
+        return Ok(Redemption::Replayed);
+    }
+    if expires_at <= now {
+        return Ok(Redemption::Expired);
+    }
+    if let Err(e) = check(&grant) {
+        return Ok(Redemption::Rejected(e));
+    }
+    let changed = tx.execute(
+        "UPDATE authorization_codes SET redeemed_at = ?1, family_id = ?2 WHERE code_hash = ?3 AND redeemed_at IS NULL",
+        params![now, family_id, code_hash],
+    )?;
+    if changed != 1 {
+        return Ok(Redemption::Replayed);
+    }
+    tx.execute(
+        "INSERT INTO refresh_families (family_id, client_id, username, scope, resource, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![family_id, grant.client_id, grant.username, grant.scope, grant.resource, now, family_expires_at],
+    )?;
+    if grant.allows_refresh {
+        tx.execute(
+            "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?1, ?2, ?3)",
+            params![refresh_hash, family_id, now],
+        )?;
+    }
+    tx.commit()?;
+    let refresh_token_issued = grant.allows_refresh;
+    Ok(Redemption::Issued {
+        grant,
+        refresh_token_issued,
+    })
+}
+
+fn revoke_family_in(conn: &Connection, family_id: &str, now: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE refresh_families SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
+        params![now, family_id],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- refresh tokens
+
+#[derive(Debug)]
+pub enum Rotation<E> {
+    Rotated(Family),
+    /// The request was refused by `check`; nothing changed.
+    Rejected(E),
+    /// An already rotated token came back: the family is now revoked.
+    Reused,
+    Revoked,
+    Expired,
+    Unknown,
+}
+
+/// A refresh token with its family, the family's `revoked_at` and the token's `used_at`.
+type RefreshRow = (Family, Option<i64>, Option<i64>);
+
+fn find_refresh(conn: &Connection, token_hash: &str) -> Result<Option<RefreshRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT f.family_id, f.client_id, f.username, f.scope, f.resource, f.expires_at, f.revoked_at, t.used_at
+             FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id
+             WHERE t.token_hash = ?1",
+            [token_hash],
+            |r| {
+                Ok((
+                    Family {
+                        family_id: r.get(0)?,
+                        client_id: r.get(1)?,
+                        username: r.get(2)?,
+                        scope: r.get(3)?,
+                        resource: r.get(4)?,
+                        expires_at: r.get(5)?,
+                    },
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .optional()?)
+}
+
+/// Rotates a refresh token atomically: the presented token is marked used and `new_hash`
+/// becomes the family's current token. Presenting a used token revokes the family.
+pub fn rotate_refresh<E>(
+    conn: &mut Connection,
+    token_hash: &str,
+    new_hash: &str,
+    now: i64,
+    check: impl FnOnce(&Family) -> Result<(), E>,
+) -> Result<Rotation<E>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some((family, revoked_at, used_at)) = find_refresh(&tx, token_hash)? else {
+        return Ok(Rotation::Unknown);
+    };
+    if revoked_at.is_some() {
+        return Ok(Rotation::Revoked);
+    }
+    if let Err(e) = check(&family) {
+        return Ok(Rotation::Rejected(e));
+    }
+    if used_at.is_some() {
+        revoke_family_in(&tx, &family.family_id, now)?;
+        tx.commit()?;
+        return Ok(Rotation::Reused);
+    }
+    if family.expires_at <= now {
+        return Ok(Rotation::Expired);
+    }
+    let changed = tx.execute(
+        "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
+        params![now, token_hash],
+    )?;
+    if changed != 1 {
+        return Ok(Rotation::Reused);
+    }
+    tx.execute(
+        "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?1, ?2, ?3)",
+        params![new_hash, family.family_id, now],
+    )?;
+    tx.commit()?;
+    Ok(Rotation::Rotated(family))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    Revoked,
+    OtherClient,
+    NotFound,
+}
+
+/// Revokes the family of a refresh token presented by `client_id`.
+pub fn revoke_refresh(
+    conn: &Connection,
+    token_hash: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<RevokeOutcome, StoreError> {
+    let Some((family, _, _)) = find_refresh(conn, token_hash)? else {
+        return Ok(RevokeOutcome::NotFound);
+    };
+    if family.client_id != client_id {
+        return Ok(RevokeOutcome::OtherClient);
+    }
+    revoke_family_in(conn, &family.family_id, now)?;
+    Ok(RevokeOutcome::Revoked)
+}
+
+/// Deletes expired codes, sessions and families; run periodically.
+pub fn purge_expired(conn: &Connection, now: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM authorization_codes WHERE expires_at < ?1 - 86400",
+        [now],
+    )?;
+    conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
+    conn.execute("DELETE FROM refresh_families WHERE expires_at < ?1", [now])?;
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! The token endpoint: `authorization_code` (PKCE, single use, replay revokes the family) and
+//! `refresh_token` (rotation, reuse detection, scope narrowing). Access tokens follow RFC 9068.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use jwt_simple::prelude::{Claims, Duration};
+
+use crate::app::AppState;
+use crate::error::{ErrorCode, OAuthError};
+use crate::keys::AccessClaims;
+use crate::params::Params;
+use crate::store::{self, Redemption, Rotation};
+use crate::{clients, pkce, resource, secrets, time};
+
+pub fn require_form(headers: &HeaderMap) -> Result<(), OAuthError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+/// Checks a `resource` parameter at the token endpoint against the resource of the grant.
+fn check_resource(state: &AppState, params: &Params, granted: &str) -> Result<(), OAuthError> {
+    let requested = params.all("resource");
+    if requested.is_empty() {
+        return Ok(());
+    }
+    let selected = resource::select(&state.config.resources, &requested)
+        .map_err(OAuthError::invalid_target)?;
+    if selected.url != granted {
+        return Err(OAuthError::invalid_target(
+            "resource differs from the one authorized",
+        ));
+    }
+    Ok(())
+}
+
+fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
+    params
+        .single(name)
+        .map_err(OAuthError::invalid_request)?
+        .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+}
+
+async fn access_token(
+    state: &AppState,
+    username: &str,
+    client_id: &str,
+    scope: &str,
+    audience: &str,
+) -> Result<String, OAuthError> {
+    let now = time::now();
+    let (_kid, key) = state.keyring.signing_key(now).await?;
+    let jti = secrets::random_token().map_err(OAuthError::server_error)?;
+    let claims = Claims::with_custom_claims(
+        AccessClaims {
+            client_id: client_id.to_string(),
+            scope: scope.to_string(),
+        },
+        Duration::from_secs(state.config.access_token_lifetime.as_secs()),
+    )
+    .with_issuer(&state.config.issuer)
+    .with_subject(username)
+    .with_audience(audience)
+    .with_jwt_id(jti);
+    key.sign(claims).map_err(OAuthError::server_error)
+}
+
+fn token_response(
+    state: &AppState,
+    access: String,
+    scope: &str,
+    refresh: Option<String>,
+) -> Response {
+    let mut body = serde_json::json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": state.config.access_token_lifetime.as_secs(),
+        "scope": scope,
+    });
+    if let (Some(r), Some(obj)) = (refresh, body.as_object_mut()) {
+        obj.insert("refresh_token".into(), serde_json::Value::String(r));
+    }
+    let mut response = axum::Json(body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub async fn handler(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    require_form(headers)?;
+    let params = Params::parse(body);
+    let grant_type = required(&params, "grant_type")?;
+    match grant_type {
+        "authorization_code" => {
+            let client_id = clients::authenticate(state, headers, &params).await?;
+            authorization_code(state, &params, client_id).await
+        }
+        "refresh_token" => {
+            let client_id = clients::authenticate(state, headers, &params).await?;
+            refresh_token(state, &params, client_id).await
+        }
+        other => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type `{other}` is not supported"),
+        )),
+    }
+}
+
+async fn authorization_code(
+    state: &AppState,
+    params: &Params,
+    client_id: String,
+) -> Result<Response, OAuthError> {
+    let code = required(params, "code")?;
+    let redirect_uri = required(params, "redirect_uri")?.to_string();
+    let verifier = params
+        .single("code_verifier")
+        .map_err(OAuthError::invalid_request)?
+        .map(str::to_string);
+    let requested_resource: Vec<String> = params
+        .all("resource")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if !requested_resource.is_empty() {
+        let refs: Vec<&str> = requested_resource.iter().map(String::as_str).collect();
+        resource::select(&state.config.resources, &refs).map_err(OAuthError::invalid_target)?;
+    }
+    let code_hash = secrets::token_hash(code);
+    let family_id = secrets::random_token().map_err(OAuthError::server_error)?;
+    let refresh = secrets::random_token().map_err(OAuthError::server_error)?;
+    let refresh_hash = secrets::token_hash(&refresh);
+    let now = time::now();
+    let family_expires = now + state.config.refresh_token_lifetime.as_secs() as i64;
+    let authenticated = client_id.clone();
+    let outcome = state
+        .store
+        .run(move |conn| {
+            store::redeem_code(
+                conn,
+                &code_hash,
+                &family_id,
+                &refresh_hash,
+                now,
+                family_expires,
+                |g| {
+                    if g.client_id != authenticated {
+                        return Err(OAuthError::invalid_grant(
+                            "the code was issued to another client",
+                        ));
+                    }
+                    if g.redirect_uri != redirect_uri {
+                        return Err(OAuthError::invalid_grant(
+                            "redirect_uri differs from the authorization request",
+                        ));
+                    }
+                    let Some(verifier) = verifier.as_deref() else {
+                        return Err(OAuthError::invalid_grant(
+                            "code_verifier is required (PKCE)",
+                        ));
+                    };
+                    pkce::verify(&g.code_challenge, verifier).map_err(OAuthError::invalid_grant)?;
+                    if let Some(r) = requested_resource.first()
+                        && *r != g.resource
+                    {
+                        return Err(OAuthError::invalid_target(
+                            "resource differs from the one authorized",
+                        ));
+                    }
+                    Ok(())
+                },
+            )
+        })
+        .await?;
+    match outcome {
+        Redemption::Issued {
+            grant,
+            refresh_token_issued,
+        } => {
+            let access = access_token(
+                state,
+                &grant.username,
+                &client_id,
+                &grant.scope,
+                &grant.resource,
+            )
+            .await?;
+            Ok(token_response(
+                state,
+                access,
+                &grant.scope,
+                refresh_token_issued.then_some(refresh),
+            ))
+        }
+        Redemption::Rejected(e) => Err(e),
+        Redemption::Replayed => {
+            tracing::warn!(client_id = %client_id, "authorization code replayed; its refresh tokens are revoked");
+            Err(OAuthError::invalid_grant(
+                "the authorization code was already used",
+            ))
+        }
+        Redemption::Expired => Err(OAuthError::invalid_grant(
+            "the authorization code has expired",
+        )),
+        Redemption::Unknown => Err(OAuthError::invalid_grant("unknown authorization code")),
+    }
+}
+
+async fn refresh_token(
+    state: &AppState,
+    params: &Params,
+    client_id: String,
+) -> Result<Response, OAuthError> {
+    let presented = required(params, "refresh_token")?;
+    let requested_scope = params
+        .single("scope")
+        .map_err(OAuthError::invalid_request)?
+        .map(str::to_string);
+    let token_hash = secrets::token_hash(presented);
+    let new_refresh = secrets::random_token().map_err(OAuthError::server_error)?;
+    let new_hash = secrets::token_hash(&new_refresh);
+    let now = time::now();
+    let authenticated = client_id.clone();
+    let check_state = state.clone();
+    let check_params = params.clone();
+    let scope_for_check = requested_scope.clone();
+    let outcome = state
+        .store
+        .run(move |conn| {
+            store::rotate_refresh(conn, &token_hash, &new_hash, now, |f| {
+                if f.client_id != authenticated {
+                    return Err(OAuthError::invalid_grant(
+                        "the refresh token was issued to another client",
+                    ));
+                }
+                check_resource(&check_state, &check_params, &f.resource)?;
+                resource::narrow(&resource::split(&f.scope), scope_for_check.as_deref())
+                    .map_err(OAuthError::invalid_scope)?;
+                Ok(())
+            })
+        })
+        .await?;
+    match outcome {
+        Rotation::Rotated(family) => {
+            let scopes =
+                resource::narrow(&resource::split(&family.scope), requested_scope.as_deref())
+                    .map_err(OAuthError::invalid_scope)?;
+            let scope = resource::join(&scopes);
+            let access = access_token(
+                state,
+                &family.username,
+                &client_id,
+                &scope,
+                &family.resource,
+            )
+            .await?;
+            Ok(token_response(state, access, &scope, Some(new_refresh)))
+        }
+        Rotation::Rejected(e) => Err(e),
+        Rotation::Reused => {
+            tracing::warn!(client_id = %client_id, "refresh token reused; the token family is revoked");
+            Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant is revoked",
+            ))
+        }
+        Rotation::Revoked => Err(OAuthError::invalid_grant(
+            "the refresh token has been revoked",
+        )),
+        Rotation::Expired => Err(OAuthError::invalid_grant("the refresh token has expired")),
+        Rotation::Unknown => Err(OAuthError::invalid_grant("unknown refresh token")),
+    }
+}
