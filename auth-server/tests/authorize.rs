@@ -1,0 +1,504 @@
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+
+fn without<'a>(params: &[(&'a str, &'a str)], name: &str) -> Vec<(&'a str, &'a str)> {
+    params.iter().filter(|(k, _)| *k != name).cloned().collect()
+}
+
+fn with<'a>(
+    params: &[(&'a str, &'a str)],
+    name: &'a str,
+    value: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut p = without(params, name);
+    p.push((name, value));
+    p
+}
+
+/// Asserts an error redirect back to the client carrying `error`, `state` and `iss`, no code.
+fn assert_error_redirect(server: &TestServer, resp: &reqwest::Response, error: &str) {
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let loc = location(resp);
+    assert!(loc.starts_with(PUBLIC_REDIRECT), "{loc}");
+    assert_eq!(query_param(&loc, "error").as_deref(), Some(error), "{loc}");
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("st"));
+    assert_eq!(
+        query_param(&loc, "iss").as_deref(),
+        Some(server.issuer.as_str())
+    );
+    assert!(query_param(&loc, "code").is_none());
+}
+
+#[tokio::test]
+async fn login_page_is_a_plain_form_that_cannot_be_framed() {
+    let server = TestServer::start().await;
+    let p = pkce();
+    let resp = browser()
+        .get(authorize_url(&server, &standard_params(&p, "st")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "http issuer: no Secure flag");
+    let html = resp.text().await.unwrap();
+    let fields = form_fields(&html);
+    for name in [
+        "csrf_token",
+        "client_id",
+        "redirect_uri",
+        "code_challenge",
+        "state",
+        "resource",
+    ] {
+        assert!(fields.iter().any(|(k, _)| k == name), "{name} in {html}");
+    }
+    assert!(html.contains("name=\"username\"") && html.contains("name=\"password\""));
+    assert!(html.contains("Static Test Client"));
+    assert!(
+        !html.contains("class=\"unverified\""),
+        "configured clients are verified"
+    );
+}
+
+#[tokio::test]
+async fn full_browser_flow_yields_a_code_with_state_and_iss_and_remembers_consent() {
+    let server = TestServer::start().await;
+    let b = browser();
+    let p = pkce();
+    let url = authorize_url(&server, &standard_params(&p, "st"));
+    // Login.
+    let html = b.get(&url).send().await.unwrap().text().await.unwrap();
+    let resp = submit(
+        &b,
+        &server,
+        &form_fields(&html),
+        &[
+            ("username", "demo"),
+            ("password", "demo"),
+            ("action", "login"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let session_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        session_cookie.starts_with("mcp_as_session=")
+            && session_cookie.contains("HttpOnly")
+            && session_cookie.contains("SameSite=Lax")
+    );
+    // Consent page shows the redirect host, the scopes and the resource.
+    let consent = b.get(server.url(&location(&resp))).send().await.unwrap();
+    assert_eq!(consent.status(), StatusCode::OK);
+    assert_eq!(consent.headers()["x-frame-options"], "DENY");
+    let html = consent.text().await.unwrap();
+    assert!(
+        html.contains("127.0.0.1") && html.contains("mcp:tools") && html.contains(RESOURCE),
+        "{html}"
+    );
+    let resp = submit(&b, &server, &form_fields(&html), &[("action", "approve")]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let loc = location(&resp);
+    assert!(loc.starts_with(PUBLIC_REDIRECT));
+    assert!(query_param(&loc, "code").is_some());
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("st"));
+    assert_eq!(
+        query_param(&loc, "iss").as_deref(),
+        Some(server.issuer.as_str())
+    );
+    // Same user, client, redirect URI, scope and resource: no consent page this time.
+    let again = b.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert!(query_param(&location(&again), "code").is_some());
+    // A different scope asks again.
+    let wider = with(&standard_params(&p, "st"), "scope", "mcp:tools mcp:admin");
+    let asks = b.get(authorize_url(&server, &wider)).send().await.unwrap();
+    assert_eq!(asks.status(), StatusCode::OK);
+    assert!(asks.text().await.unwrap().contains("mcp:admin"));
+}
+
+#[tokio::test]
+async fn wrong_password_shows_the_login_page_again() {
+    let server = TestServer::start().await;
+    let b = browser();
+    let p = pkce();
+    let html = b
+        .get(authorize_url(&server, &standard_params(&p, "st")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = submit(
+        &b,
+        &server,
+        &form_fields(&html),
+        &[
+            ("username", "demo"),
+            ("password", "nope"),
+            ("action", "login"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().get("location").is_none());
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Wrong username or password")
+    );
+}
+
+#[tokio::test]
+async fn denying_consent_redirects_access_denied_with_state_and_iss() {
+    let server = TestServer::start().await;
+    let b = browser();
+    let p = pkce();
+    let html = b
+        .get(authorize_url(&server, &standard_params(&p, "st")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = submit(
+        &b,
+        &server,
+        &form_fields(&html),
+        &[
+            ("username", "demo"),
+            ("password", "demo"),
+            ("action", "login"),
+        ],
+    )
+    .await;
+    let html = b
+        .get(server.url(&location(&resp)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = submit(&b, &server, &form_fields(&html), &[("action", "deny")]).await;
+    assert_error_redirect(&server, &resp, "access_denied");
+}
+
+#[tokio::test]
+async fn pkce_is_required_and_only_s256_is_accepted() {
+    let server = TestServer::start().await;
+    let p = pkce();
+    let base = standard_params(&p, "st");
+    let cases = [
+        without(&without(&base, "code_challenge"), "code_challenge_method"),
+        without(&base, "code_challenge_method"),
+        with(&base, "code_challenge_method", "plain"),
+        with(&base, "code_challenge_method", "S512"),
+    ];
+    for params in cases {
+        let resp = browser()
+            .get(authorize_url(&server, &params))
+            .send()
+            .await
+            .unwrap();
+        assert_error_redirect(&server, &resp, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn redirect_uri_tricks_get_an_error_page_and_no_location() {
+    let server = TestServer::start().await;
+    let p = pkce();
+    let base = standard_params(&p, "st");
+    for bad in [
+        "http://127.0.0.1:7777/callback/",
+        "http://127.0.0.1:7777/Callback",
+        "http://127.0.0.1:7777/callback?x=1",
+        "http://127.0.0.1:7777/callback#frag",
+        "http://localhost@evil.example/callback",
+        "https://app.example.com/callback/",
+        "https://APP.example.com/callback",
+        "https://app.example.com@evil.example/callback",
+        "https://evil.example/callback",
+        "javascript:alert(1)",
+    ] {
+        let resp = browser()
+            .get(authorize_url(&server, &with(&base, "redirect_uri", bad)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(resp.headers().get("location").is_none(), "{bad}");
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    }
+    // Unknown client and missing redirect_uri: error page too.
+    let resp = browser()
+        .get(authorize_url(&server, &with(&base, "client_id", "nobody")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get("location").is_none());
+    let resp = browser()
+        .get(authorize_url(&server, &without(&base, "redirect_uri")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn loopback_redirect_with_another_port_is_accepted() {
+    let server = TestServer::start().await;
+    let b = browser();
+    let p = pkce();
+    let params = with(
+        &standard_params(&p, "st"),
+        "redirect_uri",
+        "http://127.0.0.1:45678/callback",
+    );
+    let loc = authorize(&b, &server, &authorize_url(&server, &params)).await;
+    assert!(loc.starts_with("http://127.0.0.1:45678/callback?"), "{loc}");
+    let code = query_param(&loc, "code").unwrap();
+    // The token request must repeat the exact redirect URI used.
+    let (status, body) = json(
+        post_form(
+            &server.url("/token"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "http://127.0.0.1:45678/callback"),
+                ("code_verifier", &p.verifier),
+                ("client_id", PUBLIC_CLIENT),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn scope_and_resource_errors_redirect_with_the_oauth_code() {
+    let server = TestServer::start().await;
+    let p = pkce();
+    let base = standard_params(&p, "st");
+    let cases = [
+        (
+            with(&base, "scope", "mcp:tools <script>alert(1)</script>"),
+            "invalid_scope",
+        ),
+        (
+            with(&base, "resource", "http://localhost:10000/mcp#frag"),
+            "invalid_target",
+        ),
+        (
+            with(&base, "resource", "http://localhost:10000/other"),
+            "invalid_target",
+        ),
+        (
+            with(&base, "response_type", "token"),
+            "unsupported_response_type",
+        ),
+    ];
+    for (params, error) in cases {
+        let resp = browser()
+            .get(authorize_url(&server, &params))
+            .send()
+            .await
+            .unwrap();
+        assert_error_redirect(&server, &resp, error);
+    }
+    // Duplicate parameters are rejected.
+    let mut dup = base.clone();
+    dup.push(("scope", "mcp:tools"));
+    dup.push(("scope", "mcp:admin"));
+    let resp = browser()
+        .get(authorize_url(&server, &dup))
+        .send()
+        .await
+        .unwrap();
+    assert_error_redirect(&server, &resp, "invalid_request");
+}
+
+#[tokio::test]
+async fn script_in_state_scope_or_client_name_is_escaped_on_every_page() {
+    let server = TestServer::start().await;
+    let evil = "<script>alert(1)</script>";
+    // Register a client whose name is a script.
+    let reg: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/register"))
+        .json(&serde_json::json!({
+            "client_name": evil,
+            "redirect_uris": [PUBLIC_REDIRECT],
+            "token_endpoint_auth_method": "none",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = reg["client_id"].as_str().unwrap().to_string();
+    let b = browser();
+    let p = pkce();
+    let params = with(
+        &with(&standard_params(&p, evil), "client_id", &client_id),
+        "scope",
+        "mcp:tools",
+    );
+    let login = b.get(authorize_url(&server, &params)).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let html = login.text().await.unwrap();
+    assert!(!html.contains("<script"), "{html}");
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(
+        html.contains("class=\"unverified\""),
+        "registered client names are marked unverified"
+    );
+    let resp = submit(
+        &b,
+        &server,
+        &form_fields(&html),
+        &[
+            ("username", "demo"),
+            ("password", "demo"),
+            ("action", "login"),
+        ],
+    )
+    .await;
+    let consent = b
+        .get(server.url(&location(&resp)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!consent.contains("<script"), "{consent}");
+    assert!(consent.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    // An unknown scope with a script: the error goes back URL-encoded, no page reflects it.
+    let bad_scope = with(
+        &with(&standard_params(&p, evil), "client_id", &client_id),
+        "scope",
+        evil,
+    );
+    let resp = b
+        .get(authorize_url(&server, &bad_scope))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(!location(&resp).contains('<'));
+    // Error pages escape too.
+    let page = b
+        .get(authorize_url(
+            &server,
+            &[("client_id", evil), ("redirect_uri", PUBLIC_REDIRECT)],
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("<script"), "{page}");
+}
+
+#[tokio::test]
+async fn login_and_consent_posts_without_the_csrf_token_are_forbidden() {
+    let server = TestServer::start().await;
+    let b = browser();
+    let p = pkce();
+    let html = b
+        .get(authorize_url(&server, &standard_params(&p, "st")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fields: Vec<(String, String)> = form_fields(&html)
+        .into_iter()
+        .filter(|(k, _)| k != "csrf_token")
+        .collect();
+    let resp = submit(
+        &b,
+        &server,
+        &fields,
+        &[
+            ("username", "demo"),
+            ("password", "demo"),
+            ("action", "login"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = submit(
+        &b,
+        &server,
+        &fields,
+        &[
+            ("username", "demo"),
+            ("password", "demo"),
+            ("action", "login"),
+            ("csrf_token", "forged"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A token from another browser does not match this browser's cookie.
+    let other = browser();
+    let resp = submit(
+        &other,
+        &server,
+        &form_fields(&html),
+        &[
+            ("username", "demo"),
+            ("password", "demo"),
+            ("action", "login"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // Consent POST without the token.
+    let resp = submit(
+        &b,
+        &server,
+        &form_fields(&html),
+        &[
+            ("username", "demo"),
+            ("password", "demo"),
+            ("action", "login"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let consent = b
+        .get(server.url(&location(&resp)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fields: Vec<(String, String)> = form_fields(&consent)
+        .into_iter()
+        .filter(|(k, _)| k != "csrf_token")
+        .collect();
+    let resp = submit(&b, &server, &fields, &[("action", "approve")]).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers().get("location").is_none());
+}
