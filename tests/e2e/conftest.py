@@ -7,12 +7,17 @@ the workspace's target directory and .venv.
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
+from auth_server import AuthServer, configure
 from envoy_template import ROOT, local_values, render
 from processes import Service, free_port
 
@@ -41,6 +46,11 @@ def envoy_bin() -> Path:
 @pytest.fixture(scope="session")
 def demo_mcp_server_bin() -> Path:
     return _artifact("DEMO_MCP_SERVER_BIN", TARGET / "debug/demo-mcp-server")
+
+
+@pytest.fixture(scope="session")
+def auth_server_bin() -> Path:
+    return _artifact("MCP_AUTH_SERVER_BIN", TARGET / "debug/mcp-auth-server")
 
 
 @dataclass
@@ -86,9 +96,15 @@ def start_demo_mcp_server(binary: Path, workdir: Path) -> DemoMcpServer:
 
 
 def start_envoy(
-    envoy_bin: Path, wasm_path: Path, workdir: Path, *, auth_server_port: int, upstream_port: int
+    envoy_bin: Path,
+    wasm_path: Path,
+    workdir: Path,
+    *,
+    auth_server_port: int,
+    upstream_port: int,
+    listener_port: int | None = None,
 ) -> Envoy:
-    port, admin_port = free_port(), free_port()
+    port, admin_port = listener_port or free_port(), free_port()
     config = workdir / "envoy.yaml"
     config.write_text(
         render(
@@ -125,3 +141,101 @@ def demo_mcp_server(demo_mcp_server_bin, workdir):
     server = start_demo_mcp_server(demo_mcp_server_bin, workdir)
     yield server
     server.service.stop()
+
+
+@dataclass
+class Stack:
+    auth: AuthServer
+    upstream: DemoMcpServer
+    envoy: Envoy
+    other_resource: str
+
+    def seen_authorization(self) -> dict:
+        return httpx.get(self.upstream.seen_authorization_url).json()
+
+    def stat(self, suffix: str) -> int:
+        stats = httpx.get(f"http://127.0.0.1:{self.envoy.admin_port}/stats?filter=mcp_auth").text
+        for line in stats.splitlines():
+            name, _, value = line.partition(": ")
+            if name.endswith(suffix):
+                return int(value)
+        return 0
+
+
+@pytest.fixture(scope="module")
+def stack(envoy_bin, wasm_path, demo_mcp_server_bin, auth_server_bin, workdir) -> Stack:
+    auth_port, envoy_port = free_port(), free_port()
+    upstream = start_demo_mcp_server(demo_mcp_server_bin, workdir)
+    other_resource = f"http://localhost:{free_port()}/other"
+    auth = configure(
+        auth_server_bin,
+        workdir,
+        port=auth_port,
+        resources=[f"http://localhost:{envoy_port}/mcp", other_resource],
+    ).start()
+    envoy = start_envoy(
+        envoy_bin,
+        wasm_path,
+        workdir,
+        auth_server_port=auth_port,
+        upstream_port=upstream.port,
+        listener_port=envoy_port,
+    )
+    yield Stack(auth, upstream, envoy, other_resource)
+    envoy.service.stop()
+    auth.service.stop()
+    upstream.service.stop()
+
+
+def loopback_redirect_uri() -> str:
+    # Never listened on: the headless user captures the redirect instead of following it.
+    return f"http://127.0.0.1:{free_port()}/callback"
+
+
+@dataclass
+class CimdDocument:
+    url: str
+    redirect_uri: str
+    fetches: int = 0
+
+
+@pytest.fixture(scope="module")
+def cimd_document():
+    """Serves a client ID metadata document on http://localhost (accepted by the authorization
+    server's development switch; production documents are https)."""
+    port = free_port()
+    document = CimdDocument(
+        url=f"http://localhost:{port}/clients/e2e.json", redirect_uri=loopback_redirect_uri()
+    )
+    body = json.dumps(
+        {
+            "client_id": document.url,
+            "client_name": "CIMD e2e client",
+            "redirect_uris": [document.redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        }
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/clients/e2e.json":
+                self.send_error(404)
+                return
+            document.fetches += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield document
+    server.shutdown()
+    server.server_close()

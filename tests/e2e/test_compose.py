@@ -105,3 +105,30 @@ def test_ports_and_host_names_line_up():
     assert "ports" not in upstream
     assert upstream["networks"] == ["internal"]
     assert compose()["networks"]["internal"]["internal"] is True
+
+
+def test_every_bind_mount_and_build_input_exists():
+    services = compose()["services"]
+    for name, service in services.items():
+        for source, _ in bind_mounts(service):
+            assert source.is_file(), f"{name} mounts {source}, which does not exist"
+        build = service.get("build")
+        if build:
+            context = (COMPOSE_DIR / build["context"]).resolve()
+            dockerfile = context / build["dockerfile"]
+            assert context == ROOT
+            assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
+            stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text(), re.M | re.I)
+            assert build["target"] in stages, f"{name}: no stage {build['target']} in {dockerfile}"
+
+
+def test_the_auth_server_config_it_mounts_declares_the_same_issuer_and_resource():
+    import tomllib
+
+    services = compose()["services"]
+    [(source, target)] = bind_mounts(services["auth-server"])
+    assert target in services["auth-server"]["command"]
+    config = tomllib.loads(source.read_text())
+    plugin = plugin_config(envoy_config())
+    assert config["issuer"] == plugin["issuers"][0]["issuer"]
+    assert plugin["resources"][0]["resource"] in [r["url"] for r in config.get("resources", [])]

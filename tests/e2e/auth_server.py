@@ -1,0 +1,108 @@
+"""The authorization server (mcp-auth-server) as a real process with a real SQLite file, configured
+from auth-server/demo.toml with this test run's ports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from envoy_template import ROOT
+from processes import Service
+
+DEMO_CONFIG = ROOT / "auth-server" / "demo.toml"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(document: dict) -> str:
+    """Enough TOML for the server's configuration: scalars, arrays, tables, arrays of tables."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict]] = []
+    table_arrays: list[tuple[str, list]] = []
+    for key, value in document.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            table_arrays.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, table in tables:
+        lines.append(f"\n[{key}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    for key, items in table_arrays:
+        for item in items:
+            lines.append(f"\n[[{key}]]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class AuthServer:
+    binary: Path
+    port: int
+    config: Path
+    service: Service
+
+    @property
+    def issuer(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def start(self) -> "AuthServer":
+        self.service.start()
+        self.service.wait_http(f"http://127.0.0.1:{self.port}/.well-known/oauth-authorization-server")
+        return self
+
+    def restart(self) -> None:
+        self.service.stop()
+        self.start()
+
+    def rotate_key(self) -> str:
+        """`mcp-auth-server keys rotate` with no publish delay: the new key signs at once."""
+        result = subprocess.run(
+            [str(self.binary), "--config", str(self.config), "keys", "rotate", "--publish-delay-secs", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+def configure(
+    binary: Path,
+    workdir: Path,
+    *,
+    port: int,
+    resources: list[str],
+    name: str = "auth-server",
+) -> AuthServer:
+    """Writes a configuration derived from auth-server/demo.toml: same users, scopes and
+    policies, with this run's issuer, port, SQLite file and resource URLs."""
+    demo = tomllib.loads(DEMO_CONFIG.read_text())
+    template = demo["resources"][0]
+    config = dict(demo)
+    config.update(
+        issuer=f"http://localhost:{port}",
+        listen=f"127.0.0.1:{port}",
+        storage_path=str(workdir / f"{name}.sqlite"),
+        # Lets the test serve its client ID metadata document from http://localhost.
+        allow_insecure_localhost_client_metadata=True,
+        resources=[{**template, "url": url} for url in resources],
+    )
+    path = workdir / f"{name}.toml"
+    path.write_text(dump_toml(config))
+    service = Service(name, [str(binary), "--config", str(path)], workdir / f"{name}.log")
+    return AuthServer(binary, port, path, service)
