@@ -468,13 +468,19 @@ impl Host {
         Ok(action)
     }
 
-    /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
+    /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Like Envoy,
+    /// which cancels a context's outstanding HTTP calls when it is destroyed, calls this
+    /// stream's context dispatched are dropped without a callback.
     pub fn finish_stream(&mut self, stream: StreamId) -> Result<()> {
         let id = stream.0 as i32;
         self.call::<i32, i32>("proxy_on_done", stream.0, id)?;
         self.call::<i32, ()>("proxy_on_log", stream.0, id)?;
         self.call::<i32, ()>("proxy_on_delete", stream.0, id)?;
         self.stream_state_mut(stream)?.done = true;
+        let state = self.store.data_mut();
+        state
+            .pending_calls
+            .retain(|_, call| call.context_id != stream.0);
         Ok(())
     }
 

@@ -173,3 +173,16 @@ fn a_module_that_is_not_proxy_wasm_is_refused() {
     let error = plugin.new_host().err().expect("refused").to_string();
     assert!(error.contains("proxy_abi_version"), "{error}");
 }
+
+#[test]
+fn finishing_a_stream_cancels_the_http_calls_it_dispatched() {
+    let mut host = configured(&plugin());
+    let stream = host.new_http_stream().unwrap();
+    let mut headers = GET.to_vec();
+    headers.push(("x-wait", "1"));
+    host.send_request_headers(stream, headers, true).unwrap();
+    assert_eq!(host.pending_http_calls().len(), 1);
+    host.finish_stream(stream).unwrap();
+    assert!(host.pending_http_calls().is_empty());
+    assert_eq!(host.done_calls(), 0);
+}

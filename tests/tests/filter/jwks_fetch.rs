@@ -1,0 +1,185 @@
+//! Remote JWKS: fetched through the configured cluster, waiting requests, failures, rotation.
+
+use std::time::Duration;
+
+use mcp_auth_tests::Action;
+use serde_json::json;
+
+use crate::keys::{Key, keys};
+use crate::support::{
+    Gateway, JWKS_CLUSTER, KEY_WAIT_MS, MIN_REFETCH_SECONDS, Request, answer_jwks,
+};
+
+#[test]
+fn jwks_is_fetched_with_a_get_through_the_configured_cluster() {
+    let mut gw = Gateway::remote();
+    let token = gw.jwks_fetch();
+    let call = gw
+        .host
+        .pending_http_calls()
+        .into_iter()
+        .find(|c| c.token == token)
+        .expect("pending");
+    assert_eq!(call.cluster, JWKS_CLUSTER);
+    assert_eq!(call.method(), Some("GET"));
+    assert_eq!(call.path(), Some("/jwks.json"));
+    assert_eq!(call.authority(), Some("localhost:9000"));
+    assert_eq!(call.timeout, Duration::from_millis(1000));
+}
+
+#[test]
+fn request_arriving_before_the_keys_waits_and_is_resumed_when_they_arrive() {
+    let mut gw = Gateway::remote();
+    let k = keys();
+    let token = gw.token(&k.ed, "mcp:tools");
+    let waiting = gw.send(Request::get("/mcp").bearer(&token));
+    assert_eq!(waiting.actions, [Action::Pause]);
+    assert!(waiting.reply.is_none() && !waiting.reached_upstream());
+
+    gw.serve_jwks(&[&k.ed, &k.ec]);
+    let resumed = gw.look(&waiting);
+    assert!(resumed.reached_upstream(), "{:?}", resumed.reply);
+    assert_eq!(
+        resumed.upstream_header("x-mcp-subject").as_deref(),
+        Some("user-42")
+    );
+    assert_eq!(resumed.upstream_header("authorization"), None);
+    assert_eq!(gw.host.request_continue_calls(waiting.stream), 1);
+    assert_eq!(gw.metric("jwks_fetch.ok"), 1);
+}
+
+#[test]
+fn request_waiting_for_keys_that_never_come_gets_503_after_the_bounded_wait() {
+    let mut gw = Gateway::remote();
+    let token = gw.token(&keys().ed, "mcp:tools");
+    let waiting = gw.send(Request::get("/mcp").bearer(&token));
+    let fetch = gw.jwks_fetch();
+    answer_jwks(&mut gw.host, fetch, 500, "oops");
+    gw.host
+        .advance(Duration::from_millis(KEY_WAIT_MS - 100))
+        .unwrap();
+    let before_deadline = gw.look(&waiting);
+    gw.host.advance(Duration::from_millis(200)).unwrap();
+    let after = gw.look(&waiting);
+    assert!(before_deadline.reply.is_none() && !before_deadline.reached_upstream());
+    assert_eq!(after.status(), 503);
+    assert_eq!(after.header("retry-after").as_deref(), Some("5"));
+    assert_eq!(after.json()["error"], json!("temporarily_unavailable"));
+    assert!(!after.reached_upstream());
+    assert!(gw.metric("jwks_fetch.failed") >= 1);
+    assert_eq!(gw.metric("denied.keys_unavailable"), 1);
+}
+
+#[test]
+fn failed_refresh_keeps_the_last_good_keys() {
+    let mut gw = Gateway::remote();
+    let k = keys();
+    gw.serve_jwks(&[&k.ed]);
+    let refresh = gw.jwks_fetch();
+    answer_jwks(&mut gw.host, refresh, 503, "down");
+    let token = gw.token(&k.ed, "mcp:tools");
+    let got = gw.send(Request::get("/mcp").bearer(&token));
+    assert!(got.reached_upstream(), "{:?}", got.reply);
+    assert_eq!(
+        (gw.metric("jwks_fetch.ok"), gw.metric("jwks_fetch.failed")),
+        (1, 1)
+    );
+}
+
+#[test]
+fn absurd_jwks_documents_count_as_failed_fetches_and_keep_the_last_good_keys() {
+    let mut gw = Gateway::remote();
+    let k = keys();
+    gw.serve_jwks(&[&k.ed]);
+    let absurd = [
+        "not json".to_string(),
+        "[]".to_string(),
+        json!({"keys": "nope"}).to_string(),
+        json!({"keys": [{"kty": "RSA", "kid": "tiny", "n": "AQAB", "e": "AQAB"}]}).to_string(),
+        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "short", "x": "AAAA"}]})
+            .to_string(),
+        json!({"keys": (0..500).map(|i| json!({"kty": "oct", "kid": i})).collect::<Vec<_>>()})
+            .to_string(),
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        json!({"keys": [], "pad": "x".repeat(300 * 1024)}).to_string(),
+    ];
+    for (i, document) in absurd.iter().enumerate() {
+        let fetch = gw.jwks_fetch();
+        answer_jwks(&mut gw.host, fetch, 200, document);
+        let token = gw.token(&k.ed, "mcp:tools");
+        let got = gw.send(Request::get("/mcp").bearer(&token));
+        assert!(
+            got.reached_upstream(),
+            "document {i} dropped the good keys: {:?}",
+            got.reply
+        );
+    }
+    assert_eq!(gw.metric("jwks_fetch.failed"), absurd.len() as i64);
+}
+
+#[test]
+#[ignore = "filter bug: a refetch dispatched from an HTTP context is answered to that context \
+            (proxy-wasm SDK callout routing), whose on_http_call_response is a no-op, so the new \
+            keys are never loaded"]
+fn unknown_kid_triggers_a_refetch_and_the_rotated_key_is_then_accepted() {
+    let mut gw = Gateway::remote();
+    let k = keys();
+    gw.serve_jwks(&[&k.ed]);
+    let token = gw.token(&k.rotated, "mcp:tools");
+    let waiting = gw.send(Request::get("/mcp").bearer(&token));
+    assert!(
+        waiting.reply.is_none() && !waiting.reached_upstream(),
+        "{:?}",
+        waiting.reply
+    );
+
+    gw.serve_jwks(&[&k.ed, &k.rotated]);
+    assert!(gw.look(&waiting).reached_upstream());
+    assert!(
+        gw.send(Request::get("/mcp").bearer(&token))
+            .reached_upstream()
+    );
+    assert_eq!(gw.metric("jwks_fetch.ok"), 2);
+}
+
+#[test]
+#[ignore = "filter bug: a refetch dispatched from an HTTP context is answered to that context \
+            (proxy-wasm SDK callout routing), whose on_http_call_response is a no-op, so the new \
+            keys are never loaded"]
+fn unknown_kid_refetches_are_rate_limited() {
+    let mut gw = Gateway::remote();
+    let k = keys();
+    gw.serve_jwks(&[&k.ed]);
+    let first_unknown = Key::ed25519("ed-unknown-1");
+    let waiting = gw.send(Request::get("/mcp").bearer(&gw.token(&first_unknown, "mcp:tools")));
+    gw.serve_jwks(&[&k.ed]);
+    let rejected_after_refetch = gw.look(&waiting);
+
+    let second_unknown = Key::ed25519("ed-unknown-2");
+    let immediate = gw.send(Request::get("/mcp").bearer(&gw.token(&second_unknown, "mcp:tools")));
+    let fetches_while_limited = gw.host.pending_http_calls().len();
+    assert_eq!(rejected_after_refetch.status(), 401);
+    assert_eq!(
+        immediate.status(),
+        401,
+        "rate-limited refetch rejects at once"
+    );
+    assert_eq!(
+        immediate
+            .challenge()
+            .get("error_description")
+            .map(String::as_str),
+        Some("unknown key id")
+    );
+    assert_eq!(fetches_while_limited, 0);
+
+    gw.host
+        .advance(Duration::from_secs(MIN_REFETCH_SECONDS + 1))
+        .unwrap();
+    let later = gw.send(Request::get("/mcp").bearer(&gw.token(&second_unknown, "mcp:tools")));
+    assert!(
+        later.reply.is_none(),
+        "after the interval an unknown kid refetches again"
+    );
+    assert_eq!(gw.host.pending_http_calls().len(), 1);
+}

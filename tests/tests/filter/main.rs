@@ -1,0 +1,17 @@
+//! The release filter (`mcp_auth_filter.wasm`) driven through the proxy-wasm ABI by the test
+//! host, with real Ed25519 / ES256 / RS256 tokens made here. Each test states one behaviour
+//! a client, an upstream MCP server or an operator would notice.
+
+mod keys;
+mod support;
+
+mod bad_input;
+mod bad_tokens;
+mod challenges;
+mod configuration;
+mod cors;
+mod jwks_fetch;
+mod metadata;
+mod scopes;
+mod token_cache;
+mod upstream;
