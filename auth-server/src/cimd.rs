@@ -41,9 +41,6 @@ pub fn validate_client_id_url(
         return Err("client_id URL is too long".into());
     }
     let url = Url::parse(client_id).map_err(|e| format!("client_id is not a valid URL: {e}"))?;
-    if url.as_str() != client_id {
-        return Err("client_id URL must be in normalized form".into());
-    }
     if url.fragment().is_some() {
         return Err("client_id URL must not contain a fragment".into());
     }
@@ -53,8 +50,17 @@ pub fn validate_client_id_url(
     if url.path() == "/" || url.path().is_empty() {
         return Err("client_id URL must have a path".into());
     }
-    if url.path().split('/').any(|seg| seg == "." || seg == "..") {
+    let raw_path = client_id
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
+    if raw_path
+        .split(['/', '?'])
+        .any(|seg| seg == "." || seg == "..")
+    {
         return Err("client_id URL must not contain dot segments".into());
+    }
+    if url.as_str() != client_id {
+        return Err("client_id URL must be in normalized form".into());
     }
     let host = url.host().ok_or("client_id URL must have a host")?;
     match url.scheme() {

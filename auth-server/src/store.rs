@@ -525,13 +525,13 @@ pub fn rotate_refresh<E>(
     if revoked_at.is_some() {
         return Ok(Rotation::Revoked);
     }
-    if let Err(e) = check(&family) {
-        return Ok(Rotation::Rejected(e));
-    }
     if used_at.is_some() {
         revoke_family_in(&tx, &family.family_id, now)?;
         tx.commit()?;
         return Ok(Rotation::Reused);
+    }
+    if let Err(e) = check(&family) {
+        return Ok(Rotation::Rejected(e));
     }
     if family.expires_at <= now {
         return Ok(Rotation::Expired);

@@ -323,6 +323,9 @@ async fn request_without_resource_gets_the_single_configured_resource() {
     );
 }
 
+/// Form fields, expected status, expected error code.
+type Case = (Vec<(&'static str, &'static str)>, StatusCode, &'static str);
+
 #[tokio::test]
 async fn malformed_token_requests_get_rfc6749_errors_never_500() {
     let server = TestServer::start().await;
@@ -339,7 +342,7 @@ async fn malformed_token_requests_get_rfc6749_errors_never_500() {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
-    let cases: Vec<(Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (vec![], StatusCode::BAD_REQUEST, "invalid_request"),
         (
             vec![("grant_type", "password")],

@@ -1,0 +1,282 @@
+//! Client ID Metadata Documents served by a local plain-HTTP fixture, reachable only through
+//! the `allow_insecure_localhost_client_metadata` development switch. The https path's
+//! address filter is unit-tested in `src/ssrf.rs`; literal private addresses are checked here.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode as AxumStatus, header};
+use axum::response::{IntoResponse, Response};
+use common::*;
+use reqwest::StatusCode;
+
+#[derive(Clone, Default)]
+struct Fixture {
+    docs: Arc<Mutex<HashMap<String, (String, Option<&'static str>)>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Fixture {
+    fn serve(&self, name: &str, body: String, cache_control: Option<&'static str>) {
+        self.docs
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), (body, cache_control));
+    }
+    fn hits(&self, name: &str) -> usize {
+        self.hits.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+async fn serve_doc(State(f): State<Fixture>, Path(name): Path<String>) -> Response {
+    *f.hits.lock().unwrap().entry(name.clone()).or_default() += 1;
+    if name == "redirect" {
+        let mut r = AxumStatus::FOUND.into_response();
+        r.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/docs/good"));
+        return r;
+    }
+    match f.docs.lock().unwrap().get(&name).cloned() {
+        Some((body, cc)) => {
+            let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+            if let Some(cc) = cc {
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
+            }
+            r
+        }
+        None => AxumStatus::NOT_FOUND.into_response(),
+    }
+}
+
+async fn start_fixture() -> (Fixture, String) {
+    let fixture = Fixture::default();
+    let app = axum::Router::new()
+        .route("/docs/{name}", axum::routing::get(serve_doc))
+        .with_state(fixture.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (fixture, base)
+}
+
+fn doc(client_id: &str, extra: serde_json::Value) -> String {
+    let mut d = serde_json::json!({
+        "client_id": client_id,
+        "client_name": "Fixture <b>App</b>",
+        "redirect_uris": [PUBLIC_REDIRECT],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "none",
+    });
+    if let (Some(obj), Some(extra)) = (d.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    d.to_string()
+}
+
+fn params_for<'a>(client_id: &'a str, p: &'a Pkce) -> Vec<(&'a str, &'a str)> {
+    let mut params = standard_params(p, "st");
+    params.retain(|(k, _)| *k != "client_id");
+    params.push(("client_id", client_id));
+    params
+}
+
+async fn dev_server() -> TestServer {
+    TestServer::start_with("allow_insecure_localhost_client_metadata = true", "").await
+}
+
+#[tokio::test]
+async fn metadata_document_client_completes_the_flow_and_is_marked_unverified() {
+    let server = dev_server().await;
+    let (fixture, base) = start_fixture().await;
+    let client_id = format!("{base}/docs/good");
+    fixture.serve(
+        "good",
+        doc(&client_id, serde_json::json!({})),
+        Some("max-age=300"),
+    );
+    let b = browser();
+    let p = pkce();
+    let page = b
+        .get(authorize_url(&server, &params_for(&client_id, &p)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("class=\"unverified\""), "{html}");
+    assert!(html.contains("Fixture &lt;b&gt;App&lt;/b&gt;"));
+    let loc = authorize(
+        &b,
+        &server,
+        &authorize_url(&server, &params_for(&client_id, &p)),
+    )
+    .await;
+    let code = query_param(&loc, "code").unwrap();
+    let (status, body) = json(
+        post_form(
+            &server.url("/token"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", PUBLIC_REDIRECT),
+                ("code_verifier", &p.verifier),
+                ("client_id", &client_id),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        payload(body["access_token"].as_str().unwrap())["client_id"],
+        client_id.as_str()
+    );
+    assert!(body["refresh_token"].as_str().is_some());
+    // Cache-Control max-age was honoured: the document was fetched once for three requests.
+    assert_eq!(fixture.hits("good"), 1);
+}
+
+#[tokio::test]
+async fn bad_documents_are_rejected_on_an_error_page() {
+    let server = dev_server().await;
+    let (fixture, base) = start_fixture().await;
+    let id = |name: &str| format!("{base}/docs/{name}");
+    fixture.serve(
+        "mismatch",
+        doc(&format!("{base}/docs/other"), serde_json::json!({})),
+        None,
+    );
+    fixture.serve(
+        "unlisted",
+        doc(
+            &id("unlisted"),
+            serde_json::json!({"redirect_uris": ["http://127.0.0.1:7777/elsewhere"]}),
+        ),
+        None,
+    );
+    fixture.serve(
+        "large",
+        doc(
+            &id("large"),
+            serde_json::json!({"padding": "x".repeat(6 * 1024)}),
+        ),
+        None,
+    );
+    fixture.serve(
+        "secret",
+        doc(
+            &id("secret"),
+            serde_json::json!({"client_secret": "s3cret"}),
+        ),
+        None,
+    );
+    fixture.serve(
+        "basic",
+        doc(
+            &id("basic"),
+            serde_json::json!({"token_endpoint_auth_method": "client_secret_basic"}),
+        ),
+        None,
+    );
+    fixture.serve("notjson", "<html>".to_string(), None);
+    let p = pkce();
+    for (name, expected) in [
+        ("mismatch", "does not equal its URL"),
+        ("unlisted", "not registered"),
+        ("large", "larger than 5120 bytes"),
+        ("secret", "must not contain a client secret"),
+        ("basic", "shared-secret"),
+        ("notjson", "not valid JSON"),
+        ("missing", "HTTP 404"),
+        ("redirect", "HTTP 302"),
+    ] {
+        let client_id = id(name);
+        let resp = browser()
+            .get(authorize_url(&server, &params_for(&client_id, &p)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{name}");
+        assert!(resp.headers().get("location").is_none(), "{name}");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains(expected), "{name}: {html}");
+    }
+    assert_eq!(fixture.hits("good"), 0, "redirects are not followed");
+}
+
+#[tokio::test]
+async fn failures_are_not_cached() {
+    let server = dev_server().await;
+    let (fixture, base) = start_fixture().await;
+    let client_id = format!("{base}/docs/flaky");
+    fixture.serve(
+        "flaky",
+        doc(&client_id, serde_json::json!({"client_secret": "oops"})),
+        Some("max-age=3600"),
+    );
+    let p = pkce();
+    let url = authorize_url(&server, &params_for(&client_id, &p));
+    assert_eq!(
+        browser().get(&url).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    fixture.serve("flaky", doc(&client_id, serde_json::json!({})), None);
+    assert_eq!(
+        browser().get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(fixture.hits("flaky"), 2);
+    // Without Cache-Control the document is fetched again each time.
+    assert_eq!(
+        browser().get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(fixture.hits("flaky"), 3);
+}
+
+#[tokio::test]
+async fn client_id_urls_are_validated_and_private_addresses_refused() {
+    // Development switch off: the http fixture is not reachable at all.
+    let server = TestServer::start().await;
+    let (fixture, base) = start_fixture().await;
+    let client_id = format!("{base}/docs/good");
+    fixture.serve("good", doc(&client_id, serde_json::json!({})), None);
+    let p = pkce();
+    let cases = [
+        (client_id.clone(), "https"),
+        ("https://127.0.0.1:1/client.json".to_string(), "loopback"),
+        (
+            "https://169.254.169.254/latest/meta-data".to_string(),
+            "link-local",
+        ),
+        ("https://10.0.0.1/client.json".to_string(), "private"),
+        ("https://[::1]/client.json".to_string(), "loopback"),
+        ("https://[::ffff:a00:1]/client.json".to_string(), "private"),
+        ("https://[fd00::1]/client.json".to_string(), "unique-local"),
+        ("https://localhost/client.json".to_string(), "loopback"),
+        ("https://app.example.com".to_string(), "must have a path"),
+        (
+            "https://app.example.com/client.json#frag".to_string(),
+            "fragment",
+        ),
+        ("http://app.example.com/client.json".to_string(), "https"),
+    ];
+    for (client_id, expected) in cases {
+        let resp = browser()
+            .get(authorize_url(&server, &params_for(&client_id, &p)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{client_id}");
+        assert!(resp.headers().get("location").is_none());
+        let html = resp.text().await.unwrap();
+        assert!(html.contains(expected), "{client_id}: {html}");
+    }
+    assert_eq!(fixture.hits("good"), 0);
+}

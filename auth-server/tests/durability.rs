@@ -1,0 +1,180 @@
+//! Restarts (same SQLite file), key rotation by the CLI while the server runs, other algorithms.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use reqwest::StatusCode;
+
+fn cli(server: &TestServer, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-auth-server"))
+        .arg("--config")
+        .arg(&server.config_path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn restart_between_authorize_and_token_and_between_token_and_refresh() {
+    let mut server = TestServer::start().await;
+    let b = browser();
+    let p = pkce();
+    let code = get_code(&b, &server, &p).await;
+    server.restart().await;
+    let (status, t) = json(redeem(&server, &code, &p.verifier).await).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let access = t["access_token"].as_str().unwrap().to_string();
+    server.restart().await;
+    verify_with_jwks(&server, &access)
+        .await
+        .expect("same key after restart");
+    let (status, t2) =
+        json(refresh(&server, t["refresh_token"].as_str().unwrap(), &[]).await).await;
+    assert_eq!(status, StatusCode::OK, "{t2}");
+    // The login session and the remembered consent survived too.
+    let again = b
+        .get(authorize_url(&server, &standard_params(&p, "st")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    // Registered clients survive.
+    let reg: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/register"))
+        .json(&serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    server.restart().await;
+    let mut params = standard_params(&p, "st");
+    params.retain(|(k, _)| *k != "client_id");
+    let id = reg["client_id"].as_str().unwrap();
+    params.push(("client_id", id));
+    let resp = b.get(authorize_url(&server, &params)).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "registered client known after restart"
+    );
+}
+
+#[tokio::test]
+async fn rotation_publishes_the_new_key_first_and_old_tokens_stay_verifiable() {
+    let server = TestServer::start().await;
+    let old = tokens(&server).await;
+    let old_access = old["access_token"].as_str().unwrap().to_string();
+    let old_kid = header(&old_access)["kid"].as_str().unwrap().to_string();
+
+    let out = cli(&server, &["keys", "rotate", "--publish-delay-secs", "2"]);
+    assert!(out.contains("published now"), "{out}");
+    let jwks: serde_json::Value = reqwest::get(server.url("/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2, "the new key is published before it signs");
+    let new_kid = kids.iter().find(|k| **k != old_kid).unwrap().to_string();
+    // During the publish delay the old key still signs.
+    let during = tokens(&server).await;
+    assert_eq!(
+        header(during["access_token"].as_str().unwrap())["kid"],
+        old_kid.as_str()
+    );
+    let listing = cli(&server, &["keys", "list"]);
+    assert!(listing.contains("pending"), "{listing}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    // The running server picked up the rotation from the database without a restart.
+    let after = tokens(&server).await;
+    let after_access = after["access_token"].as_str().unwrap();
+    assert_eq!(header(after_access)["kid"], new_kid.as_str());
+    verify_with_jwks(&server, after_access).await.unwrap();
+    // Tokens signed with the old key still verify through the JWKS until they expire.
+    verify_with_jwks(&server, &old_access).await.unwrap();
+    let listing = cli(&server, &["keys", "list"]);
+    assert!(listing.contains("retiring"), "{listing}");
+}
+
+#[tokio::test]
+async fn es256_signing_is_selectable() {
+    let server = TestServer::start_with("signing_algorithm = \"ES256\"", "").await;
+    let t = tokens(&server).await;
+    let access = t["access_token"].as_str().unwrap();
+    assert_eq!(header(access)["alg"], "ES256");
+    verify_with_jwks(&server, access).await.unwrap();
+}
+
+#[tokio::test]
+async fn rs256_signing_is_selectable() {
+    let server = TestServer::start_with("signing_algorithm = \"RS256\"", "").await;
+    let t = tokens(&server).await;
+    let access = t["access_token"].as_str().unwrap();
+    assert_eq!(header(access)["alg"], "RS256");
+    verify_with_jwks(&server, access).await.unwrap();
+}
+
+#[tokio::test]
+async fn storage_file_is_private_and_holds_no_plain_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = TestServer::start().await;
+    let t = tokens(&server).await;
+    server.stop().await;
+    let meta = std::fs::metadata(server.db_path()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let mut bytes = std::fs::read(server.db_path()).unwrap();
+    bytes.extend(std::fs::read(server.db_path().with_extension("sqlite-wal")).unwrap_or_default());
+    let refresh = t["refresh_token"].as_str().unwrap().as_bytes();
+    assert!(
+        !bytes.windows(refresh.len()).any(|w| w == refresh),
+        "refresh tokens are stored hashed"
+    );
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_and_config_errors_name_the_field() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-auth-server"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"));
+    assert!(mcp_auth_server::secrets::verify_password(
+        hash.trim(),
+        "s3cret"
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "issuer = \"http://localhost:9000/\"\n[[resources]]\nurl = \"http://r/mcp\"\nscopes = [\"a\"]\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-auth-server"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`issuer`"), "{err}");
+}
