@@ -122,7 +122,7 @@ def start_envoy(
         [
             str(envoy_bin), "-c", str(config), "--disable-hot-restart",
             "--concurrency", "2", "--log-level", "info",
-            "--component-log-level", "wasm:debug",
+            "--component-log-level", os.environ.get("E2E_ENVOY_LOG", "wasm:debug"),
         ],
         workdir / "envoy.log",
     ).start()
