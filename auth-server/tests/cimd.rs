@@ -13,9 +13,12 @@ use axum::response::{IntoResponse, Response};
 use common::*;
 use reqwest::StatusCode;
 
+/// Document name -> (body, Cache-Control).
+type Docs = HashMap<String, (String, Option<&'static str>)>;
+
 #[derive(Clone, Default)]
 struct Fixture {
-    docs: Arc<Mutex<HashMap<String, (String, Option<&'static str>)>>>,
+    docs: Arc<Mutex<Docs>>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
 }
 
