@@ -186,3 +186,28 @@ fn finishing_a_stream_cancels_the_http_calls_it_dispatched() {
     assert!(host.pending_http_calls().is_empty());
     assert_eq!(host.done_calls(), 0);
 }
+
+#[test]
+fn shared_data_has_compare_and_swap_semantics_across_vms() {
+    let plugin = plugin();
+    let mut first = configured(&plugin);
+    let mut second = configured(&plugin);
+    let mut headers = GET.to_vec();
+    headers.push(("x-cas", "1"));
+    let stream = first.new_http_stream().unwrap();
+    first
+        .send_request_headers(stream, headers.clone(), true)
+        .unwrap();
+    // NotFound, Ok, Ok, Ok (fresh cas), CasMismatch (stale cas), Ok (cas 0 always writes)
+    assert!(first.logged(LogLevel::Info, "100080"), "{:?}", first.logs());
+    assert_eq!(plugin.shared_data(b"k"), Some(b"v3".to_vec()));
+
+    let stream = second.new_http_stream().unwrap();
+    second.send_request_headers(stream, headers, true).unwrap();
+    // The key exists for the second VM too: its first get succeeds.
+    assert!(
+        second.logged(LogLevel::Info, "000080"),
+        "{:?}",
+        second.logs()
+    );
+}

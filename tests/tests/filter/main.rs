@@ -12,6 +12,8 @@ mod configuration;
 mod cors;
 mod jwks_fetch;
 mod metadata;
+mod metrics;
+mod resources;
 mod scopes;
 mod token_cache;
 mod upstream;
