@@ -11,6 +11,9 @@ use crate::jwks::KeySet;
 pub const FIRST_KEYS_RETRY_MS: u64 = 1_000;
 /// Retry delay after a failed refresh while old keys are kept.
 pub const REFRESH_RETRY_MS: u64 = 10_000;
+/// A fetch with no answer this long after its timeout is abandoned (defensive; hosts answer
+/// timed-out calls themselves).
+pub const STALE_FETCH_GRACE_MS: u64 = 5_000;
 
 /// Whether keys are available.
 #[derive(Debug, Clone)]
@@ -33,16 +36,9 @@ pub enum FetchState {
     InFlight {
         /// Host call id.
         token: u32,
+        /// When it was dispatched.
+        started_ms: u64,
     },
-}
-
-/// Why a fetch is started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchReason {
-    /// First keys or periodic refresh.
-    Scheduled,
-    /// A token named an unknown `kid`.
-    UnknownKid,
 }
 
 /// The keys of one issuer and the fetch schedule.
@@ -90,18 +86,30 @@ impl IssuerKeys {
         }
     }
 
-    /// Should a scheduled fetch start now?
+    /// Should a fetch start now? (Scheduled, requested for an unknown `kid`, or the running one
+    /// is stale.)
     pub fn fetch_due(&self, now_ms: u64) -> bool {
-        self.remote.is_some()
-            && matches!(self.fetch, FetchState::Idle { next_at_ms } if now_ms >= next_at_ms)
+        let Some(remote) = &self.remote else {
+            return false;
+        };
+        match self.fetch {
+            FetchState::Idle { next_at_ms } => now_ms >= next_at_ms,
+            FetchState::InFlight { started_ms, .. } => {
+                let limit = u64::try_from(remote.fetch_timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(STALE_FETCH_GRACE_MS);
+                now_ms.saturating_sub(started_ms) >= limit
+            }
+        }
     }
 
-    /// May an unknown `kid` trigger a refetch now (rate limit)? A running fetch counts as one.
+    /// May an unknown `kid` wait for a refetch now (rate limit)? A running or already requested
+    /// fetch counts as one.
     pub fn kid_refetch_allowed(&self, now_ms: u64) -> bool {
         let Some(remote) = &self.remote else {
             return false;
         };
-        if matches!(self.fetch, FetchState::InFlight { .. }) {
+        if self.is_fetching() || self.fetch_due(now_ms) {
             return true;
         }
         let min = u64::try_from(remote.min_refetch_interval.as_millis()).unwrap_or(u64::MAX);
@@ -109,12 +117,23 @@ impl IssuerKeys {
             .is_none_or(|last| now_ms.saturating_sub(last) >= min)
     }
 
-    /// Records that a fetch started.
-    pub fn fetch_started(&mut self, token: u32, reason: FetchReason, now_ms: u64) {
-        self.fetch = FetchState::InFlight { token };
-        if reason == FetchReason::UnknownKid {
+    /// An unknown `kid` asks for a refetch: it becomes due now (the root context dispatches it
+    /// on its next tick, so the response reaches the root context).
+    pub fn request_kid_refetch(&mut self, now_ms: u64) {
+        if let FetchState::Idle { next_at_ms } = &mut self.fetch
+            && *next_at_ms > now_ms
+        {
+            *next_at_ms = now_ms;
             self.last_kid_refetch_ms = Some(now_ms);
         }
+    }
+
+    /// Records that a fetch started.
+    pub fn fetch_started(&mut self, token: u32, now_ms: u64) {
+        self.fetch = FetchState::InFlight {
+            token,
+            started_ms: now_ms,
+        };
     }
 
     /// Records a fetch that could not even be dispatched.
@@ -151,7 +170,7 @@ impl IssuerKeys {
 
     /// Is `token` the running fetch?
     pub fn is_fetch(&self, token: u32) -> bool {
-        self.fetch == FetchState::InFlight { token }
+        matches!(self.fetch, FetchState::InFlight { token: t, .. } if t == token)
     }
 }
 
@@ -198,7 +217,7 @@ mod tests {
     #[test]
     fn success_makes_ready_and_schedules_refresh() {
         let mut k = IssuerKeys::new(&remote());
-        k.fetch_started(7, FetchReason::Scheduled, 1_000);
+        k.fetch_started(7, 1_000);
         assert!(k.is_fetch(7));
         assert!(!k.fetch_due(1_000));
         k.fetch_succeeded(keyset(), 2_000);
@@ -210,13 +229,13 @@ mod tests {
     #[test]
     fn failures_keep_last_good_keys_and_retry() {
         let mut k = IssuerKeys::new(&remote());
-        k.fetch_started(1, FetchReason::Scheduled, 0);
+        k.fetch_started(1, 0);
         k.fetch_failed(0);
         assert!(k.key_set().is_none());
         assert!(k.fetch_due(FIRST_KEYS_RETRY_MS));
-        k.fetch_started(2, FetchReason::Scheduled, 0);
+        k.fetch_started(2, 0);
         k.fetch_succeeded(keyset(), 0);
-        k.fetch_started(3, FetchReason::Scheduled, 300_000);
+        k.fetch_started(3, 300_000);
         k.fetch_failed(300_000);
         assert!(k.key_set().is_some(), "last good keys kept");
         assert!(!k.fetch_due(300_000 + REFRESH_RETRY_MS - 1));
@@ -226,13 +245,31 @@ mod tests {
     #[test]
     fn unknown_kid_refetches_are_rate_limited() {
         let mut k = IssuerKeys::new(&remote());
-        k.fetch_started(1, FetchReason::Scheduled, 0);
+        k.fetch_started(1, 0);
         k.fetch_succeeded(keyset(), 0);
         assert!(k.kid_refetch_allowed(1_000));
-        k.fetch_started(2, FetchReason::UnknownKid, 1_000);
-        assert!(k.kid_refetch_allowed(1_001), "joins the running fetch");
-        k.fetch_succeeded(keyset(), 1_100);
+        assert!(!k.fetch_due(1_000));
+        k.request_kid_refetch(1_000);
+        assert!(
+            k.fetch_due(1_000),
+            "due at once, dispatched on the next tick"
+        );
+        assert!(k.kid_refetch_allowed(1_000), "joins the requested fetch");
+        k.fetch_started(2, 1_400);
+        assert!(k.kid_refetch_allowed(1_401), "joins the running fetch");
+        k.fetch_succeeded(keyset(), 1_500);
         assert!(!k.kid_refetch_allowed(30_999));
         assert!(k.kid_refetch_allowed(31_000));
+    }
+
+    #[test]
+    fn a_fetch_that_never_answers_is_abandoned() {
+        let mut k = IssuerKeys::new(&remote());
+        k.fetch_started(1, 0);
+        assert!(!k.fetch_due(5_000 + STALE_FETCH_GRACE_MS - 1));
+        assert!(k.fetch_due(5_000 + STALE_FETCH_GRACE_MS));
+        k.fetch_started(2, 10_000);
+        assert!(!k.is_fetch(1));
+        assert!(k.is_fetch(2));
     }
 }

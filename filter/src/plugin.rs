@@ -21,7 +21,7 @@ use crate::front::{self, Denied, HeadDecision, McpNeed, PendingAuth, RequestHead
 use crate::host::{self, HostStore};
 use crate::identity::Identity;
 use crate::jwks::KeySet;
-use crate::keys::{FetchReason, IssuerKeys};
+use crate::keys::IssuerKeys;
 use crate::mcp_request::{McpCall, McpHeaders};
 use crate::stats::Counter;
 
@@ -59,14 +59,16 @@ impl Runtime {
         }
     }
 
-    fn start_fetch(&mut self, issuer: usize, reason: FetchReason, now_ms: u64) {
+    /// Dispatches a due fetch. Only called from root-context callbacks: the SDK routes the
+    /// response to the context that was active at dispatch time.
+    fn start_fetch_if_due(&mut self, issuer: usize, now_ms: u64) {
         let Some(keys) = self.issuers.get_mut(issuer) else {
             return;
         };
         let Some(remote) = keys.remote().cloned() else {
             return;
         };
-        if !keys.fetch_due(now_ms) && reason == FetchReason::Scheduled {
+        if !keys.fetch_due(now_ms) {
             return;
         }
         let headers = vec![
@@ -82,7 +84,7 @@ impl Runtime {
             vec![],
             remote.fetch_timeout,
         ) {
-            Ok(token) => keys.fetch_started(token, reason, now_ms),
+            Ok(token) => keys.fetch_started(token, now_ms),
             Err(status) => {
                 keys.dispatch_failed(now_ms);
                 self.count(Counter::JwksFetchFailed);
@@ -249,8 +251,8 @@ fn advance(rt: &mut Runtime, id: u32, phase_rc: &Rc<RefCell<Phase>>, caller: Cal
                 }
                 p.kid_refetched = true;
                 p.wait_deadline_ms = None;
-                if rt.issuers.get(issuer).is_some_and(|k| !k.is_fetching()) {
-                    rt.start_fetch(issuer, FetchReason::UnknownKid, now_ms);
+                if let Some(keys) = rt.issuers.get_mut(issuer) {
+                    keys.request_kid_refetch(now_ms);
                 }
                 register_waiter(rt, id, phase_rc, p, issuer, WaitReason::KidRefetch, now_ms);
                 p.paused = true;
@@ -445,7 +447,7 @@ impl RootContext for Root {
         };
         let now_ms = host::now_ms();
         for i in 0..rt.issuers.len() {
-            rt.start_fetch(i, FetchReason::Scheduled, now_ms);
+            rt.start_fetch_if_due(i, now_ms);
         }
         let _ = hostcalls::set_tick_period(TICK);
         host::log(
@@ -469,7 +471,7 @@ impl RootContext for Root {
         };
         let now_ms = host::now_ms();
         for i in 0..rt.issuers.len() {
-            rt.start_fetch(i, FetchReason::Scheduled, now_ms);
+            rt.start_fetch_if_due(i, now_ms);
         }
         let expired: Vec<u32> = rt
             .waiters
