@@ -220,8 +220,7 @@ fn csrf_token(
     }
 }
 
-fn view<'a>(state: &'a AppState, v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
-    let _ = state;
+fn view<'a>(v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
     pages::RequestView {
         client_id: &v.client.client_id,
         client_name: v.client.client_name.as_deref(),
@@ -311,7 +310,7 @@ pub async fn get_handler(
     let Some(username) = user else {
         return pages::respond(
             StatusCode::OK,
-            pages::login(&view(&state, &v, &action), &v.params, &csrf, None),
+            pages::login(&view(&v, &action), &v.params, &csrf, None),
             &cookies,
         );
     };
@@ -324,7 +323,7 @@ pub async fn get_handler(
         Ok(true) => issue_code(&state, &v, &username, false).await,
         Ok(false) => pages::respond(
             StatusCode::OK,
-            pages::consent(&view(&state, &v, &action), &v.params, &csrf, &username),
+            pages::consent(&view(&v, &action), &v.params, &csrf, &username),
             &cookies,
         ),
         Err(e) => internal(e),
@@ -389,7 +388,7 @@ pub async fn post_handler(
                 return pages::respond(
                     StatusCode::UNAUTHORIZED,
                     pages::login(
-                        &view(&state, &v, &action),
+                        &view(&v, &action),
                         &v.params,
                         &csrf,
                         Some("Wrong username or password."),
@@ -422,7 +421,7 @@ pub async fn post_handler(
                     return pages::respond(
                         StatusCode::UNAUTHORIZED,
                         pages::login(
-                            &view(&state, &v, &action),
+                            &view(&v, &action),
                             &v.params,
                             &csrf,
                             Some("Your session has ended; sign in again."),

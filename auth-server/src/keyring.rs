@@ -14,6 +14,18 @@ fn retention_secs(config: &Config) -> i64 {
     config.access_token_lifetime.as_secs() as i64 + RETENTION_MARGIN_SECS
 }
 
+/// The stored keys with their schedule at `now`.
+fn scheduled(
+    conn: &Connection,
+    now: i64,
+    retention: i64,
+) -> Result<(Vec<store::KeyRow>, keys::Schedule), StoreError> {
+    let rows = store::list_keys(conn)?;
+    let metas: Vec<_> = rows.iter().map(|r| r.meta.clone()).collect();
+    let schedule = keys::schedule(&metas, now, retention);
+    Ok((rows, schedule))
+}
+
 /// Parsed private keys by kid (parsing DER on every token would be wasteful).
 #[derive(Clone, Default)]
 pub struct KeyCache {
@@ -62,9 +74,7 @@ pub fn add_key(
 
 /// On startup: make sure a signing key exists (the very first key is active at once).
 pub fn ensure_signing_key(conn: &Connection, config: &Config, now: i64) -> Result<(), StoreError> {
-    let rows = store::list_keys(conn)?;
-    let metas: Vec<_> = rows.iter().map(|r| r.meta.clone()).collect();
-    let sched = keys::schedule(&metas, now, retention_secs(config));
+    let (rows, sched) = scheduled(conn, now, retention_secs(config))?;
     match sched.signing.and_then(|i| rows.get(i)) {
         Some(current) => {
             if current.alg != config.signing_algorithm {
@@ -99,9 +109,7 @@ pub fn rotate(
 ) -> Result<Rotated, StoreError> {
     let active_from = now + publish_delay_secs;
     let kid = add_key(conn, config.signing_algorithm, now, active_from)?;
-    let rows = store::list_keys(conn)?;
-    let metas: Vec<_> = rows.iter().map(|r| r.meta.clone()).collect();
-    let sched = keys::schedule(&metas, now, retention_secs(config));
+    let (rows, sched) = scheduled(conn, now, retention_secs(config))?;
     let mut pruned = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if !sched.published.contains(&i) {
@@ -122,9 +130,7 @@ pub fn describe(
     config: &Config,
     now: i64,
 ) -> Result<Vec<(String, &'static str, i64, &'static str)>, StoreError> {
-    let rows = store::list_keys(conn)?;
-    let metas: Vec<_> = rows.iter().map(|r| r.meta.clone()).collect();
-    let sched = keys::schedule(&metas, now, retention_secs(config));
+    let (rows, sched) = scheduled(conn, now, retention_secs(config))?;
     Ok(rows
         .iter()
         .enumerate()
@@ -170,9 +176,7 @@ impl KeyRing {
         let retention = self.retention_secs;
         self.store
             .run(move |conn| {
-                let rows = store::list_keys(conn)?;
-                let metas: Vec<_> = rows.iter().map(|r| r.meta.clone()).collect();
-                let sched = keys::schedule(&metas, now, retention);
+                let (rows, sched) = scheduled(conn, now, retention)?;
                 let row = sched
                     .signing
                     .and_then(|i| rows.get(i))
@@ -189,9 +193,7 @@ impl KeyRing {
         let retention = self.retention_secs;
         self.store
             .run(move |conn| {
-                let rows = store::list_keys(conn)?;
-                let metas: Vec<_> = rows.iter().map(|r| r.meta.clone()).collect();
-                let sched = keys::schedule(&metas, now, retention);
+                let (rows, sched) = scheduled(conn, now, retention)?;
                 let mut out = Vec::new();
                 for i in sched.published {
                     if let Some(row) = rows.get(i) {

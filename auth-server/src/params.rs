@@ -1,6 +1,15 @@
 //! `application/x-www-form-urlencoded` parameters with duplicate detection
 //! (OAuth parameters must not appear more than once).
 
+/// Does the request declare this media type (parameters such as `charset` ignored)?
+pub fn has_content_type(headers: &axum::http::HeaderMap, mime: &str) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(mime))
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Params {
     pairs: Vec<(String, String)>,

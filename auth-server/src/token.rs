@@ -15,15 +15,7 @@ use crate::store::{self, Redemption, Rotation};
 use crate::{clients, pkce, resource, secrets, time};
 
 pub fn require_form(headers: &HeaderMap) -> Result<(), OAuthError> {
-    let ok = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if ok {
+    if crate::params::has_content_type(headers, "application/x-www-form-urlencoded") {
         Ok(())
     } else {
         Err(OAuthError::invalid_request(
