@@ -82,6 +82,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap("env", "proxy_continue_response", |c: Ctx<'_>| {
         continue_direction(c, StreamType::Response)
     })?;
+    linker.func_wrap("env", "proxy_resume_http_request", |c: Ctx<'_>| {
+        continue_direction(c, StreamType::Request)
+    })?;
+    linker.func_wrap("env", "proxy_resume_http_response", |c: Ctx<'_>| {
+        continue_direction(c, StreamType::Response)
+    })?;
     linker.func_wrap("env", "proxy_clear_route_cache", |_: Ctx<'_>| OK)?;
     linker.func_wrap("env", "proxy_get_shared_data", proxy_get_shared_data)?;
     linker.func_wrap("env", "proxy_set_shared_data", proxy_set_shared_data)?;

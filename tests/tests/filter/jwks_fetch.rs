@@ -183,3 +183,35 @@ fn unknown_kid_refetches_are_rate_limited() {
     );
     assert_eq!(gw.host.pending_http_calls().len(), 1);
 }
+
+#[test]
+fn jwks_cluster_unknown_to_the_proxy_fails_closed_with_503() {
+    let mut config = crate::support::config(crate::support::remote_jwks());
+    config["issuers"][0]["jwks"]["cluster"] = json!("no_such_cluster");
+    let mut gw = Gateway::with_config(config);
+    let token = gw.token(&keys().ed, "mcp:tools");
+    let waiting = gw.send(Request::get("/mcp").bearer(&token));
+    gw.host
+        .advance(Duration::from_millis(KEY_WAIT_MS + 100))
+        .unwrap();
+    let got = gw.look(&waiting);
+    assert_eq!(got.status(), 503);
+    assert!(!got.reached_upstream());
+    assert!(gw.metric("jwks_fetch.failed") >= 1);
+}
+
+#[test]
+fn client_that_gives_up_while_waiting_does_not_disturb_the_others() {
+    let mut gw = Gateway::remote();
+    let k = keys();
+    let token = gw.token(&k.ed, "mcp:tools");
+    let gone = gw.send(Request::get("/mcp").bearer(&token));
+    let staying = gw.send(Request::get("/mcp").bearer(&token));
+    gw.host
+        .finish_stream(gone.stream)
+        .expect("stream teardown does not trap");
+    gw.serve_jwks(&[&k.ed]);
+    assert!(gw.look(&staying).reached_upstream());
+    assert!(!gw.look(&gone).reached_upstream());
+    assert!(gw.host.failure().is_none());
+}
