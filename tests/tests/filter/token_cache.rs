@@ -73,3 +73,47 @@ fn a_cached_token_still_needs_the_tools_scope() {
         403
     );
 }
+
+#[test]
+fn a_disabled_cache_verifies_every_time() {
+    let k = keys();
+    let mut config = crate::support::config(crate::support::inline_jwks(&[&k.ed]));
+    config["token_cache"] = json!({ "max_entries": 0 });
+    let mut gw = Gateway::with_config(config);
+    let token = gw.token(&k.ed, "mcp:tools");
+    assert!(
+        gw.send(Request::get("/mcp").bearer(&token))
+            .reached_upstream()
+    );
+    assert!(
+        gw.send(Request::get("/mcp").bearer(&token))
+            .reached_upstream()
+    );
+    assert_eq!(gw.metric("cache.hit"), 0);
+    assert!(gw.plugin.shared_data_keys().is_empty());
+}
+
+#[test]
+fn the_shared_cache_holds_no_copy_of_the_token() {
+    let mut gw = Gateway::inline();
+    let token = gw.token(&keys().ed, "mcp:tools");
+    gw.send(Request::get("/mcp").bearer(&token));
+    let keys = gw.plugin.shared_data_keys();
+    let signature = token
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .as_bytes()
+        .to_vec();
+    assert!(!keys.is_empty());
+    for key in keys {
+        let value = gw.plugin.shared_data(&key).unwrap_or_default();
+        for stored in [&key, &value] {
+            assert!(
+                !stored
+                    .windows(signature.len())
+                    .any(|w| w == signature.as_slice())
+            );
+        }
+    }
+}
