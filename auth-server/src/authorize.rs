@@ -88,66 +88,134 @@ fn error_redirect(
     )
 }
 
-/// Validates the request. Until the redirect URI is verified, errors are pages; after that,
-/// errors go back to the client.
-async fn validate(state: &AppState, params: &Params) -> Result<Validated, Response> {
-    let bad_request = |m: &str| error_page(StatusCode::BAD_REQUEST, m);
-    let client_id = match params.single("client_id") {
-        Ok(Some(id)) => id,
-        Ok(None) => return Err(bad_request("The request has no client_id.")),
-        Err(e) => return Err(bad_request(&e)),
-    };
-    let requested_redirect = match params.single("redirect_uri") {
-        Ok(Some(uri)) => uri,
-        Ok(None) => return Err(bad_request("The request has no redirect_uri.")),
-        Err(e) => return Err(bad_request(&e)),
-    };
-    let client = clients::resolve(state, client_id)
-        .await
-        .map_err(|e| bad_request(&format!("The client could not be verified: {e}")))?;
-    if !redirect_uri::matches_registered(requested_redirect, &client.redirect_uris) {
-        return Err(bad_request(
-            "The redirect_uri is not registered for this client; not redirecting.",
+/// Why an authorization request is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The client or redirect URI cannot be trusted: show an error page, never redirect.
+    Page(String),
+    /// The redirect URI is verified: send `error` back to it (with `state` and `iss`).
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: String,
+    },
+}
+
+/// The parts of an accepted request (the client is resolved separately).
+#[derive(Debug)]
+pub struct Checked {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub resource: Resource,
+    pub scopes: Vec<String>,
+}
+
+/// Step 1: the `client_id` and `redirect_uri` parameters, needed before anything is trusted.
+pub fn client_and_redirect(params: &Params) -> Result<(&str, &str), Rejection> {
+    let page = |m: String| Rejection::Page(m);
+    let client_id = params
+        .single("client_id")
+        .map_err(page)?
+        .ok_or_else(|| page("The request has no client_id.".into()))?;
+    let redirect = params
+        .single("redirect_uri")
+        .map_err(page)?
+        .ok_or_else(|| page("The request has no redirect_uri.".into()))?;
+    Ok((client_id, redirect))
+}
+
+/// Step 2: decides a request for a resolved client. Until the redirect URI is verified,
+/// rejections are pages; after that, they go back to the client.
+pub fn check_request(
+    params: &Params,
+    registered_redirect_uris: &[String],
+    resources: &[Resource],
+) -> Result<Checked, Rejection> {
+    let (_, requested_redirect) = client_and_redirect(params)?;
+    if !redirect_uri::matches_registered(requested_redirect, registered_redirect_uris) {
+        return Err(Rejection::Page(
+            "The redirect_uri is not registered for this client; not redirecting.".into(),
         ));
     }
     let redirect = requested_redirect.to_string();
     // From here on the redirect URI is trusted. `state` is echoed only when it is unambiguous.
     let client_state = params.single("state").ok().flatten().map(str::to_string);
-    let fail = |code: &str, description: &str| {
-        error_redirect(state, &redirect, client_state.as_deref(), code, description)
+    let fail = |error: &'static str, description: String| Rejection::Redirect {
+        redirect_uri: redirect.clone(),
+        state: client_state.clone(),
+        error,
+        description,
     };
     for name in REQUEST_PARAMS.iter().filter(|n| **n != "resource") {
-        if let Err(e) = params.single(name) {
-            return Err(fail("invalid_request", &e));
-        }
+        params
+            .single(name)
+            .map_err(|e| fail("invalid_request", e))?;
     }
     match params.single("response_type").ok().flatten() {
         Some("code") => {}
-        None => return Err(fail("invalid_request", "response_type is required")),
+        None => return Err(fail("invalid_request", "response_type is required".into())),
         Some(_) => {
             return Err(fail(
                 "unsupported_response_type",
-                "only response_type=code is supported",
+                "only response_type=code is supported".into(),
             ));
         }
     }
     let challenge = params.single("code_challenge").ok().flatten();
     let method = params.single("code_challenge_method").ok().flatten();
-    if let Err(e) = pkce::validate_challenge(challenge, method) {
-        return Err(fail("invalid_request", &e));
-    }
-    let resource = resource::select(&state.config.resources, &params.all("resource"))
-        .map_err(|e| fail("invalid_target", &e))?
+    pkce::validate_challenge(challenge, method).map_err(|e| fail("invalid_request", e))?;
+    let resource = resource::select(resources, &params.all("resource"))
+        .map_err(|e| fail("invalid_target", e))?
         .clone();
     let scopes = resource::grant(&resource, params.single("scope").ok().flatten())
-        .map_err(|e| fail("invalid_scope", &e))?;
-    Ok(Validated {
-        client,
-        redirect_uri: redirect,
-        state: client_state,
+        .map_err(|e| fail("invalid_scope", e))?;
+    Ok(Checked {
+        redirect_uri: redirect.clone(),
+        state: client_state.clone(),
         code_challenge: challenge.unwrap_or_default().to_string(),
         resource,
         scopes,
+    })
+}
+
+fn reject(state: &AppState, rejection: Rejection) -> Response {
+    match rejection {
+        Rejection::Page(message) => error_page(StatusCode::BAD_REQUEST, &message),
+        Rejection::Redirect {
+            redirect_uri,
+            state: client_state,
+            error,
+            description,
+        } => error_redirect(
+            state,
+            &redirect_uri,
+            client_state.as_deref(),
+            error,
+            &description,
+        ),
+    }
+}
+
+/// Resolves the client and checks the request; a refusal is already rendered.
+async fn validate(state: &AppState, params: &Params) -> Result<Validated, Response> {
+    let (client_id, _) = client_and_redirect(params).map_err(|r| reject(state, r))?;
+    let client = clients::resolve(state, client_id).await.map_err(|e| {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("The client could not be verified: {e}"),
+        )
+    })?;
+    let checked = check_request(params, &client.redirect_uris, &state.config.resources)
+        .map_err(|r| reject(state, r))?;
+    Ok(Validated {
+        client,
+        redirect_uri: checked.redirect_uri,
+        state: checked.state,
+        code_challenge: checked.code_challenge,
+        resource: checked.resource,
+        scopes: checked.scopes,
         params: params.only(REQUEST_PARAMS),
     })
 }
@@ -443,5 +511,91 @@ pub async fn post_handler(
             issue_code(&state, &v, &username, true).await
         }
         _ => error_page(StatusCode::BAD_REQUEST, "The form has no valid action."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    const REDIRECT: &str = "http://127.0.0.1:3000/cb";
+
+    fn resources() -> Vec<Resource> {
+        vec![Resource {
+            url: "http://localhost:10000/mcp".into(),
+            scopes: vec!["mcp:tools".into(), "mcp:admin".into()],
+            default_scopes: vec!["mcp:tools".into()],
+        }]
+    }
+
+    fn check(query: &str) -> Result<Checked, Rejection> {
+        check_request(
+            &Params::parse(query.as_bytes()),
+            &[REDIRECT.to_string()],
+            &resources(),
+        )
+    }
+
+    fn good() -> String {
+        format!(
+            "response_type=code&client_id=c&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256&state=s",
+            url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+        )
+    }
+
+    fn error_of(query: &str) -> &'static str {
+        match check(query) {
+            Err(Rejection::Redirect { error, state, .. }) => {
+                assert_eq!(state.as_deref(), Some("s"));
+                error
+            }
+            Err(Rejection::Page(_)) => "page",
+            Ok(_) => "accepted",
+        }
+    }
+
+    #[test]
+    fn valid_request_gets_default_scope_and_the_single_resource() {
+        let c = check(&good()).unwrap();
+        assert_eq!(c.redirect_uri, REDIRECT);
+        assert_eq!(c.scopes, vec!["mcp:tools"]);
+        assert_eq!(c.resource.url, "http://localhost:10000/mcp");
+        assert_eq!(c.state.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn an_unverified_redirect_uri_wins_over_every_other_error() {
+        let q = "response_type=token&client_id=c&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&code_challenge_method=plain&scope=nope&state=s";
+        assert!(matches!(check(q), Err(Rejection::Page(_))));
+        assert!(matches!(check("client_id=c"), Err(Rejection::Page(_))));
+        let dup = format!("{}&redirect_uri=x", good());
+        assert!(matches!(check(&dup), Err(Rejection::Page(_))));
+    }
+
+    #[test]
+    fn errors_after_the_redirect_check_go_back_to_the_client() {
+        let g = good();
+        assert_eq!(
+            error_of(&g.replace("response_type=code", "response_type=token")),
+            "unsupported_response_type"
+        );
+        assert_eq!(
+            error_of(&g.replace("response_type=code&", "")),
+            "invalid_request"
+        );
+        assert_eq!(error_of(&g.replace("S256", "plain")), "invalid_request");
+        assert_eq!(
+            error_of(&g.replace(&format!("code_challenge={CHALLENGE}&"), "")),
+            "invalid_request"
+        );
+        assert_eq!(error_of(&format!("{g}&scope=mcp%3Aother")), "invalid_scope");
+        assert_eq!(
+            error_of(&format!(
+                "{g}&resource=http%3A%2F%2Flocalhost%3A10000%2Fmcp%23x"
+            )),
+            "invalid_target"
+        );
+        assert_eq!(error_of(&format!("{g}&scope=a&scope=b")), "invalid_request");
     }
 }

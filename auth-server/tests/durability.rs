@@ -76,7 +76,8 @@ async fn rotation_publishes_the_new_key_first_and_old_tokens_stay_verifiable() {
     let old_access = old["access_token"].as_str().unwrap().to_string();
     let old_kid = header(&old_access)["kid"].as_str().unwrap().to_string();
 
-    let out = cli(&server, &["keys", "rotate", "--publish-delay-secs", "2"]);
+    let rotated_at = std::time::Instant::now();
+    let out = cli(&server, &["keys", "rotate", "--publish-delay-secs", "4"]);
     assert!(out.contains("published now"), "{out}");
     let jwks: serde_json::Value = reqwest::get(server.url("/jwks.json"))
         .await
@@ -92,8 +93,15 @@ async fn rotation_publishes_the_new_key_first_and_old_tokens_stay_verifiable() {
         .collect();
     assert_eq!(kids.len(), 2, "the new key is published before it signs");
     let new_kid = kids.iter().find(|k| **k != old_kid).unwrap().to_string();
-    // During the publish delay the old key still signs.
-    let during = tokens(&server).await;
+    // During the publish delay the old key still signs (a refresh is quick enough to be
+    // sure it happens inside the delay).
+    let (status, during) =
+        json(refresh(&server, old["refresh_token"].as_str().unwrap(), &[]).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        rotated_at.elapsed() < std::time::Duration::from_secs(4),
+        "test too slow to observe the delay"
+    );
     assert_eq!(
         header(during["access_token"].as_str().unwrap())["kid"],
         old_kid.as_str()
@@ -101,7 +109,7 @@ async fn rotation_publishes_the_new_key_first_and_old_tokens_stay_verifiable() {
     let listing = cli(&server, &["keys", "list"]);
     assert!(listing.contains("pending"), "{listing}");
 
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    tokio::time::sleep_until((rotated_at + std::time::Duration::from_millis(5100)).into()).await;
     // The running server picked up the rotation from the database without a restart.
     let after = tokens(&server).await;
     let after_access = after["access_token"].as_str().unwrap();
