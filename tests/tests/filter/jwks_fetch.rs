@@ -10,6 +10,9 @@ use crate::support::{
     Gateway, JWKS_CLUSTER, KEY_WAIT_MS, MIN_REFETCH_SECONDS, Request, answer_jwks,
 };
 
+/// The filter's tick period (README: it ticks every 500 ms).
+const TICK: Duration = Duration::from_millis(500);
+
 #[test]
 fn jwks_is_fetched_with_a_get_through_the_configured_cluster() {
     let mut gw = Gateway::remote();
@@ -118,9 +121,6 @@ fn absurd_jwks_documents_count_as_failed_fetches_and_keep_the_last_good_keys() {
 }
 
 #[test]
-#[ignore = "filter bug: a refetch dispatched from an HTTP context is answered to that context \
-            (proxy-wasm SDK callout routing), whose on_http_call_response is a no-op, so the new \
-            keys are never loaded"]
 fn unknown_kid_triggers_a_refetch_and_the_rotated_key_is_then_accepted() {
     let mut gw = Gateway::remote();
     let k = keys();
@@ -131,6 +131,12 @@ fn unknown_kid_triggers_a_refetch_and_the_rotated_key_is_then_accepted() {
         waiting.reply.is_none() && !waiting.reached_upstream(),
         "{:?}",
         waiting.reply
+    );
+    gw.host.advance(TICK).unwrap();
+    assert_eq!(
+        gw.host.pending_http_calls().len(),
+        1,
+        "refetch within a tick"
     );
 
     gw.serve_jwks(&[&k.ed, &k.rotated]);
@@ -143,9 +149,6 @@ fn unknown_kid_triggers_a_refetch_and_the_rotated_key_is_then_accepted() {
 }
 
 #[test]
-#[ignore = "filter bug: a refetch dispatched from an HTTP context is answered to that context \
-            (proxy-wasm SDK callout routing), whose on_http_call_response is a no-op, so the new \
-            keys are never loaded"]
 fn unknown_kid_refetches_are_rate_limited() {
     let mut gw = Gateway::remote();
     let k = keys();
@@ -157,6 +160,7 @@ fn unknown_kid_refetches_are_rate_limited() {
 
     let second_unknown = Key::ed25519("ed-unknown-2");
     let immediate = gw.send(Request::get("/mcp").bearer(&gw.token(&second_unknown, "mcp:tools")));
+    gw.host.advance(TICK).unwrap();
     let fetches_while_limited = gw.host.pending_http_calls().len();
     assert_eq!(rejected_after_refetch.status(), 401);
     assert_eq!(
@@ -177,6 +181,7 @@ fn unknown_kid_refetches_are_rate_limited() {
         .advance(Duration::from_secs(MIN_REFETCH_SECONDS + 1))
         .unwrap();
     let later = gw.send(Request::get("/mcp").bearer(&gw.token(&second_unknown, "mcp:tools")));
+    gw.host.advance(TICK).unwrap();
     assert!(
         later.reply.is_none(),
         "after the interval an unknown kid refetches again"
