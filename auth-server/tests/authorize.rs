@@ -502,3 +502,26 @@ async fn login_and_consent_posts_without_the_csrf_token_are_forbidden() {
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(resp.headers().get("location").is_none());
 }
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_issuer_is_https() {
+    let server = TestServer::start().await;
+    let issuer = server.issuer.clone();
+    let (base, _dir) = server
+        .variant(|text| {
+            text.replace(
+                &format!("issuer = \"{issuer}\""),
+                "issuer = \"https://auth.example.com\"",
+            )
+        })
+        .await;
+    let p = pkce();
+    let url = authorize_url(&server, &standard_params(&p, "st")).replace(&issuer, &base);
+    let resp = browser().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}

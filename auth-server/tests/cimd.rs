@@ -283,3 +283,19 @@ async fn client_id_urls_are_validated_and_private_addresses_refused() {
     }
     assert_eq!(fixture.hits("good"), 0);
 }
+
+#[tokio::test]
+async fn localhost_document_urls_resolve_to_loopback_in_development_mode() {
+    let server = dev_server().await;
+    let (fixture, base) = start_fixture().await;
+    let client_id = format!("{}/docs/local", base.replace("127.0.0.1", "localhost"));
+    fixture.serve("local", doc(&client_id, serde_json::json!({})), None);
+    let p = pkce();
+    let resp = browser()
+        .get(authorize_url(&server, &params_for(&client_id, &p)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(fixture.hits("local"), 1);
+}

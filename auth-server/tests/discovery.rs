@@ -37,27 +37,17 @@ async fn metadata_documents_name_the_exact_issuer_and_required_capabilities() {
 
 #[tokio::test]
 async fn issuer_with_a_path_serves_path_inserted_metadata_and_prefixed_endpoints() {
-    // Issuer with a path: written into the config through the environment-free file.
     let server = TestServer::start().await;
-    let text = std::fs::read_to_string(&server.config_path)
-        .unwrap()
-        .replace(
-            &format!("issuer = \"{}\"", server.issuer),
-            &format!("issuer = \"{}/tenant\"", server.issuer),
-        );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, text.replace("listen = ", "# listen = ")).unwrap();
-    let config = mcp_auth_server::config::load(&path, Vec::new()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    // The issuer names the first server's port; requests go to this listener by port.
-    let base = format!("http://127.0.0.1:{port}");
-    tokio::spawn(mcp_auth_server::app::serve(
-        config,
-        listener,
-        std::future::pending(),
-    ));
+    let issuer = server.issuer.clone();
+    let (base, _dir) = server
+        .variant(|text| {
+            text.replace(
+                &format!("issuer = \"{issuer}\""),
+                &format!("issuer = \"{issuer}/tenant\""),
+            )
+        })
+        .await;
+    // The issuer names the first server's port; requests go to the variant's listener.
     let doc: serde_json::Value = reqwest::get(format!(
         "{base}/.well-known/oauth-authorization-server/tenant"
     ))
@@ -155,4 +145,24 @@ async fn jwks_lists_the_signing_key_with_kid_and_alg() {
         keys[0].get("d").is_none(),
         "private key material must never be published"
     );
+}
+
+#[tokio::test]
+async fn registration_can_be_turned_off() {
+    let server = TestServer::start_with("", "[registration]\nenabled = false\n").await;
+    let doc: serde_json::Value =
+        reqwest::get(server.url("/.well-known/oauth-authorization-server"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert!(doc.get("registration_endpoint").is_none());
+    let resp = reqwest::Client::new()
+        .post(server.url("/register"))
+        .json(&serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }

@@ -657,3 +657,23 @@ async fn revoking_a_refresh_token_ends_the_grant_and_unknown_tokens_are_ignored(
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
 }
+
+#[tokio::test]
+async fn expired_codes_are_invalid_grant() {
+    let server = TestServer::start_with("authorization_code_lifetime_secs = 1", "").await;
+    let b = browser();
+    let p = pkce();
+    let code = get_code(&b, &server, &p).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = json(redeem(&server, &code, &p.verifier).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+}

@@ -107,6 +107,24 @@ redirect_uris = ["{PUBLIC_REDIRECT}", "https://app.example.com/callback"]
         }
     }
 
+    /// Serves a variant of this server's configuration (`edit` rewrites the TOML text) on a
+    /// fresh loopback port with its own database; returns the base URL to send requests to.
+    pub async fn variant(&self, edit: impl Fn(String) -> String) -> (String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("variant.toml");
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
+        let config = mcp_auth_server::config::load(&path, Vec::new()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        tokio::spawn(mcp_auth_server::app::serve(
+            config,
+            listener,
+            std::future::pending(),
+        ));
+        (base, dir)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
     }
