@@ -124,3 +124,32 @@ fn request_without_pseudo_headers_is_answered_locally_not_forwarded() {
     );
     assert!(gw.host.upstream_request(stream).is_none());
 }
+
+#[test]
+fn upstream_response_with_invalid_utf8_headers_still_gets_cors_headers() {
+    let mut gw = Gateway::inline();
+    let token = gw.token(&keys().ed, "mcp:tools");
+    let origin = crate::support::ALLOWED_ORIGIN;
+    let got = gw.send(Request::get("/mcp").header("origin", origin).bearer(&token));
+    let response = Headers::from_pairs([
+        (&b":status"[..], &b"200"[..]),
+        (b"x-upstream", b"\xff\xfe"),
+        (b"mcp-session-id", b"abc"),
+    ]);
+    gw.host
+        .send_response_headers(got.stream, response, false)
+        .expect("no trap");
+    gw.host
+        .send_response_body(got.stream, b"\xff data", true)
+        .expect("no trap");
+    let downstream = gw.host.downstream_response(got.stream).expect("forwarded");
+    assert_eq!(
+        downstream.headers.get("access-control-allow-origin"),
+        Some(origin)
+    );
+    assert_eq!(
+        downstream.headers.get_bytes("x-upstream"),
+        Some(&b"\xff\xfe"[..])
+    );
+    assert_eq!(downstream.body, b"\xff data");
+}

@@ -95,3 +95,21 @@ fn metadata_rejects_other_methods_with_405_and_allow() {
     assert_eq!(got.status(), 405);
     assert_eq!(got.header("allow").as_deref(), Some("GET, HEAD, OPTIONS"));
 }
+
+#[test]
+fn head_on_metadata_gets_the_same_status_and_headers() {
+    let mut gw = Gateway::inline();
+    let got = gw.send(Request::new(
+        "HEAD",
+        "/.well-known/oauth-protected-resource/mcp",
+    ));
+    assert_eq!(got.status(), 200);
+    assert_eq!(
+        got.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        got.header("cache-control").as_deref(),
+        Some("public, max-age=3600")
+    );
+}

@@ -205,3 +205,23 @@ fn unparsable_or_oversize_bodies_on_a_rule_bearing_route_are_rejected() {
     assert!(!oversize.reached_upstream());
     assert_eq!(gw.metric("denied.body_too_large"), 1);
 }
+
+#[test]
+fn a_batch_needs_the_scopes_of_every_message_and_cannot_carry_mcp_method() {
+    let mut gw = Gateway::inline();
+    let token = gw.token(&keys().ed, "mcp:tools");
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "admin_report"}}
+    ]);
+    let plain = gw.send(Request::post(batch.clone()).bearer(&token));
+    let with_header = gw.send(
+        Request::post(batch)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .bearer(&token),
+    );
+    assert_insufficient_scope(&plain, "batch");
+    assert_eq!(with_header.status(), 400);
+    assert!(!with_header.reached_upstream());
+}
