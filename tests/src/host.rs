@@ -170,6 +170,12 @@ pub struct Host {
 
 const ROOT_CONTEXT: u32 = 1;
 
+/// What a VM's event loop does next while time passes.
+enum TimerEvent {
+    Tick(SystemTime),
+    CallTimeout(SystemTime, u32),
+}
+
 impl Host {
     /// Instantiates the module, runs `_initialize` (or `_start`), creates the root context and
     /// calls `proxy_on_vm_start`. Imports this host does not implement are defined as functions
@@ -626,19 +632,26 @@ impl Host {
                 .filter(|c| c.deadline <= end)
                 .min_by_key(|c| c.deadline)
                 .map(|c| (c.deadline, c.token));
-            match (next_tick, next_timeout) {
+            // A timeout due at the same instant as a tick is handled first.
+            let event = match (next_tick, next_timeout) {
                 (None, None) => break,
-                (Some(tick), timeout) if timeout.is_none_or(|(deadline, _)| tick < deadline) => {
-                    self.set_clock_at_least(tick);
+                (Some(tick), Some((deadline, token))) if deadline <= tick => {
+                    TimerEvent::CallTimeout(deadline, token)
+                }
+                (Some(tick), _) => TimerEvent::Tick(tick),
+                (None, Some((deadline, token))) => TimerEvent::CallTimeout(deadline, token),
+            };
+            match event {
+                TimerEvent::Tick(at) => {
+                    self.set_clock_at_least(at);
                     let state = self.store.data_mut();
-                    state.next_tick = state.tick_period.map(|period| tick + period);
+                    state.next_tick = state.tick_period.map(|period| at + period);
                     self.tick()?;
                 }
-                (_, Some((deadline, token))) => {
-                    self.set_clock_at_least(deadline);
+                TimerEvent::CallTimeout(at, token) => {
+                    self.set_clock_at_least(at);
                     self.fail_http_call(token)?;
                 }
-                (Some(_), None) => unreachable!("covered by the guard above"),
             }
         }
         self.set_clock_at_least(end);
