@@ -31,11 +31,8 @@ const REQUEST_PARAMS: &[&str] = &[
 /// A request that passed every check.
 struct Validated {
     client: Client,
-    redirect_uri: String,
-    state: Option<String>,
-    code_challenge: String,
-    resource: Resource,
-    scopes: Vec<String>,
+    request: Checked,
+    /// The authorization parameters, carried through the login and consent forms.
     params: Params,
 }
 
@@ -211,11 +208,7 @@ async fn validate(state: &AppState, params: &Params) -> Result<Validated, Respon
         .map_err(|r| reject(state, r))?;
     Ok(Validated {
         client,
-        redirect_uri: checked.redirect_uri,
-        state: checked.state,
-        code_challenge: checked.code_challenge,
-        resource: checked.resource,
-        scopes: checked.scopes,
+        request: checked,
         params: params.only(REQUEST_PARAMS),
     })
 }
@@ -293,9 +286,9 @@ fn view<'a>(v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
         client_id: &v.client.client_id,
         client_name: v.client.client_name.as_deref(),
         verified: v.client.verified(),
-        redirect_host: redirect_uri::display_host(&v.redirect_uri),
-        scopes: &v.scopes,
-        resource: &v.resource.url,
+        redirect_host: redirect_uri::display_host(&v.request.redirect_uri),
+        scopes: &v.request.scopes,
+        resource: &v.request.resource.url,
         action,
     }
 }
@@ -304,9 +297,9 @@ fn consent_key(v: &Validated, username: &str) -> store::ConsentKey {
     store::ConsentKey {
         username: username.to_string(),
         client_id: v.client.client_id.clone(),
-        redirect_uri: v.redirect_uri.clone(),
-        scope: resource::join(&v.scopes),
-        resource: v.resource.url.clone(),
+        redirect_uri: v.request.redirect_uri.clone(),
+        scope: resource::join(&v.request.scopes),
+        resource: v.request.resource.url.clone(),
     }
 }
 
@@ -318,10 +311,10 @@ async fn issue_code(state: &AppState, v: &Validated, username: &str, remember: b
     };
     let grant = store::CodeGrant {
         client_id: v.client.client_id.clone(),
-        redirect_uri: v.redirect_uri.clone(),
-        code_challenge: v.code_challenge.clone(),
-        scope: resource::join(&v.scopes),
-        resource: v.resource.url.clone(),
+        redirect_uri: v.request.redirect_uri.clone(),
+        code_challenge: v.request.code_challenge.clone(),
+        scope: resource::join(&v.request.scopes),
+        resource: v.request.resource.url.clone(),
         username: username.to_string(),
         allows_refresh: v.client.allows_refresh,
     };
@@ -346,8 +339,8 @@ async fn issue_code(state: &AppState, v: &Validated, username: &str, remember: b
     }
     redirect_to_client(
         state,
-        &v.redirect_uri,
-        v.state.as_deref(),
+        &v.request.redirect_uri,
+        v.request.state.as_deref(),
         &[("code", &code)],
     )
 }
@@ -502,8 +495,8 @@ pub async fn post_handler(
             if decision == "deny" {
                 return error_redirect(
                     &state,
-                    &v.redirect_uri,
-                    v.state.as_deref(),
+                    &v.request.redirect_uri,
+                    v.request.state.as_deref(),
                     "access_denied",
                     "the user denied the request",
                 );
