@@ -677,3 +677,59 @@ async fn expired_codes_are_invalid_grant() {
             .contains("expired")
     );
 }
+
+#[tokio::test]
+async fn static_confidential_client_authenticates_with_its_argon2_secret() {
+    let server = TestServer::start_with(
+        "",
+        &format!(
+            "[[clients]]\nclient_id = \"static-confidential\"\nredirect_uris = [\"{PUBLIC_REDIRECT}\"]\nclient_secret_hash = \"{DEMO_HASH}\"\ntoken_endpoint_auth_method = \"client_secret_post\"\n"
+        ),
+    )
+    .await;
+    let b = browser();
+    for (secret, expected) in [
+        ("wrong", StatusCode::UNAUTHORIZED),
+        ("demo", StatusCode::OK),
+    ] {
+        let p = pkce();
+        let mut params = standard_params(&p, "st");
+        params.retain(|(k, _)| *k != "client_id");
+        params.push(("client_id", "static-confidential"));
+        let loc = authorize(&b, &server, &authorize_url(&server, &params)).await;
+        let code = query_param(&loc, "code").unwrap();
+        let (status, body) = json(
+            post_form(
+                &server.url("/token"),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", PUBLIC_REDIRECT),
+                    ("code_verifier", &p.verifier),
+                    ("client_id", "static-confidential"),
+                    ("client_secret", secret),
+                ],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, expected, "{secret}: {body}");
+    }
+    // Without its secret the confidential client is refused.
+    let (status, body) = json(
+        post_form(
+            &server.url("/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "x"),
+                ("client_id", "static-confidential"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+}
