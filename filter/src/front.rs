@@ -228,6 +228,20 @@ pub fn on_headers(cfg: &Config, head: &RequestHead<'_>) -> HeadDecision {
     })
 }
 
+/// The call announced by `Mcp-Method` / `Mcp-Name` (2026-07-28), if any; used to authorize
+/// before the body arrives. The body must later agree ([`mcp_calls`]).
+pub fn calls_from_headers(headers: &McpHeaders) -> Vec<McpCall> {
+    headers
+        .method
+        .as_ref()
+        .map(|method| McpCall {
+            method: method.clone(),
+            name: headers.name.clone(),
+        })
+        .into_iter()
+        .collect()
+}
+
 /// The MCP calls of a buffered body, checked against the headers.
 pub fn mcp_calls(headers: &McpHeaders, body: &[u8]) -> Result<Vec<McpCall>, Denial> {
     let parsed =
@@ -698,6 +712,19 @@ mod tests {
             ]))
         );
         assert_eq!(authorize(&c, 0, &id, &[]), Ok(()));
+        let announced = calls_from_headers(
+            &mcp_request::parse_headers(Some("tools/call"), Some("=?base64?YWRtaW5fcmVwb3J0?="))
+                .expect("valid"),
+        );
+        assert_eq!(
+            authorize(&c, 0, &id, &announced),
+            Err(Denial::InsufficientScope(vec![
+                "mcp:tools".into(),
+                "mcp:admin".into()
+            ])),
+            "a tool announced in headers is authorized before the body arrives"
+        );
+        assert!(calls_from_headers(&McpHeaders::default()).is_empty());
         let (remove, set) = upstream_edits(&c, &id);
         assert_eq!(
             remove,

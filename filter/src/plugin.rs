@@ -125,7 +125,10 @@ struct Pending {
     calls: Calls,
     kid_refetched: bool,
     wait_deadline_ms: Option<u64>,
+    /// The host holds the request because we returned `Pause`.
     paused: bool,
+    /// `Authorization` removed and identity headers set.
+    edits_applied: bool,
 }
 
 /// Where `advance` is called from.
@@ -260,41 +263,61 @@ fn advance(rt: &mut Runtime, id: u32, phase_rc: &Rc<RefCell<Phase>>, caller: Cal
             }
         }
     }
+    let Some(identity) = &p.identity else {
+        return Action::Pause;
+    };
+    if !p.edits_applied {
+        // Headers must be final before they continue (Envoy forwards them as soon as the header
+        // phase continues, also when the body is still to be inspected).
+        let (remove, set) = front::upstream_edits(&rt.cfg, identity);
+        for name in remove {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+        }
+        for (name, value) in set {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        }
+        p.edits_applied = true;
+    }
     let calls = match &p.calls {
-        Calls::AwaitingBody(_) => {
-            p.paused = true;
-            return Action::Pause;
+        Calls::AwaitingBody(headers) => {
+            // Check what is known before the headers go on: the base scopes, and the tool named by
+            // Mcp-Method/Mcp-Name when the client sent them. The body is checked when complete.
+            let announced = front::calls_from_headers(headers);
+            if let Err(d) = front::authorize(&rt.cfg, p.auth.resource, identity, &announced) {
+                let d = denied(p, d);
+                return deny(rt, &mut phase, &d);
+            }
+            // proxy-wasm hosts (Envoy) deliver the body only once the header phase continues;
+            // the body callback then buffers it (paused) until the decision.
+            return continue_request(p, caller);
         }
         Calls::NotNeeded => &[][..],
         Calls::Known(calls) => calls.as_slice(),
     };
-    let Some(identity) = &p.identity else {
-        return Action::Pause;
-    };
     match front::authorize(&rt.cfg, p.auth.resource, identity, calls) {
         Ok(()) => {
-            let (remove, set) = front::upstream_edits(&rt.cfg, identity);
-            for name in remove {
-                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
-            }
-            for (name, value) in set {
-                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
-            }
             rt.count(Counter::Allowed);
-            let was_paused = p.paused;
+            let action = continue_request(p, caller);
             *phase = Phase::Forwarded {
                 cors_origin: p.auth.cors_origin.clone(),
             };
-            if caller == Caller::Root && was_paused {
-                let _ = hostcalls::resume_http_request();
-            }
-            Action::Continue
+            action
         }
         Err(d) => {
             let d = denied(p, d);
             deny(rt, &mut phase, &d)
         }
     }
+}
+
+/// Lets the request go on: from a callback by returning `Continue`, from the root context by
+/// resuming it if it is paused.
+fn continue_request(p: &mut Pending, caller: Caller) -> Action {
+    if caller == Caller::Root && p.paused {
+        let _ = hostcalls::resume_http_request();
+    }
+    p.paused = false;
+    Action::Continue
 }
 
 /// Root context states.
@@ -618,6 +641,7 @@ impl Http {
                 kid_refetched: false,
                 wait_deadline_ms: None,
                 paused: false,
+                edits_applied: false,
             }));
         }
         advance(&mut rt, self.id, &self.phase, Caller::Callback)
@@ -643,6 +667,7 @@ impl Http {
             };
             let Calls::AwaitingBody(headers) = &p.calls else {
                 // Body of a request waiting for keys only: hold it until the decision.
+                p.paused = true;
                 return Action::Pause;
             };
             if body_size > rt.cfg.max_body_bytes {
@@ -676,6 +701,7 @@ impl Http {
             }
             if rt.waiters.contains_key(&self.id) {
                 // Still waiting for keys; the root resumes the request.
+                p.paused = true;
                 return Action::Pause;
             }
         }
