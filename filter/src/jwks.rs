@@ -255,7 +255,16 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
         }
         ("RSA", _) => {
             let n = rsa::BigUint::from_bytes_be(&b64_field(obj, "n")?);
-            let e = rsa::BigUint::from_bytes_be(&b64_field(obj, "e")?);
+            let e_bytes = b64_field(obj, "e")?;
+            let e_value = (e_bytes.len() <= 4).then(|| {
+                e_bytes
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+            });
+            if !e_value.is_some_and(|e| e >= 3 && e % 2 == 1) {
+                return Err("RSA exponent must be odd, at least 3 and at most 32 bits".to_string());
+            }
+            let e = rsa::BigUint::from_bytes_be(&e_bytes);
             let bits = n.bits();
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(format!(
@@ -328,13 +337,17 @@ mod tests {
         let mut bad_point = ec_key("pt").public_jwk();
         bad_point["y"] = json!(URL_SAFE_NO_PAD.encode([1u8; 32]));
         let small_rsa = json!({"kty": "RSA", "kid": "small", "n": URL_SAFE_NO_PAD.encode([0xC5u8; 128]), "e": "AQAB"});
+        let mut even_e = rsa_key("even").public_jwk();
+        even_e["e"] = json!("AQAA");
+        let mut huge_e = rsa_key("hugee").public_jwk();
+        huge_e["e"] = json!(URL_SAFE_NO_PAD.encode([1u8; 9]));
         let hmac = json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"});
         let x448 = json!({"kty": "OKP", "crv": "X25519", "kid": "x", "x": URL_SAFE_NO_PAD.encode([9u8; 32])});
         let dup = ec_key("good").public_jwk();
-        let doc = json!({"keys": [good, enc, ops, wrong_alg, short_x, bad_point, small_rsa, hmac, x448, dup, "str", {"kid": 5}]});
+        let doc = json!({"keys": [good, enc, ops, wrong_alg, short_x, bad_point, small_rsa, hmac, x448, dup, "str", {"kid": 5}, even_e, huge_e]});
         let parsed = KeySet::from_value(&doc).expect("one key is usable");
         assert_eq!(parsed.keys.len(), 1);
-        assert_eq!(parsed.skipped.len(), 11, "{:?}", parsed.skipped);
+        assert_eq!(parsed.skipped.len(), 13, "{:?}", parsed.skipped);
         assert!(
             parsed
                 .skipped
