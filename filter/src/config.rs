@@ -964,6 +964,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_readme_full_example_is_a_valid_configuration() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("### Full example").expect("section");
+        let block = readme[start..].split("```json").nth(1).expect("json block");
+        let json = block.split("```").next().expect("closed block");
+        let c = Config::parse(json.as_bytes()).unwrap_or_else(|e| panic!("README example: {e}"));
+        assert_eq!(c.resources[0].resource, "http://localhost:10000/mcp");
+        assert_eq!(c.identity_headers.len(), 3);
+        assert_eq!(c.unmatched_paths, UnmatchedPaths::Reject);
+    }
+
+    #[test]
     fn garbage_configuration_is_rejected() {
         assert!(Config::parse(b"").is_err());
         let e = Config::parse(b"[]").expect_err("array").0;
