@@ -117,6 +117,8 @@ enum Calls {
     NotNeeded,
     AwaitingBody(McpHeaders),
     Known(Vec<McpCall>),
+    /// The MCP request is malformed; answered once the token has been checked.
+    Rejected(Denial),
 }
 
 struct Pending {
@@ -290,6 +292,10 @@ fn advance(rt: &mut Runtime, id: u32, phase_rc: &Rc<RefCell<Phase>>, caller: Cal
             // proxy-wasm hosts (Envoy) deliver the body only once the header phase continues;
             // the body callback then buffers it (paused) until the decision.
             return continue_request(p, caller);
+        }
+        Calls::Rejected(d) => {
+            let d = denied(p, d.clone());
+            return deny(rt, &mut phase, &d);
         }
         Calls::NotNeeded => &[][..],
         Calls::Known(calls) => calls.as_slice(),
@@ -617,19 +623,10 @@ impl Http {
         };
         let calls = match &pending.mcp {
             McpNeed::NotNeeded => Calls::NotNeeded,
+            // No body will come: decided (400) after the token check, like any body problem.
             McpNeed::FromBody(h) if end_of_stream => match front::mcp_calls(h, b"") {
                 Ok(c) => Calls::Known(c),
-                Err(d) => {
-                    let denied = Denied {
-                        denial: d,
-                        resource: Some(pending.resource),
-                        cors_origin: pending.cors_origin.clone(),
-                    };
-                    let Ok(mut phase) = self.phase.try_borrow_mut() else {
-                        return Action::Pause;
-                    };
-                    return deny(&rt, &mut phase, &denied);
-                }
+                Err(d) => Calls::Rejected(d),
             },
             McpNeed::FromBody(h) => Calls::AwaitingBody(h.clone()),
         };
@@ -687,18 +684,11 @@ impl Http {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            match front::mcp_calls(headers, &body) {
-                Ok(calls) => p.calls = Calls::Known(calls),
-                Err(denial) => {
-                    let d = Denied {
-                        denial,
-                        resource: Some(p.auth.resource),
-                        cors_origin: p.auth.cors_origin.clone(),
-                    };
-                    rt.waiters.remove(&self.id);
-                    return deny(&rt, &mut phase, &d);
-                }
-            }
+            // A malformed body is answered after the token check (at once if it is done).
+            p.calls = match front::mcp_calls(headers, &body) {
+                Ok(calls) => Calls::Known(calls),
+                Err(denial) => Calls::Rejected(denial),
+            };
             if rt.waiters.contains_key(&self.id) {
                 // Still waiting for keys; the root resumes the request.
                 p.paused = true;
