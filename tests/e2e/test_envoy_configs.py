@@ -109,3 +109,26 @@ def test_invalid_plugin_configuration_makes_envoy_refuse_to_start(envoy_bin, was
     result = validate(envoy_bin, text, tmp_path, "broken.yaml")
     assert result.returncode != 0
     assert "resources[0].resource" in result.stdout + result.stderr
+
+
+def test_istio_wasmplugin_configuration_is_accepted_by_the_filter(envoy_bin, wasm_path, tmp_path):
+    """The `pluginConfig` of envoy/istio/wasmplugin.yaml, as the JSON Istio hands to the filter,
+    loads in Envoy (the filter validates every field at configure time)."""
+    import json
+
+    import yaml
+
+    documents = list(yaml.safe_load_all((ROOT / "envoy" / "istio" / "wasmplugin.yaml").read_text()))
+    [plugin] = [d for d in documents if d["kind"] == "WasmPlugin"]
+    assert plugin["spec"]["failStrategy"] == "FAIL_CLOSE"
+    assert plugin["spec"]["phase"] == "AUTHN"
+    [entry] = [d for d in documents if d["kind"] == "ServiceEntry"]
+    jwks = plugin["spec"]["pluginConfig"]["issuers"][0]["jwks"]
+    host, port = entry["spec"]["hosts"][0], entry["spec"]["ports"][0]["number"]
+    assert jwks["cluster"] == f"outbound|{port}||{host}"
+
+    config = yaml.safe_load(demo_config(wasm_path))
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    wasm = hcm["typed_config"]["http_filters"][0]["typed_config"]["config"]
+    wasm["configuration"]["value"] = json.dumps(plugin["spec"]["pluginConfig"])
+    assert_valid(validate(envoy_bin, yaml.safe_dump(config), tmp_path, "istio.yaml"))
