@@ -1,0 +1,581 @@
+//! Part 1: the filter against no authentication, `jwt_authn` and the no-op wasm filter, on the
+//! real Envoy with one worker and a `direct_response` route.
+//!
+//! One Envoy process per cell, all started up front and pinned to the same core; wrk runs on
+//! another core. Rounds visit every cell in the same order (A B C … A B C …); each visit is one
+//! wrk run with Envoy's utime+stime read from `/proc/<pid>/stat` just before and after.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::envoy_config::{self, Auth, PATH, Wasm};
+use crate::report::{CellResult, Kind, Sample};
+use crate::tokens::{Alg, Keys};
+use crate::{Plan, Prereqs, http, procfs, wrk};
+
+/// Slots of the filter's token cache in the cache-hit cells (the filter's default).
+const HIT_CACHE_ENTRIES: u32 = 1024;
+/// Slots in the cache-miss cells: with one slot every insert evicts the previous token, and the
+/// rotation never sends the same token twice in a row, so every lookup misses (the counters
+/// printed next to the row show `0 / N`).
+const MISS_CACHE_ENTRIES: u32 = 1;
+
+/// Everything part 1 measured.
+pub struct EnvoyResults {
+    pub cells: Vec<CellResult>,
+    pub filter_wasm_bytes: u64,
+    pub noop_wasm_bytes: u64,
+    pub rss_kib: Vec<(String, u64)>,
+    pub startup_ms: Vec<(String, f64)>,
+    pub sharing: SharingResult,
+}
+
+/// The two-worker cache-sharing check.
+pub struct SharingResult {
+    pub connections: u32,
+    pub worker_connections: Vec<u64>,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl SharingResult {
+    /// One sentence: shared, per worker, or inconclusive.
+    pub fn verdict(&self) -> String {
+        let workers_used = self.worker_connections.iter().filter(|&&n| n > 0).count();
+        let detail = format!(
+            "{} fresh connections with one token; connections per worker {:?}; cache hits {}, misses {}",
+            self.connections, self.worker_connections, self.hits, self.misses
+        );
+        if workers_used < 2 {
+            format!("inconclusive (only one worker received connections): {detail}")
+        } else if self.misses == 1 {
+            format!("**shared**: one miss for both workers: {detail}")
+        } else {
+            format!("**not shared** (one miss per worker): {detail}")
+        }
+    }
+}
+
+/// A running Envoy, killed when dropped.
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin: u16,
+    log: PathBuf,
+}
+
+impl Envoy {
+    /// Writes the bootstrap and starts Envoy with `concurrency` workers, optionally pinned.
+    pub fn start(
+        p: &Prereqs,
+        dir: &Path,
+        name: &str,
+        auth: &Auth,
+        jwks: &Value,
+        concurrency: u32,
+        cpu: Option<usize>,
+    ) -> Result<Envoy, String> {
+        let (port, admin) = (free_port()?, free_port()?);
+        let wasm = Wasm {
+            filter: &p.filter_wasm,
+            noop: &p.noop_wasm,
+        };
+        let config = envoy_config::bootstrap(auth, port, admin, jwks, &wasm);
+        let config_path = dir.join(format!("{name}.json"));
+        std::fs::write(&config_path, config.to_string())
+            .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
+        let log = dir.join(format!("{name}.log"));
+        let mut cmd = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]).arg(&p.envoy);
+                c
+            }
+            None => Command::new(&p.envoy),
+        };
+        cmd.arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", &concurrency.to_string()])
+            .args(["--disable-hot-restart", "-l", "warning", "--log-path"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", p.envoy.display()))?;
+        Ok(Envoy {
+            child,
+            port,
+            admin,
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Polls the listener with a valid token until it answers 200; returns the time waited.
+    pub fn wait_ready(&mut self, token: &str, timeout: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        let auth = format!("Bearer {token}");
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "Envoy exited ({status}); log:\n{}",
+                    self.log_tail()
+                ));
+            }
+            match http::get(self.addr(), PATH, &[("Authorization", &auth)]) {
+                Ok((200, _)) => return Ok(start.elapsed()),
+                Ok((status, body)) if start.elapsed() > timeout => {
+                    return Err(format!(
+                        "listener answers {status} {body}; log:\n{}",
+                        self.log_tail()
+                    ));
+                }
+                _ if start.elapsed() > timeout => {
+                    return Err(format!(
+                        "Envoy not ready after {timeout:?}; log:\n{}",
+                        self.log_tail()
+                    ));
+                }
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+
+    /// Counters from the admin `/stats`, as `(name, value)`.
+    pub fn stats(&self) -> Result<Vec<(String, u64)>, String> {
+        let (status, body) = http::get(
+            SocketAddr::from(([127, 0, 0, 1], self.admin)),
+            "/stats",
+            &[],
+        )?;
+        if status != 200 {
+            return Err(format!("admin /stats answered {status}"));
+        }
+        Ok(parse_stats(&body))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `name: value` lines of Envoy's text `/stats` whose value is an integer.
+pub fn parse_stats(body: &str) -> Vec<(String, u64)> {
+    body.lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(": ")?;
+            Some((name.trim().to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn stat(stats: &[(String, u64)], name: &str) -> u64 {
+    stats
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or(0)
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// The cells in round order.
+pub fn cells() -> Vec<(Kind, Auth)> {
+    let mut cells = vec![(Kind::NoAuth, Auth::None)];
+    for alg in Alg::ALL {
+        for cache in [true, false] {
+            cells.push((Kind::JwtAuthn { alg, cache }, Auth::JwtAuthn { alg, cache }));
+        }
+    }
+    cells.push((Kind::NoopWasm, Auth::NoopWasm));
+    for alg in Alg::ALL {
+        for hit in [true, false] {
+            let cache_entries = if hit {
+                HIT_CACHE_ENTRIES
+            } else {
+                MISS_CACHE_ENTRIES
+            };
+            cells.push((
+                Kind::Filter { alg, hit },
+                Auth::Filter { alg, cache_entries },
+            ));
+        }
+    }
+    cells
+}
+
+/// Which token file a cell's load uses.
+fn token_file(kind: Kind, files: &TokenFiles) -> &Path {
+    match kind {
+        Kind::NoAuth | Kind::NoopWasm => &files.one[0],
+        Kind::JwtAuthn { alg, cache } => files.pick(alg, cache),
+        Kind::Filter { alg, hit } => files.pick(alg, hit),
+    }
+}
+
+struct TokenFiles {
+    /// One reused token per algorithm, in `Alg::ALL` order.
+    one: Vec<PathBuf>,
+    /// Many distinct tokens per algorithm.
+    fresh: Vec<PathBuf>,
+    /// The first token of each algorithm (readiness probes).
+    probe: Vec<String>,
+}
+
+impl TokenFiles {
+    fn index(alg: Alg) -> usize {
+        Alg::ALL.iter().position(|a| *a == alg).unwrap_or(0)
+    }
+    fn pick(&self, alg: Alg, reused: bool) -> &Path {
+        let i = Self::index(alg);
+        if reused { &self.one[i] } else { &self.fresh[i] }
+    }
+    fn probe(&self, alg: Alg) -> &str {
+        &self.probe[Self::index(alg)]
+    }
+}
+
+fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let mut files = TokenFiles {
+        one: vec![],
+        fresh: vec![],
+        probe: vec![],
+    };
+    for alg in Alg::ALL {
+        let tokens = keys.tokens(alg, plan.fresh_tokens, now);
+        let one = dir.join(format!("one-{}.txt", alg.jose()));
+        let fresh = dir.join(format!("fresh-{}.txt", alg.jose()));
+        let first = tokens.first().cloned().ok_or("no tokens generated")?;
+        std::fs::write(&one, format!("{first}\n")).map_err(|e| e.to_string())?;
+        std::fs::write(&fresh, tokens.join("\n") + "\n").map_err(|e| e.to_string())?;
+        files.one.push(one);
+        files.fresh.push(fresh);
+        files.probe.push(first);
+    }
+    Ok(files)
+}
+
+fn cell_alg(kind: Kind) -> Alg {
+    match kind {
+        Kind::JwtAuthn { alg, .. } | Kind::Filter { alg, .. } => alg,
+        Kind::NoAuth | Kind::NoopWasm => Alg::EdDsa,
+    }
+}
+
+/// Runs part 1.
+pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
+    let keys = Keys::generate()?;
+    let jwks = keys.jwks();
+    let files = write_tokens(dir.path(), &keys, plan)?;
+    let script = dir.path().join("rotate.lua");
+    std::fs::write(&script, wrk::SCRIPT).map_err(|e| e.to_string())?;
+    let ticks_per_sec = procfs::clock_ticks_per_second() as f64;
+
+    let cells = cells();
+    let mut envoys = Vec::new();
+    for (i, (kind, auth)) in cells.iter().enumerate() {
+        let mut envoy = Envoy::start(
+            p,
+            dir.path(),
+            &format!("cell{i}"),
+            auth,
+            &jwks,
+            1,
+            p.envoy_cpu,
+        )?;
+        envoy
+            .wait_ready(files.probe(cell_alg(*kind)), Duration::from_secs(30))
+            .map_err(|e| format!("{}: {e}", kind.label()))?;
+        envoys.push(envoy);
+    }
+    eprintln!("bench: {} Envoy processes ready; warming up", envoys.len());
+
+    let measure = |kind: Kind, envoy: &Envoy, seconds: u32| -> Result<Sample, String> {
+        let before = procfs::cpu_ticks(envoy.pid())?;
+        let r = wrk::run(&wrk::WrkRun {
+            port: envoy.port,
+            script: &script,
+            tokens: token_file(kind, &files),
+            seconds,
+            connections: plan.connections,
+            cpu: p.load_cpu,
+        })?;
+        let after = procfs::cpu_ticks(envoy.pid())?;
+        if r.requests == 0 || r.status_errors > 0 || r.socket_errors > 0 {
+            return Err(format!(
+                "{}: {} requests, {} non-2xx responses, {} socket errors",
+                kind.label(),
+                r.requests,
+                r.status_errors,
+                r.socket_errors
+            ));
+        }
+        let cpu_secs = after.saturating_sub(before) as f64 / ticks_per_sec;
+        Ok(Sample {
+            rps: r.requests as f64 / (r.duration_us as f64 / 1e6),
+            p50_us: r.p50_us as f64,
+            p99_us: r.p99_us as f64,
+            cpu_us_per_req: cpu_secs * 1e6 / r.requests as f64,
+        })
+    };
+
+    for ((kind, _), envoy) in cells.iter().zip(&envoys) {
+        measure(*kind, envoy, plan.warmup_seconds)?;
+    }
+    let mut results: Vec<CellResult> = cells
+        .iter()
+        .map(|(kind, _)| CellResult {
+            kind: *kind,
+            samples: vec![],
+            cache_hits_misses: None,
+        })
+        .collect();
+    for round in 1..=plan.rounds {
+        eprintln!("bench: round {round}/{}", plan.rounds);
+        for (result, envoy) in results.iter_mut().zip(&envoys) {
+            result
+                .samples
+                .push(measure(result.kind, envoy, plan.seconds)?);
+        }
+    }
+
+    let mut rss_kib = Vec::new();
+    for (result, envoy) in results.iter_mut().zip(&envoys) {
+        if matches!(result.kind, Kind::Filter { .. }) {
+            let stats = envoy.stats()?;
+            result.cache_hits_misses = Some((
+                stat(&stats, "wasmcustom.mcp_auth.cache.hit"),
+                stat(&stats, "wasmcustom.mcp_auth.cache.miss"),
+            ));
+        }
+        if matches!(
+            result.kind,
+            Kind::NoAuth
+                | Kind::NoopWasm
+                | Kind::Filter {
+                    alg: Alg::EdDsa,
+                    hit: true
+                }
+        ) {
+            rss_kib.push((result.kind.label(), procfs::rss_kib(envoy.pid())?));
+        }
+    }
+    drop(envoys);
+
+    let startup_ms = startup(p, plan, dir.path(), &jwks, &files)?;
+    let sharing = sharing(p, dir.path(), &jwks, &files)?;
+    Ok(EnvoyResults {
+        cells: results,
+        filter_wasm_bytes: file_size(&p.filter_wasm)?,
+        noop_wasm_bytes: file_size(&p.noop_wasm)?,
+        rss_kib,
+        startup_ms,
+        sharing,
+    })
+}
+
+fn file_size(path: &Path) -> Result<u64, String> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Median time from process start until the listener answers 200, no-op vs the filter,
+/// alternating the two for `plan.startups` tries each.
+fn startup(
+    p: &Prereqs,
+    plan: &Plan,
+    dir: &Path,
+    jwks: &Value,
+    files: &TokenFiles,
+) -> Result<Vec<(String, f64)>, String> {
+    let configs = [
+        (Kind::NoopWasm, Auth::NoopWasm),
+        (
+            Kind::Filter {
+                alg: Alg::EdDsa,
+                hit: true,
+            },
+            Auth::Filter {
+                alg: Alg::EdDsa,
+                cache_entries: HIT_CACHE_ENTRIES,
+            },
+        ),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![vec![]; configs.len()];
+    for attempt in 0..plan.startups {
+        for (i, (kind, auth)) in configs.iter().enumerate() {
+            let mut envoy = Envoy::start(
+                p,
+                dir,
+                &format!("startup{i}-{attempt}"),
+                auth,
+                jwks,
+                1,
+                p.envoy_cpu,
+            )?;
+            let t = envoy.wait_ready(files.probe(Alg::EdDsa), Duration::from_secs(30))?;
+            times[i].push(t.as_secs_f64() * 1e3);
+            let _ = kind;
+        }
+    }
+    Ok(configs
+        .iter()
+        .zip(&times)
+        .map(|((kind, _), t)| (kind.label(), crate::report::median(t).unwrap_or(f64::NAN)))
+        .collect())
+}
+
+/// Two workers, one token, many fresh connections: is the verified-token cache shared?
+fn sharing(
+    p: &Prereqs,
+    dir: &Path,
+    jwks: &Value,
+    files: &TokenFiles,
+) -> Result<SharingResult, String> {
+    let auth = Auth::Filter {
+        alg: Alg::EdDsa,
+        cache_entries: HIT_CACHE_ENTRIES,
+    };
+    let mut envoy = Envoy::start(p, dir, "sharing", &auth, jwks, 2, None)?;
+    let token = files.probe(Alg::EdDsa);
+    envoy.wait_ready(token, Duration::from_secs(30))?;
+    let connections = 40;
+    let header = format!("Bearer {token}");
+    for _ in 1..connections {
+        let (status, _) = http::get(envoy.addr(), PATH, &[("Authorization", &header)])?;
+        if status != 200 {
+            return Err(format!("two-worker Envoy answered {status}"));
+        }
+    }
+    let stats = envoy.stats()?;
+    let listener = format!("listener.127.0.0.1_{}", envoy.port);
+    let worker_connections = (0..2)
+        .map(|w| {
+            stat(
+                &stats,
+                &format!("{listener}.worker_{w}.downstream_cx_total"),
+            )
+        })
+        .collect();
+    Ok(SharingResult {
+        connections,
+        worker_connections,
+        hits: stat(&stats, "wasmcustom.mcp_auth.cache.hit"),
+        misses: stat(&stats, "wasmcustom.mcp_auth.cache.miss"),
+    })
+}
+
+/// The results as JSON (for scripts and the smoke test).
+pub fn to_json(r: &EnvoyResults) -> Value {
+    json!({
+        "cells": r.cells.iter().map(|c| json!({
+            "cell": c.kind.label(),
+            "samples": c.samples.iter().map(|s| json!({
+                "rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us,
+                "cpu_us_per_req": s.cpu_us_per_req,
+            })).collect::<Vec<_>>(),
+            "cache_hits": c.cache_hits_misses.map(|h| h.0),
+            "cache_misses": c.cache_hits_misses.map(|h| h.1),
+        })).collect::<Vec<_>>(),
+        "filter_wasm_bytes": r.filter_wasm_bytes,
+        "noop_wasm_bytes": r.noop_wasm_bytes,
+        "rss_kib": r.rss_kib.iter().map(|(k, v)| json!({"cell": k, "kib": v})).collect::<Vec<_>>(),
+        "startup_ms": r.startup_ms.iter().map(|(k, v)| json!({"cell": k, "ms": v})).collect::<Vec<_>>(),
+        "sharing": {
+            "connections": r.sharing.connections,
+            "worker_connections": r.sharing.worker_connections,
+            "hits": r.sharing.hits,
+            "misses": r.sharing.misses,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_lines_with_integer_values_are_parsed() {
+        let body = "wasmcustom.mcp_auth.cache.hit: 39\nwasmcustom.mcp_auth.cache.miss: 1\n\
+                    cluster_manager.cds.version_text: \"\"\nhist: P0(nan,0)\n";
+        let stats = parse_stats(body);
+        assert_eq!(stat(&stats, "wasmcustom.mcp_auth.cache.hit"), 39);
+        assert_eq!(stat(&stats, "wasmcustom.mcp_auth.cache.miss"), 1);
+        assert_eq!(stats.len(), 2);
+    }
+
+    #[test]
+    fn sharing_verdict_needs_both_workers_and_counts_misses() {
+        let r = |workers: Vec<u64>, misses| SharingResult {
+            connections: 40,
+            worker_connections: workers,
+            hits: 40 - misses,
+            misses,
+        };
+        assert!(r(vec![20, 20], 1).verdict().starts_with("**shared**"));
+        assert!(r(vec![20, 20], 2).verdict().starts_with("**not shared**"));
+        assert!(r(vec![40, 0], 1).verdict().starts_with("inconclusive"));
+    }
+
+    #[test]
+    fn every_filter_row_has_its_jwt_authn_counterpart_among_the_cells() {
+        let kinds: Vec<Kind> = cells().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(kinds.len(), 14);
+        for k in &kinds {
+            if let Some(jwt) = k.jwt_counterpart() {
+                assert!(kinds.contains(&jwt), "{k:?}");
+            }
+        }
+        let miss = cells()
+            .into_iter()
+            .find(|(k, _)| {
+                *k == Kind::Filter {
+                    alg: Alg::Rs256,
+                    hit: false,
+                }
+            })
+            .unwrap();
+        assert_eq!(
+            miss.1,
+            Auth::Filter {
+                alg: Alg::Rs256,
+                cache_entries: 1
+            }
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! Turning per-round samples into the Markdown table: medians, ratios and the issue's targets.
+//!
+//! Ratios are the median over rounds of the per-round ratio (cells of one round run back to
+//! back, so a ratio within a round cancels slow drifts of the shared machine).
+
+use std::fmt::Write as _;
+
+use crate::tokens::Alg;
+
+/// What a cell measures; decides which rows it is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    NoAuth,
+    NoopWasm,
+    /// `jwt_authn`; with its cache the token is reused, without it each request has a fresh one.
+    JwtAuthn {
+        alg: Alg,
+        cache: bool,
+    },
+    /// The filter; `hit`: one token reused, otherwise a fresh token per request (every lookup misses).
+    Filter {
+        alg: Alg,
+        hit: bool,
+    },
+}
+
+impl Kind {
+    pub fn label(self) -> String {
+        match self {
+            Kind::NoAuth => "no auth".into(),
+            Kind::NoopWasm => "no-op wasm filter".into(),
+            Kind::JwtAuthn { alg, cache: true } => {
+                format!("jwt_authn {} + jwt_cache_config, token reused", alg.jose())
+            }
+            Kind::JwtAuthn { alg, cache: false } => {
+                format!("jwt_authn {}, fresh token per request", alg.jose())
+            }
+            Kind::Filter { alg, hit: true } => format!("filter {} cache hit", alg.jose()),
+            Kind::Filter { alg, hit: false } => format!("filter {} cache miss", alg.jose()),
+        }
+    }
+
+    /// The `jwt_authn` row a filter row is compared with: same algorithm and token pattern.
+    pub fn jwt_counterpart(self) -> Option<Kind> {
+        match self {
+            Kind::Filter { alg, hit } => Some(Kind::JwtAuthn { alg, cache: hit }),
+            _ => None,
+        }
+    }
+}
+
+/// One measurement of one cell.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Envoy's utime + stime during the run divided by the requests, in microseconds.
+    pub cpu_us_per_req: f64,
+}
+
+/// All rounds of one cell, plus the filter's cache counters read after the last round.
+#[derive(Clone, Debug)]
+pub struct CellResult {
+    pub kind: Kind,
+    pub samples: Vec<Sample>,
+    pub cache_hits_misses: Option<(u64, u64)>,
+}
+
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+/// Median over rounds of `metric(a) / metric(b)`, pairing rounds by index.
+fn ratio(a: &CellResult, b: &CellResult, metric: fn(&Sample) -> f64) -> Option<f64> {
+    let per_round: Vec<f64> = a
+        .samples
+        .iter()
+        .zip(&b.samples)
+        .map(|(x, y)| metric(x) / metric(y))
+        .collect();
+    median(&per_round)
+}
+
+fn find(cells: &[CellResult], kind: Kind) -> Option<&CellResult> {
+    cells.iter().find(|c| c.kind == kind)
+}
+
+/// A target check: its text and whether it passed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub text: String,
+    pub pass: bool,
+}
+
+/// The issue's per-row target, if the row has one.
+pub fn row_target(cells: &[CellResult], cell: &CellResult) -> Option<Verdict> {
+    match cell.kind {
+        Kind::Filter { hit: true, .. } => {
+            let r = ratio(cell, find(cells, Kind::NoopWasm)?, |s| s.rps)?;
+            Some(Verdict {
+                text: format!("req/s ≥ 95% of no-op: {:.1}%", r * 100.0),
+                pass: r >= 0.95,
+            })
+        }
+        Kind::Filter { alg, hit: false } => {
+            let limit = if alg == Alg::Rs256 { 3.0 } else { 2.0 };
+            let jwt = find(cells, cell.kind.jwt_counterpart()?)?;
+            let r = ratio(cell, jwt, |s| s.cpu_us_per_req)?;
+            Some(Verdict {
+                text: format!("CPU/req ≤ {limit:.0}× jwt_authn: {r:.2}×"),
+                pass: r <= limit,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "–".into())
+}
+
+/// The main Markdown table.
+pub fn table(cells: &[CellResult]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| cell | req/s | p50 µs | p99 µs | Envoy CPU µs/req | req/s ÷ no-auth | CPU/req ÷ no-auth \
+         | req/s ÷ jwt_authn | CPU/req ÷ jwt_authn | filter cache hit/miss | target |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    let no_auth = find(cells, Kind::NoAuth);
+    for cell in cells {
+        let med = |m: fn(&Sample) -> f64| median(&cell.samples.iter().map(m).collect::<Vec<_>>());
+        let num = |v: Option<f64>, digits: usize| {
+            v.map(|v| format!("{v:.digits$}"))
+                .unwrap_or_else(|| "–".into())
+        };
+        let jwt = cell.kind.jwt_counterpart().and_then(|k| find(cells, k));
+        let target = row_target(cells, cell)
+            .map(|v| format!("{} **{}**", v.text, if v.pass { "PASS" } else { "FAIL" }))
+            .unwrap_or_default();
+        let counters = cell
+            .cache_hits_misses
+            .map(|(h, m)| format!("{h} / {m}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell.kind.label(),
+            num(med(|s| s.rps), 0),
+            num(med(|s| s.p50_us), 0),
+            num(med(|s| s.p99_us), 0),
+            num(med(|s| s.cpu_us_per_req), 1),
+            fmt_ratio(no_auth.and_then(|n| ratio(cell, n, |s| s.rps))),
+            fmt_ratio(no_auth.and_then(|n| ratio(cell, n, |s| s.cpu_us_per_req))),
+            fmt_ratio(jwt.and_then(|j| ratio(cell, j, |s| s.rps))),
+            fmt_ratio(jwt.and_then(|j| ratio(cell, j, |s| s.cpu_us_per_req))),
+            counters,
+            target,
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(kind: Kind, rps: &[f64], cpu: &[f64]) -> CellResult {
+        CellResult {
+            kind,
+            samples: rps
+                .iter()
+                .zip(cpu)
+                .map(|(&rps, &cpu_us_per_req)| Sample {
+                    rps,
+                    p50_us: 100.0,
+                    p99_us: 300.0,
+                    cpu_us_per_req,
+                })
+                .collect(),
+            cache_hits_misses: None,
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn cache_hit_target_compares_throughput_with_the_noop_filter_round_by_round() {
+        let noop = cell(Kind::NoopWasm, &[100.0, 200.0, 100.0], &[10.0; 3]);
+        let hit = cell(
+            Kind::Filter {
+                alg: Alg::EdDsa,
+                hit: true,
+            },
+            &[96.0, 180.0, 90.0],
+            &[11.0; 3],
+        );
+        let cells = vec![noop, hit.clone()];
+        let v = row_target(&cells, &hit).unwrap();
+        assert!(!v.pass, "median per-round ratio is 0.90: {v:?}");
+        assert!(v.text.contains("90.0%"));
+    }
+
+    #[test]
+    fn cache_miss_limit_is_two_for_eddsa_and_es256_and_three_for_rs256() {
+        let mk = |alg, jwt_cpu: f64, filter_cpu: f64| {
+            let jwt = cell(Kind::JwtAuthn { alg, cache: false }, &[1.0], &[jwt_cpu]);
+            let miss = cell(Kind::Filter { alg, hit: false }, &[1.0], &[filter_cpu]);
+            row_target(&[jwt, miss.clone()], &miss).unwrap().pass
+        };
+        assert!(mk(Alg::EdDsa, 10.0, 20.0));
+        assert!(!mk(Alg::Es256, 10.0, 25.0));
+        assert!(mk(Alg::Rs256, 10.0, 25.0));
+        assert!(!mk(Alg::Rs256, 10.0, 31.0));
+    }
+
+    #[test]
+    fn table_has_one_row_per_cell_with_ratios_to_no_auth_and_jwt_authn() {
+        let cells = vec![
+            cell(Kind::NoAuth, &[1000.0], &[10.0]),
+            cell(
+                Kind::JwtAuthn {
+                    alg: Alg::Es256,
+                    cache: true,
+                },
+                &[800.0],
+                &[12.5],
+            ),
+            cell(Kind::NoopWasm, &[900.0], &[11.0]),
+            cell(
+                Kind::Filter {
+                    alg: Alg::Es256,
+                    hit: true,
+                },
+                &[880.0],
+                &[12.0],
+            ),
+        ];
+        let t = table(&cells);
+        assert_eq!(t.lines().count(), 2 + cells.len());
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("| filter ES256 cache hit"))
+            .unwrap();
+        assert!(row.contains("| 0.88× | 1.20× | 1.10× | 0.96× |"), "{row}");
+        assert!(row.contains("97.8% **PASS**"), "{row}");
+    }
+}
