@@ -335,7 +335,8 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
             cpu: p.load_cpu,
         })?;
         let after = procfs::cpu_ticks(envoy.pid())?;
-        if r.requests == 0 || r.status_errors > 0 || r.socket_errors > 0 {
+        // A busy machine may time out a rare connection; more than 1% means something is wrong.
+        if r.requests == 0 || r.status_errors > 0 || r.socket_errors * 100 > r.requests {
             return Err(format!(
                 "{}: {} requests, {} non-2xx responses, {} socket errors",
                 kind.label(),
@@ -343,6 +344,14 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
                 r.status_errors,
                 r.socket_errors
             ));
+        }
+        if r.socket_errors > 0 {
+            eprintln!(
+                "bench: {}: {} socket errors in {} requests",
+                kind.label(),
+                r.socket_errors,
+                r.requests
+            );
         }
         let cpu_secs = after.saturating_sub(before) as f64 / ticks_per_sec;
         Ok(Sample {
