@@ -1,6 +1,5 @@
 //! Router, shared state, middleware and the server loop.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -25,6 +24,12 @@ use crate::{authorize, metadata, register, revoke, time, token};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest accepted request line plus headers; beyond it hyper answers 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most headers accepted in one request; beyond it hyper answers 431.
+pub const MAX_HEADERS: usize = 64;
+/// How long open connections may finish their requests after shutdown begins.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -153,10 +158,70 @@ pub async fn serve(
         }
     });
     tracing::info!(address = %listener.local_addr()?, issuer = %state.config.issuer, "listening");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let header_read_timeout = state.config.header_read_timeout;
+    let result = serve_connections(router(state), listener, header_read_timeout, shutdown).await;
     purger.abort();
-    Ok(result?)
+    result
+}
+
+/// The HTTP/1 connection settings that protect against slow or oversized request heads.
+fn http1_builder(header_read_timeout: std::time::Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+}
+
+/// Accepts connections until `shutdown` resolves, then lets open ones finish (bounded).
+/// Each request carries the peer address as axum `ConnectInfo`.
+async fn serve_connections(
+    app: Router,
+    listener: TcpListener,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let builder = http1_builder(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), request)
+            });
+        let connection =
+            graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // Header timeouts, oversized heads and resets end here; nothing secret is in `e`.
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+    Ok(())
 }

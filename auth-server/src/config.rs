@@ -135,6 +135,8 @@ pub struct Config {
     pub key_publish_delay: Duration,
     pub client_metadata_fetch_timeout: Duration,
     pub request_timeout: Duration,
+    /// How long a client may take to send the request line and headers.
+    pub header_read_timeout: Duration,
     pub registration: Registration,
     pub resources: Vec<Resource>,
     /// username -> argon2 PHC hash
@@ -169,6 +171,7 @@ struct RawConfig {
     key_publish_delay_secs: Option<u64>,
     client_metadata_fetch_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
     #[serde(default)]
     registration: RawRegistration,
     #[serde(default)]
@@ -373,6 +376,12 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         60,
     )?;
     let request_timeout = secs("request_timeout_secs", raw.request_timeout_secs, 30, 300)?;
+    let header_read_timeout = secs(
+        "header_read_timeout_secs",
+        raw.header_read_timeout_secs,
+        10,
+        300,
+    )?;
     let registration = Registration {
         enabled: raw.registration.enabled.unwrap_or(true),
         rate_limit_per_minute: raw.registration.rate_limit_per_minute.unwrap_or(20),
@@ -403,6 +412,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         key_publish_delay,
         client_metadata_fetch_timeout,
         request_timeout,
+        header_read_timeout,
         registration,
         resources,
         users,

@@ -1,0 +1,98 @@
+//! Slow or oversized request heads: the server must not let a client hold a connection open by
+//! trickling headers, nor accept unbounded header blocks.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection; returns what it sent, or `None` if it stayed
+/// open for `limit`.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    let outcome = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    outcome
+        .ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+#[tokio::test]
+async fn a_client_that_stops_mid_headers_is_disconnected_after_the_header_read_timeout() {
+    let server = TestServer::start_with("header_read_timeout_secs = 1", "").await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /jwks.json HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: appl")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(15)).await;
+    let answer = answer.expect("the server kept a half-sent request open for 15 s");
+    assert!(
+        !answer.contains("200 OK"),
+        "an incomplete request must not be answered: {answer}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the configured timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_sends_only_part_of_the_request_line_is_disconnected() {
+    let server = TestServer::start_with("header_read_timeout_secs = 1", "").await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"GET /jwks").await.unwrap();
+    assert!(
+        read_until_closed(&mut stream, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "the server kept a half-sent request line open for 15 s"
+    );
+}
+
+#[tokio::test]
+async fn a_complete_request_is_still_served_with_the_timeout_configured() {
+    let server = TestServer::start_with("header_read_timeout_secs = 1", "").await;
+    let resp = reqwest::get(server.url("/jwks.json")).await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn too_many_headers_or_too_large_a_head_get_431() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let mut many = reqwest::header::HeaderMap::new();
+    for i in 0..100 {
+        many.insert(
+            reqwest::header::HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap(),
+            reqwest::header::HeaderValue::from_static("1"),
+        );
+    }
+    let resp = client
+        .get(server.url("/jwks.json"))
+        .headers(many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 431);
+
+    let resp = client
+        .get(server.url("/jwks.json"))
+        .header("x-big", "a".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 431);
+}
