@@ -2,8 +2,10 @@
 //! client. Validation of the URL and the document is pure; [`Fetcher`] does the guarded fetch.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -172,19 +174,84 @@ pub fn cache_lifetime(cache_control: Option<&str>) -> Option<Duration> {
         .map(|s| Duration::from_secs(s).min(MAX_CACHE))
 }
 
+/// The answer of a [`Resolve`] lookup.
+pub type Lookup<'a> = Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+
+/// Turns the host name of a `client_id` URL into addresses. The fetcher asks it exactly once
+/// per fetch, checks every answer, and connects only to those checked addresses.
+pub trait Resolve: Send + Sync {
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a>;
+}
+
+/// The system resolver (`getaddrinfo` through tokio).
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// The only resolver the document's HTTP client has: it answers the vetted host name with the
+/// vetted addresses and refuses every other name, so the connection cannot trigger a second
+/// DNS lookup whose answer was never checked (DNS rebinding).
+struct Pinned {
+    host: String,
+    addrs: Vec<SocketAddr>,
+}
+
+impl reqwest::dns::Resolve for Pinned {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let answer: Result<reqwest::dns::Addrs, Box<dyn std::error::Error + Send + Sync>> =
+            if name.as_str().eq_ignore_ascii_case(&self.host) {
+                Ok(Box::new(self.addrs.clone().into_iter()))
+            } else {
+                Err(format!("refusing to resolve unvetted host {}", name.as_str()).into())
+            };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
 /// Fetches documents with SSRF protection and caches successes (never failures).
 pub struct Fetcher {
     allow_insecure_localhost: bool,
     timeout: Duration,
+    resolver: Arc<dyn Resolve>,
     cache: Mutex<HashMap<String, (ClientMetadata, Instant)>>,
 }
 
 impl Fetcher {
+    /// A fetcher using the system resolver.
     pub fn new(allow_insecure_localhost: bool, timeout: Duration) -> Self {
+        Self::with_resolver(allow_insecure_localhost, timeout, Arc::new(SystemResolver))
+    }
+
+    pub fn with_resolver(
+        allow_insecure_localhost: bool,
+        timeout: Duration,
+        resolver: Arc<dyn Resolve>,
+    ) -> Self {
         Fetcher {
             allow_insecure_localhost,
             timeout,
+            resolver,
             cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The addresses of the document's host: an IP literal as written, a name through the
+    /// resolver (once).
+    async fn addresses(&self, url: &Url, port: u16) -> Result<Vec<SocketAddr>, String> {
+        match url.host() {
+            Some(Host::Ipv4(ip)) => Ok(vec![SocketAddr::new(IpAddr::V4(ip), port)]),
+            Some(Host::Ipv6(ip)) => Ok(vec![SocketAddr::new(IpAddr::V6(ip), port)]),
+            Some(Host::Domain(name)) => {
+                tokio::time::timeout(self.timeout, self.resolver.lookup(name, port))
+                    .await
+                    .map_err(|_| "resolving the client_id host timed out".to_string())?
+                    .map_err(|e| format!("cannot resolve the client_id host: {e}"))
+            }
+            None => Err("client_id URL must have a host".into()),
         }
     }
 
@@ -216,38 +283,27 @@ impl Fetcher {
             Target::Public(u) => (u, false),
             Target::InsecureLocalhost(u) => (u, true),
         };
-        let host = url
-            .host_str()
-            .ok_or("client_id URL must have a host")?
-            .to_string();
         let port = url
             .port_or_known_default()
             .ok_or("client_id URL has no port")?;
-        let lookup_host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let addrs: Vec<SocketAddr> = tokio::time::timeout(
-            self.timeout,
-            tokio::net::lookup_host((lookup_host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| "resolving the client_id host timed out".to_string())?
-        .map_err(|e| format!("cannot resolve the client_id host: {e}"))?
-        .collect();
+        let addrs = self.addresses(url, port).await?;
         let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
         if insecure {
             ssrf::check_loopback(&ips)?;
         } else {
             ssrf::check_public(&ips)?;
         }
-        // Connect only to the addresses just checked: pin them for this host name.
+        // Connect only to the addresses just checked: the client's resolver knows nothing else.
+        let pinned = Pinned {
+            host: url.host_str().unwrap_or_default().to_string(),
+            addrs,
+        };
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
-            .resolve_to_addrs(&lookup_host, &addrs)
+            .dns_resolver(Arc::new(pinned))
             .user_agent("mcp-auth-server")
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
