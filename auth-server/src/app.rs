@@ -38,6 +38,7 @@ pub struct AppState {
     pub keyring: KeyRing,
     pub fetcher: Arc<Fetcher>,
     pub registration_limiter: Arc<RateLimiter>,
+    pub login_limiter: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -53,6 +54,7 @@ impl AppState {
             registration_limiter: Arc::new(RateLimiter::new(
                 config.registration.rate_limit_per_minute,
             )),
+            login_limiter: Arc::new(RateLimiter::new(config.login_failures_per_minute)),
             store,
             config,
         })

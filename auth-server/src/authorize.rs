@@ -1,8 +1,10 @@
 //! The authorization endpoint: validation (never redirecting to an unverified URI), login and
 //! consent pages, remembered consent, code issuance. Every redirect carries `iss` and `state`.
 
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
@@ -408,6 +410,7 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> boo
 
 pub async fn post_handler(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -444,8 +447,35 @@ pub async fn post_handler(
                 .flatten()
                 .unwrap_or_default()
                 .to_string();
+            // Brute-force bound: once an address has used up its failures for the minute,
+            // no password is checked at all, right or wrong.
+            if state
+                .login_limiter
+                .exhausted(peer.ip(), std::time::Instant::now())
+            {
+                tracing::warn!(address = %peer.ip(), "login refused: too many failed attempts");
+                let mut response = pages::respond(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    pages::login(
+                        &view(&v, &action),
+                        &v.params,
+                        &csrf,
+                        Some(
+                            "Too many failed sign-in attempts from your address. Wait a minute and try again.",
+                        ),
+                    ),
+                    &[],
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                return response;
+            }
             if !check_password(&state, &username, &password).await {
-                tracing::info!("failed login attempt");
+                state
+                    .login_limiter
+                    .allow(peer.ip(), std::time::Instant::now());
+                tracing::info!(address = %peer.ip(), "failed login attempt");
                 return pages::respond(
                     StatusCode::UNAUTHORIZED,
                     pages::login(

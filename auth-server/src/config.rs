@@ -137,6 +137,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long a client may take to send the request line and headers.
     pub header_read_timeout: Duration,
+    /// Failed logins allowed per client address per minute.
+    pub login_failures_per_minute: u32,
     pub registration: Registration,
     pub resources: Vec<Resource>,
     /// username -> argon2 PHC hash
@@ -172,6 +174,7 @@ struct RawConfig {
     client_metadata_fetch_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     header_read_timeout_secs: Option<u64>,
+    login_failures_per_minute: Option<u32>,
     #[serde(default)]
     registration: RawRegistration,
     #[serde(default)]
@@ -382,6 +385,13 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         10,
         300,
     )?;
+    let login_failures_per_minute = raw.login_failures_per_minute.unwrap_or(10);
+    if !(1..=10_000).contains(&login_failures_per_minute) {
+        return Err(field_error(
+            "login_failures_per_minute",
+            "must be between 1 and 10000",
+        ));
+    }
     let registration = Registration {
         enabled: raw.registration.enabled.unwrap_or(true),
         rate_limit_per_minute: raw.registration.rate_limit_per_minute.unwrap_or(20),
@@ -413,6 +423,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         client_metadata_fetch_timeout,
         request_timeout,
         header_read_timeout,
+        login_failures_per_minute,
         registration,
         resources,
         users,

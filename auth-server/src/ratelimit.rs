@@ -1,4 +1,4 @@
-//! Per-address fixed-window rate limit (used by dynamic client registration).
+//! Per-address fixed-window rate limit (dynamic client registration, failed logins).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,6 +36,16 @@ impl RateLimiter {
         entry.1 += 1;
         entry.1 <= self.per_window
     }
+
+    /// Has `ip` used up its allowance in the current window? Counts nothing.
+    pub fn exhausted(&self, ip: IpAddr, now: Instant) -> bool {
+        let Ok(windows) = self.windows.lock() else {
+            return true;
+        };
+        windows.get(&ip).is_some_and(|(start, count)| {
+            now.duration_since(*start) < WINDOW && *count >= self.per_window
+        })
+    }
 }
 
 #[cfg(test)]
@@ -53,5 +63,19 @@ mod tests {
         assert!(!rl.allow(a, t));
         assert!(rl.allow(b, t));
         assert!(rl.allow(a, t + WINDOW));
+    }
+
+    #[test]
+    fn exhausted_only_looks_and_ends_with_the_window() {
+        let rl = RateLimiter::new(2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let t = Instant::now();
+        assert!(!rl.exhausted(a, t));
+        rl.allow(a, t);
+        assert!(!rl.exhausted(a, t));
+        assert!(!rl.exhausted(a, t));
+        rl.allow(a, t);
+        assert!(rl.exhausted(a, t));
+        assert!(!rl.exhausted(a, t + WINDOW));
     }
 }

@@ -525,3 +525,59 @@ async fn cookies_are_secure_when_the_issuer_is_https() {
         "{cookie}"
     );
 }
+
+#[tokio::test]
+async fn after_too_many_failed_logins_the_address_is_refused_even_with_the_right_password() {
+    let server = TestServer::start_with("login_failures_per_minute = 3", "").await;
+    let b = browser();
+    let p = pkce();
+    let html = b
+        .get(authorize_url(&server, &standard_params(&p, "st")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fields = form_fields(&html);
+    let login = |password: &'static str| {
+        let (b, server, fields) = (&b, &server, &fields);
+        async move {
+            submit(
+                b,
+                server,
+                fields,
+                &[
+                    ("username", "demo"),
+                    ("password", password),
+                    ("action", "login"),
+                ],
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(login("nope").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = login("demo").await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "60");
+    assert!(resp.headers().get("location").is_none());
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Too many failed sign-in attempts")
+    );
+}
+
+#[tokio::test]
+async fn successful_logins_do_not_count_against_the_limit() {
+    let server = TestServer::start_with("login_failures_per_minute = 1", "").await;
+    for _ in 0..3 {
+        let b = browser();
+        let code = get_code(&b, &server, &pkce()).await;
+        assert!(!code.is_empty());
+    }
+}
