@@ -248,11 +248,13 @@ async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<Option<St
         return Ok(None);
     };
     let hash = secrets::token_hash(&session);
-    state
+    let user = state
         .store
         .run(move |conn| store::session_user(conn, &hash, time::now()))
         .await
-        .map_err(internal)
+        .map_err(internal)?;
+    // A session outlives nothing: a user removed from the configuration is signed out.
+    Ok(user.filter(|u| state.config.users.contains_key(u)))
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {

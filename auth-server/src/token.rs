@@ -40,6 +40,41 @@ fn check_resource(state: &AppState, params: &Params, granted: &str) -> Result<()
     Ok(())
 }
 
+/// A stored grant (code or refresh family) is only honoured while its user, its resource and
+/// every one of its scopes are still in the configuration: removing a user or a resource ends
+/// the grants made for it.
+fn check_still_configured(
+    state: &AppState,
+    username: &str,
+    resource_url: &str,
+    scope: &str,
+) -> Result<(), OAuthError> {
+    if !state.config.users.contains_key(username) {
+        return Err(OAuthError::invalid_grant(
+            "the user of this grant no longer exists",
+        ));
+    }
+    let Some(resource) = state
+        .config
+        .resources
+        .iter()
+        .find(|r| r.url == resource_url)
+    else {
+        return Err(OAuthError::invalid_grant(
+            "the resource of this grant is no longer served",
+        ));
+    };
+    if let Some(gone) = resource::split(scope)
+        .into_iter()
+        .find(|s| !resource.scopes.contains(s))
+    {
+        return Err(OAuthError::invalid_grant(format!(
+            "scope `{gone}` of this grant is no longer offered"
+        )));
+    }
+    Ok(())
+}
+
 fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
     params
         .single(name)
@@ -151,6 +186,7 @@ async fn authorization_code(
     let now = time::now();
     let family_expires = now + state.config.refresh_token_lifetime.as_secs() as i64;
     let authenticated = client_id.clone();
+    let check_state = state.clone();
     let outcome = state
         .store
         .run(move |conn| {
@@ -185,7 +221,7 @@ async fn authorization_code(
                             "resource differs from the one authorized",
                         ));
                     }
-                    Ok(())
+                    check_still_configured(&check_state, &g.username, &g.resource, &g.scope)
                 },
             )
         })
@@ -252,6 +288,7 @@ async fn refresh_token(
                     ));
                 }
                 check_resource(&check_state, &check_params, &f.resource)?;
+                check_still_configured(&check_state, &f.username, &f.resource, &f.scope)?;
                 resource::narrow(&resource::split(&f.scope), scope_for_check.as_deref())
                     .map_err(OAuthError::invalid_scope)?;
                 Ok(())

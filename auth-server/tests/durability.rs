@@ -186,3 +186,77 @@ fn hash_password_prints_an_argon2id_hash_and_config_errors_name_the_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`issuer`"), "{err}");
 }
+
+#[tokio::test]
+async fn removing_a_user_ends_their_session_and_refresh_tokens() {
+    let mut server = TestServer::start().await;
+    let b = browser();
+    let p = pkce();
+    let code = get_code(&b, &server, &p).await;
+    let (status, t) = json(redeem(&server, &code, &p.verifier).await).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let p2 = pkce();
+    let pending_code = get_code(&b, &server, &p2).await;
+    let text = std::fs::read_to_string(&server.config_path).unwrap();
+    std::fs::write(
+        &server.config_path,
+        text.replace("username = \"demo\"", "username = \"someone-else\""),
+    )
+    .unwrap();
+    server.restart().await;
+
+    let (status, body) =
+        json(refresh(&server, t["refresh_token"].as_str().unwrap(), &[]).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = json(redeem(&server, &pending_code, &p2.verifier).await).await;
+    assert_eq!(body["error"], "invalid_grant", "{status} {body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists"),
+        "{body}"
+    );
+    // The old session cookie no longer signs anyone in: the login page comes back.
+    let resp = b
+        .get(authorize_url(&server, &standard_params(&p, "st")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("name=\"password\""));
+}
+
+#[tokio::test]
+async fn removing_a_resource_or_one_of_its_scopes_ends_the_grants_made_for_it() {
+    for edit in [
+        |t: String| t.replace(RESOURCE, "http://localhost:10001/other"),
+        |t: String| {
+            t.replace(
+                "scopes = [\"mcp:tools\", \"mcp:admin\"]",
+                "scopes = [\"mcp:admin\"]",
+            )
+            .replace(
+                "default_scopes = [\"mcp:tools\"]",
+                "default_scopes = [\"mcp:admin\"]",
+            )
+        },
+    ] {
+        let mut server = TestServer::start().await;
+        let t = tokens(&server).await;
+        let text = std::fs::read_to_string(&server.config_path).unwrap();
+        std::fs::write(&server.config_path, edit(text)).unwrap();
+        server.restart().await;
+        let (status, body) =
+            json(refresh(&server, t["refresh_token"].as_str().unwrap(), &[]).await).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+            "{body}"
+        );
+    }
+}
