@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 use wasmtime::{Engine, ExternType, Instance, Linker, Module, Store, WasmParams, WasmResults};
 
-use crate::abi::{Action, LogLevel};
+use crate::abi::{Action, LogLevel, StreamType};
 use crate::headers::Headers;
 use crate::state::{
-    CallReply, Forwarded, HttpCall, LocalResponse, LogEntry, Shared, StreamState, VmState,
+    CallReply, Callback, Forwarded, HttpCall, LocalResponse, LogEntry, Shared, StreamState, VmState,
 };
 use crate::{hostcalls, wasi};
 
@@ -276,6 +276,7 @@ impl Host {
         let root = ROOT_CONTEXT as i32;
         let accepted =
             self.call::<(i32, i32), i32>("proxy_on_configure", ROOT_CONTEXT, (root, size))?;
+        self.settle()?;
         Ok(accepted != 0)
     }
 
@@ -345,8 +346,10 @@ impl Host {
     }
 
     /// Delivers request headers (`proxy_on_request_headers`). On `Continue` the headers as
-    /// the filter left them are what the upstream receives; on `Pause` they are held until the
-    /// filter continues the stream.
+    /// the filter left them go to the upstream. On `Pause` they are held and, as in Envoy
+    /// (which turns that `Pause` into `StopAllIterationAndWatermark`), so is everything after
+    /// them: body chunks and trailers wait in the host, unseen by the filter, until the filter
+    /// continues the stream.
     pub fn send_request_headers(
         &mut self,
         stream: StreamId,
@@ -354,7 +357,6 @@ impl Host {
         end_of_stream: bool,
     ) -> Result<Action> {
         let headers = headers.into();
-        let count = headers.len() as i32;
         let state = self.stream_state_mut(stream)?;
         if state.request.headers_sent {
             bail!("request headers were already sent on this stream");
@@ -362,47 +364,50 @@ impl Host {
         state.request.headers = headers;
         state.request.headers_sent = true;
         state.request.end_of_stream = end_of_stream;
-        let params = (stream.0 as i32, count, i32::from(end_of_stream));
-        let raw =
-            self.call::<(i32, i32, i32), i32>("proxy_on_request_headers", stream.0, params)?;
-        self.after_headers(stream, raw, true)
+        let action = self.call_headers(stream, true)?;
+        self.settle()?;
+        Ok(action)
     }
 
-    /// Delivers one request body chunk (`proxy_on_request_body`). Chunks the filter paused on
-    /// stay buffered and are presented again, with the next chunk appended.
+    /// Delivers one request body chunk. `Some(action)`: `proxy_on_request_body` ran and
+    /// answered `action` (chunks it paused on stay buffered and are presented again with the
+    /// next chunk appended). `None`: the filter was not called, because its header callback
+    /// paused the stream (the chunk is held and passed on when the stream is continued) or
+    /// it already answered the request locally (the chunk is dropped).
     pub fn send_request_body(
         &mut self,
         stream: StreamId,
         chunk: &[u8],
         end_of_stream: bool,
-    ) -> Result<Action> {
-        let state = self.stream_state_mut(stream)?;
-        state.request.buffer.extend_from_slice(chunk);
-        state.request.end_of_stream = end_of_stream;
-        let size = state.request.buffer.len() as i32;
-        let params = (stream.0 as i32, size, i32::from(end_of_stream));
-        let raw = self.call::<(i32, i32, i32), i32>("proxy_on_request_body", stream.0, params)?;
-        self.after_body(stream, raw, true)
+    ) -> Result<Option<Action>> {
+        self.send_body(stream, chunk, end_of_stream, true)
     }
 
-    /// Delivers request trailers (`proxy_on_request_trailers`).
+    /// Delivers request trailers (`proxy_on_request_trailers`); `None` when they are held or
+    /// dropped instead, as for [`Host::send_request_body`].
     pub fn send_request_trailers(
         &mut self,
         stream: StreamId,
         trailers: impl Into<Headers>,
-    ) -> Result<Action> {
+    ) -> Result<Option<Action>> {
         let trailers = trailers.into();
-        let count = trailers.len() as i32;
-        self.stream_state_mut(stream)?.request.trailers = trailers;
-        let raw = self.call::<(i32, i32), i32>(
-            "proxy_on_request_trailers",
-            stream.0,
-            (stream.0 as i32, count),
-        )?;
-        Action::from_raw(raw).map_err(|e| anyhow!(e))
+        let state = self.stream_state_mut(stream)?;
+        state.request.end_of_stream = true;
+        if state.local_response.is_some() {
+            return Ok(None);
+        }
+        if state.request.stopped_all {
+            state.request.held_trailers = Some(trailers);
+            return Ok(None);
+        }
+        state.request.trailers = trailers;
+        let action = self.call_trailers(stream)?;
+        self.settle()?;
+        Ok(Some(action))
     }
 
-    /// Delivers upstream response headers (`proxy_on_response_headers`).
+    /// Delivers upstream response headers (`proxy_on_response_headers`); `Pause` holds the
+    /// response body like it does on the request side.
     pub fn send_response_headers(
         &mut self,
         stream: StreamId,
@@ -410,36 +415,79 @@ impl Host {
         end_of_stream: bool,
     ) -> Result<Action> {
         let headers = headers.into();
-        let count = headers.len() as i32;
         let state = self.stream_state_mut(stream)?;
         state.response.headers = headers;
         state.response.headers_sent = true;
         state.response.end_of_stream = end_of_stream;
-        let params = (stream.0 as i32, count, i32::from(end_of_stream));
-        let raw =
-            self.call::<(i32, i32, i32), i32>("proxy_on_response_headers", stream.0, params)?;
-        self.after_headers(stream, raw, false)
+        let action = self.call_headers(stream, false)?;
+        self.settle()?;
+        Ok(action)
     }
 
-    /// Delivers one upstream response body chunk (`proxy_on_response_body`).
+    /// Delivers one upstream response body chunk (`proxy_on_response_body`); `None` as for
+    /// [`Host::send_request_body`].
     pub fn send_response_body(
         &mut self,
         stream: StreamId,
         chunk: &[u8],
         end_of_stream: bool,
-    ) -> Result<Action> {
-        let state = self.stream_state_mut(stream)?;
-        state.response.buffer.extend_from_slice(chunk);
-        state.response.end_of_stream = end_of_stream;
-        let size = state.response.buffer.len() as i32;
-        let params = (stream.0 as i32, size, i32::from(end_of_stream));
-        let raw = self.call::<(i32, i32, i32), i32>("proxy_on_response_body", stream.0, params)?;
-        self.after_body(stream, raw, false)
+    ) -> Result<Option<Action>> {
+        self.send_body(stream, chunk, end_of_stream, false)
     }
 
-    fn after_headers(&mut self, stream: StreamId, raw: i32, request: bool) -> Result<Action> {
+    fn send_body(
+        &mut self,
+        stream: StreamId,
+        chunk: &[u8],
+        end_of_stream: bool,
+        request: bool,
+    ) -> Result<Option<Action>> {
+        let state = self.stream_state_mut(stream)?;
+        let replied = state.local_response.is_some();
+        let direction = if request {
+            &mut state.request
+        } else {
+            &mut state.response
+        };
+        direction.end_of_stream = end_of_stream;
+        if replied {
+            return Ok(None);
+        }
+        if direction.stopped_all {
+            direction
+                .held_body
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(chunk);
+            return Ok(None);
+        }
+        direction.buffer.extend_from_slice(chunk);
+        let action = self.call_body(stream, request, end_of_stream)?;
+        self.settle()?;
+        Ok(Some(action))
+    }
+
+    /// Runs the header callback of one direction and applies its answer.
+    fn call_headers(&mut self, stream: StreamId, request: bool) -> Result<Action> {
+        let state = self.stream_state(stream)?;
+        let direction = if request {
+            &state.request
+        } else {
+            &state.response
+        };
+        let params = (
+            stream.0 as i32,
+            direction.headers.len() as i32,
+            i32::from(direction.end_of_stream),
+        );
+        let (name, callback) = if request {
+            ("proxy_on_request_headers", Callback::RequestHeaders)
+        } else {
+            ("proxy_on_response_headers", Callback::ResponseHeaders)
+        };
+        let raw = self.call::<(i32, i32, i32), i32>(name, stream.0, params)?;
         let action = Action::from_raw(raw).map_err(|e| anyhow!(e))?;
         let state = self.stream_state_mut(stream)?;
+        state.callbacks.push((callback, action));
         let replied = state.local_response.is_some();
         let direction = if request {
             &mut state.request
@@ -448,20 +496,48 @@ impl Host {
         };
         match action {
             _ if replied => {}
-            Action::Continue => {
-                if direction.forwarded.is_none() {
-                    direction.headers_held = true;
-                    direction.release();
-                }
-            }
-            Action::Pause => direction.headers_held = direction.forwarded.is_none(),
+            Action::Continue => direction.release(),
+            Action::Pause => direction.stopped_all = true,
         }
         Ok(action)
     }
 
-    fn after_body(&mut self, stream: StreamId, raw: i32, request: bool) -> Result<Action> {
+    /// Runs the body callback on the body the filter currently sees and applies its answer:
+    /// `Continue` forwards it, `Pause` keeps it buffered.
+    fn call_body(
+        &mut self,
+        stream: StreamId,
+        request: bool,
+        end_of_stream: bool,
+    ) -> Result<Action> {
+        let state = self.stream_state(stream)?;
+        let size = if request {
+            state.request.buffer.len()
+        } else {
+            state.response.buffer.len()
+        };
+        let (name, callback) = if request {
+            (
+                "proxy_on_request_body",
+                Callback::RequestBody {
+                    size,
+                    end_of_stream,
+                },
+            )
+        } else {
+            (
+                "proxy_on_response_body",
+                Callback::ResponseBody {
+                    size,
+                    end_of_stream,
+                },
+            )
+        };
+        let params = (stream.0 as i32, size as i32, i32::from(end_of_stream));
+        let raw = self.call::<(i32, i32, i32), i32>(name, stream.0, params)?;
         let action = Action::from_raw(raw).map_err(|e| anyhow!(e))?;
         let state = self.stream_state_mut(stream)?;
+        state.callbacks.push((callback, action));
         let replied = state.local_response.is_some();
         let direction = if request {
             &mut state.request
@@ -472,6 +548,90 @@ impl Host {
             direction.release();
         }
         Ok(action)
+    }
+
+    /// Runs `proxy_on_request_trailers` on the trailers in place. `Continue` forwards the
+    /// buffered body and the trailers (Envoy passes data a filter buffered on together with
+    /// the trailers it continues); `Pause` holds both until the stream is continued.
+    fn call_trailers(&mut self, stream: StreamId) -> Result<Action> {
+        let count = self.stream_state(stream)?.request.trailers.len() as i32;
+        let raw = self.call::<(i32, i32), i32>(
+            "proxy_on_request_trailers",
+            stream.0,
+            (stream.0 as i32, count),
+        )?;
+        let action = Action::from_raw(raw).map_err(|e| anyhow!(e))?;
+        let state = self.stream_state_mut(stream)?;
+        state.callbacks.push((Callback::RequestTrailers, action));
+        if state.local_response.is_none() {
+            state.request.trailers_pending = true;
+            if action == Action::Continue {
+                state.request.release();
+            }
+        }
+        Ok(action)
+    }
+
+    /// Runs the stream continuations the filter asked for during the callbacks that just
+    /// returned, in order, and any they cause in turn.
+    fn settle(&mut self) -> Result<()> {
+        loop {
+            let pending = std::mem::take(&mut self.store.data_mut().deferred_continues);
+            if pending.is_empty() {
+                return Ok(());
+            }
+            for (context, kind) in pending {
+                self.resume(StreamId(context), kind == StreamType::Request)?;
+            }
+        }
+    }
+
+    /// Envoy's `continueDecoding()` / `continueEncoding()`: after a paused header phase the
+    /// headers go on and the held body is passed to the filter's body callback in one piece
+    /// (end of stream set if it came and no trailers follow), then held trailers to its
+    /// trailers callback. After a paused body or trailers phase, what the filter buffered
+    /// goes on. Nothing happens once the filter answered the request locally.
+    fn resume(&mut self, stream: StreamId, request: bool) -> Result<()> {
+        let Ok(state) = self.stream_state_mut(stream) else {
+            return Ok(());
+        };
+        if state.local_response.is_some() || state.done {
+            return Ok(());
+        }
+        let direction = if request {
+            &mut state.request
+        } else {
+            &mut state.response
+        };
+        if !direction.headers_sent {
+            return Ok(());
+        }
+        if !direction.stopped_all {
+            direction.release();
+            return Ok(());
+        }
+        direction.stopped_all = false;
+        let held_body = direction.held_body.take();
+        let trailers_follow = direction.held_trailers.is_some();
+        if held_body.is_none() && !trailers_follow {
+            direction.release();
+            return Ok(());
+        }
+        direction.forward_headers();
+        if let Some(body) = held_body {
+            direction.buffer.extend_from_slice(&body);
+            let end_of_stream = direction.end_of_stream && !trailers_follow;
+            self.call_body(stream, request, end_of_stream)?;
+        }
+        let state = self.stream_state_mut(stream)?;
+        if state.local_response.is_some() || !request {
+            return Ok(());
+        }
+        if let Some(trailers) = state.request.held_trailers.take() {
+            state.request.trailers = trailers;
+            self.call_trailers(stream)?;
+        }
+        Ok(())
     }
 
     /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Like Envoy,
@@ -495,10 +655,27 @@ impl Host {
         self.stream_state(stream).ok()?.local_response.as_ref()
     }
 
-    /// What the upstream server has received so far: `None` while the filter holds the
-    /// request headers or after it rejected the request.
+    /// What the upstream server has received so far: `None` until the header phase
+    /// continued (so also when the filter answered during it); then the headers, and the body
+    /// bytes and trailers the filter let through. A local response sent after the headers
+    /// went on marks it `reset`.
     pub fn upstream_request(&self, stream: StreamId) -> Option<&Forwarded> {
         self.stream_state(stream).ok()?.request.forwarded.as_ref()
+    }
+
+    /// The filter callbacks the host called on this stream and their answers, in order
+    /// (including those run when the filter continued the stream).
+    pub fn callbacks(&self, stream: StreamId) -> &[(Callback, Action)] {
+        self.stream_state(stream)
+            .map(|s| s.callbacks.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Request body chunks and trailers the host holds back from the filter because its
+    /// header phase paused the stream (Envoy's StopAllIteration): `(body, trailers)`.
+    pub fn held_request(&self, stream: StreamId) -> Option<(Option<&[u8]>, Option<&Headers>)> {
+        let request = &self.stream_state(stream).ok()?.request;
+        Some((request.held_body.as_deref(), request.held_trailers.as_ref()))
     }
 
     /// What the downstream client has received of the upstream response so far.
@@ -604,7 +781,8 @@ impl Host {
             params,
         );
         self.store.data_mut().call_reply = None;
-        result
+        result?;
+        self.settle()
     }
 
     // ---- timers and clock ---------------------------------------------------------------
@@ -616,7 +794,8 @@ impl Host {
 
     /// Fires `proxy_on_tick` on the root context once, now.
     pub fn tick(&mut self) -> Result<()> {
-        self.call::<i32, ()>("proxy_on_tick", ROOT_CONTEXT, ROOT_CONTEXT as i32)
+        self.call::<i32, ()>("proxy_on_tick", ROOT_CONTEXT, ROOT_CONTEXT as i32)?;
+        self.settle()
     }
 
     /// Lets `by` pass on the shared clock as this VM's event loop would: ticks fire at their
@@ -690,6 +869,7 @@ impl Host {
                 *context,
                 (*context as i32, *queue as i32),
             )?;
+            self.settle()?;
         }
         Ok(ready.len())
     }

@@ -444,6 +444,11 @@ fn proxy_send_local_response(
     if stream.local_response.is_some() {
         bail!("proxy_send_local_response called twice on one stream");
     }
+    // What the upstream already got (headers, maybe some body) is reset, as Envoy's router
+    // does when a filter replies locally after the upstream request started.
+    if let Some(upstream) = stream.request.forwarded.as_mut() {
+        upstream.reset = true;
+    }
     stream.local_response = Some(LocalResponse {
         status: status_code as u32,
         details,
@@ -454,19 +459,21 @@ fn proxy_send_local_response(
     OK
 }
 
+/// Envoy's `continueStream` does not resume the stream inside the VM call: it queues
+/// `continueDecoding()` / `continueEncoding()` to run once the call returns. The host records
+/// the request here and [`crate::Host`] runs it after the callback (see `Host::settle`).
 fn continue_direction(mut c: Ctx<'_>, kind: StreamType) -> Result<i32> {
-    let Some(stream) = c.data_mut().effective_stream() else {
+    let state = c.data_mut();
+    let context = state.effective_context;
+    let Some(stream) = state.effective_stream() else {
         return status(Status::NotFound);
     };
-    let replied = stream.local_response.is_some();
     let direction = match kind {
         StreamType::Request => &mut stream.request,
         StreamType::Response => &mut stream.response,
     };
     direction.continue_calls += 1;
-    if !replied && direction.headers_sent {
-        direction.release();
-    }
+    state.deferred_continues.push((context, kind));
     OK
 }
 

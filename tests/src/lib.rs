@@ -24,4 +24,4 @@ mod wasi;
 pub use abi::{Action, LogLevel, MetricType, Status};
 pub use headers::Headers;
 pub use host::{Host, Plugin, StreamId};
-pub use state::{Forwarded, HttpCall, LocalResponse, LogEntry};
+pub use state::{Callback, Forwarded, HttpCall, LocalResponse, LogEntry};

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use crate::abi::{LogLevel, MetricType};
+use crate::abi::{Action, LogLevel, MetricType, StreamType};
 use crate::headers::Headers;
 
 /// State of one Envoy process: every VM ("worker") of a plugin sees the same.
@@ -103,11 +103,38 @@ impl LocalResponse {
 }
 
 /// What was forwarded past the filter in one direction: for requests, what the upstream
-/// server receives; for responses, what the downstream client receives.
+/// server receives; for responses, what the downstream client receives. It exists once the
+/// header phase continued (the headers went on); `body` grows as the body phase continues, so
+/// headers with an empty `body` mean the peer got the headers and not one body byte.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Forwarded {
     pub headers: Headers,
     pub body: Vec<u8>,
+    /// Trailers, once the filter let them through.
+    pub trailers: Option<Headers>,
+    /// Whether everything up to the end of stream went on (nothing is held back any more).
+    pub complete: bool,
+    /// Whether the stream was reset towards the peer after it had received something: the
+    /// filter sent a local response once the headers were already forwarded.
+    pub reset: bool,
+}
+
+/// A filter callback the host called on a stream, in the order called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Callback {
+    RequestHeaders,
+    /// `proxy_on_request_body` with the size of the body the filter sees (held chunks
+    /// included) and the end-of-stream flag.
+    RequestBody {
+        size: usize,
+        end_of_stream: bool,
+    },
+    RequestTrailers,
+    ResponseHeaders,
+    ResponseBody {
+        size: usize,
+        end_of_stream: bool,
+    },
 }
 
 /// A `proxy_http_call` the filter dispatched and the test has not answered yet.
@@ -142,29 +169,55 @@ impl HttpCall {
 pub(crate) struct Direction {
     pub(crate) headers: Headers,
     pub(crate) trailers: Headers,
-    /// Body the filter currently sees: chunks held back by `Pause` accumulate here.
+    /// Body the filter currently sees: chunks it answered with `Pause` accumulate here
+    /// (Envoy's `StopIterationAndBuffer`).
     pub(crate) buffer: Vec<u8>,
     pub(crate) headers_sent: bool,
     pub(crate) end_of_stream: bool,
-    /// Headers the filter held (returned `Pause` for them) and not yet released.
-    pub(crate) headers_held: bool,
+    /// The header callback returned `Pause` and the stream was not continued yet. Envoy
+    /// (proxy-wasm-cpp-host) turns that `Pause` into `StopAllIterationAndWatermark`: body and
+    /// trailers of this direction are not passed to the filter but wait in `held_body` /
+    /// `held_trailers` until the stream is continued.
+    pub(crate) stopped_all: bool,
+    /// Body chunks that arrived while `stopped_all` (buffered by the host, unseen by the filter).
+    pub(crate) held_body: Option<Vec<u8>>,
+    /// Trailers that arrived while `stopped_all`.
+    pub(crate) held_trailers: Option<Headers>,
+    /// The filter was given the trailers and they have not gone on yet (it answered `Pause`;
+    /// they go on, with the buffered body, when it continues).
+    pub(crate) trailers_pending: bool,
     pub(crate) forwarded: Option<Forwarded>,
     pub(crate) continue_calls: u32,
     pub(crate) closed: bool,
 }
 
 impl Direction {
-    /// Releases held headers and buffered body downstream of the filter.
-    pub(crate) fn release(&mut self) {
-        let forwarded = self.forwarded.get_or_insert_with(|| Forwarded {
-            headers: self.headers.clone(),
-            body: Vec::new(),
-        });
-        if self.headers_held {
-            forwarded.headers = self.headers.clone();
+    /// Forwards the headers as the filter left them, if they have not gone on yet.
+    pub(crate) fn forward_headers(&mut self) {
+        if self.forwarded.is_none() {
+            self.forwarded = Some(Forwarded {
+                headers: self.headers.clone(),
+                ..Forwarded::default()
+            });
         }
-        self.headers_held = false;
+    }
+
+    /// Forwards the headers (if not yet) and the body the filter holds, plus trailers the filter
+    /// let through; marks the direction complete when nothing is left to come or held.
+    pub(crate) fn release(&mut self) {
+        self.forward_headers();
+        let Some(forwarded) = self.forwarded.as_mut() else {
+            return;
+        };
         forwarded.body.append(&mut self.buffer);
+        if self.trailers_pending {
+            self.trailers_pending = false;
+            forwarded.trailers = Some(self.trailers.clone());
+        }
+        forwarded.complete = self.end_of_stream
+            && !self.stopped_all
+            && self.held_body.is_none()
+            && self.held_trailers.is_none();
     }
 }
 
@@ -174,6 +227,7 @@ pub(crate) struct StreamState {
     pub(crate) response: Direction,
     pub(crate) local_response: Option<LocalResponse>,
     pub(crate) done: bool,
+    pub(crate) callbacks: Vec<(Callback, Action)>,
 }
 
 /// The reply the test gave to an HTTP call, visible to the filter while
@@ -213,6 +267,9 @@ pub(crate) struct VmState {
     pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
     pub(crate) done_calls: u32,
     pub(crate) random_state: u64,
+    /// `proxy_continue_stream` calls made during the running callback. Envoy defers them
+    /// until the VM call returns (`addAfterVmCallAction`); the host runs them then.
+    pub(crate) deferred_continues: Vec<(u32, StreamType)>,
 }
 
 impl VmState {
@@ -239,6 +296,7 @@ impl VmState {
             metric_ids: Vec::new(),
             foreign_functions: HashMap::new(),
             done_calls: 0,
+            deferred_continues: Vec::new(),
             random_state: 0x9e37_79b9_7f4a_7c15 ^ (vm_index as u64),
         }
     }

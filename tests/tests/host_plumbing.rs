@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mcp_auth_tests::{Action, Host, LogLevel, Plugin};
+use mcp_auth_tests::{Action, Callback, Headers, Host, LogLevel, Plugin};
 
 fn plugin() -> Plugin {
     Plugin::from_bytes(include_str!("fixtures/plumbing.wat")).expect("the WAT fixture compiles")
@@ -68,7 +68,8 @@ fn local_response_is_recorded_and_the_upstream_is_not_reached() {
 
 #[test]
 fn paused_request_is_resumed_when_the_http_call_is_answered() {
-    let mut host = configured(&plugin());
+    let plugin = plugin();
+    let mut host = configured(&plugin);
     let stream = host.new_http_stream().unwrap();
     let mut headers = GET.to_vec();
     headers.push(("x-wait", "1"));
@@ -76,9 +77,15 @@ fn paused_request_is_resumed_when_the_http_call_is_answered() {
         host.send_request_headers(stream, headers, false).unwrap(),
         Action::Pause
     );
+    // Envoy's StopAllIteration: the chunk waits in the host; the filter does not see it.
     assert_eq!(
         host.send_request_body(stream, b"part1 ", false).unwrap(),
-        Action::Pause
+        None
+    );
+    assert_eq!(plugin.metric("bodies"), Some(0));
+    assert_eq!(
+        host.held_request(stream),
+        Some((Some(&b"part1 "[..]), None))
     );
     let calls = host.pending_http_calls();
     assert_eq!(calls.len(), 1);
@@ -102,17 +109,83 @@ fn paused_request_is_resumed_when_the_http_call_is_answered() {
         b"{}",
     )
     .unwrap();
+    // Continued: the headers go on, the held chunk reaches the body callback, which pauses.
     let upstream = host.upstream_request(stream).expect("resumed");
     assert_eq!(upstream.headers.get("x-seen"), Some("yes"));
-    assert_eq!(upstream.body, b"part1 ");
+    assert!(upstream.body.is_empty() && !upstream.complete);
+    assert_eq!(
+        host.callbacks(stream),
+        [
+            (Callback::RequestHeaders, Action::Pause),
+            (
+                Callback::RequestBody {
+                    size: 6,
+                    end_of_stream: false
+                },
+                Action::Pause
+            )
+        ]
+    );
+    assert_eq!(host.buffered_request_body(stream), Some(&b"part1 "[..]));
     assert_eq!(host.request_continue_calls(stream), 1);
     assert!(host.pending_http_calls().is_empty());
 
     assert_eq!(
         host.send_request_body(stream, b"part2", true).unwrap(),
-        Action::Continue
+        Some(Action::Continue)
     );
-    assert_eq!(host.upstream_request(stream).unwrap().body, b"part1 part2");
+    let upstream = host.upstream_request(stream).unwrap();
+    assert_eq!(upstream.body, b"part1 part2");
+    assert!(upstream.complete && !upstream.reset);
+}
+
+#[test]
+fn body_and_trailers_held_by_a_paused_header_phase_are_delivered_in_order_on_resume() {
+    let plugin = plugin();
+    let mut host = configured(&plugin);
+    let stream = host.new_http_stream().unwrap();
+    let mut headers = GET.to_vec();
+    headers.push(("x-wait", "1"));
+    host.send_request_headers(stream, headers, false).unwrap();
+    assert_eq!(host.send_request_body(stream, b"ab", false).unwrap(), None);
+    assert_eq!(host.send_request_body(stream, b"c", false).unwrap(), None);
+    assert_eq!(
+        host.send_request_trailers(stream, [("grpc-status", "0")])
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        (plugin.metric("bodies"), plugin.metric("trailers")),
+        (Some(0), Some(0))
+    );
+    let token = host.pending_http_calls()[0].token;
+    host.respond_http_call(token, 200, Headers::new(), b"")
+        .unwrap();
+    // The held body arrives in one piece, not at end of stream (trailers follow); the
+    // trailers callback continues and takes the buffered body along.
+    assert_eq!(
+        host.callbacks(stream)[1..],
+        [
+            (
+                Callback::RequestBody {
+                    size: 3,
+                    end_of_stream: false
+                },
+                Action::Pause
+            ),
+            (Callback::RequestTrailers, Action::Continue)
+        ]
+    );
+    let upstream = host.upstream_request(stream).expect("resumed");
+    assert_eq!(upstream.body, b"abc");
+    assert_eq!(
+        upstream
+            .trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status")),
+        Some("0")
+    );
+    assert!(upstream.complete);
 }
 
 #[test]

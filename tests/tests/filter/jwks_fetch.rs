@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mcp_auth_tests::Action;
+use mcp_auth_tests::{Action, Callback};
 use serde_json::json;
 
 use crate::keys::{Key, keys};
@@ -219,4 +219,58 @@ fn client_that_gives_up_while_waiting_does_not_disturb_the_others() {
     assert!(gw.look(&staying).reached_upstream());
     assert!(!gw.look(&gone).reached_upstream());
     assert!(gw.host.failure().is_none());
+}
+
+#[test]
+fn tool_call_waiting_for_keys_has_its_body_checked_once_the_keys_arrive() {
+    let mut gw = Gateway::remote();
+    let k = keys();
+    let narrow = gw.token(&k.ed, "mcp:tools");
+    let admin_call = gw.send(Request::tool_call("admin_report").bearer(&narrow));
+    let request = Request::tool_call("whoami").bearer(&narrow);
+    let whoami_body = request.body.clone().unwrap_or_default();
+    let whoami = gw.send(request);
+    for waiting in [&admin_call, &whoami] {
+        // Envoy stops all iteration on the paused header phase: the body waits in the host,
+        // the filter has not seen it, the upstream has nothing.
+        assert_eq!(
+            waiting.callbacks,
+            [(Callback::RequestHeaders, Action::Pause)]
+        );
+        assert!(waiting.reply.is_none() && !waiting.reached_upstream());
+    }
+
+    gw.serve_jwks(&[&k.ed]);
+    // Continued by the filter once the token verified: the headers went on, then the held
+    // body reached the filter, which refused the tool before any body byte went on.
+    let admin_call = gw.look(&admin_call);
+    assert_eq!(admin_call.status(), 403, "{:?}", admin_call.reply);
+    assert_eq!(gw.host.request_continue_calls(admin_call.stream), 1);
+    let upstream = admin_call.upstream.as_ref().expect("headers forwarded");
+    assert!(upstream.body.is_empty() && upstream.reset && !upstream.complete);
+    assert_eq!(
+        admin_call.challenge().get("error").map(String::as_str),
+        Some("insufficient_scope")
+    );
+    let whoami = gw.look(&whoami);
+    assert!(whoami.delivered(), "{:?}", whoami.reply);
+    assert_eq!(
+        whoami.upstream.as_ref().map(|u| u.body.clone()),
+        Some(whoami_body)
+    );
+    assert_eq!(whoami.upstream_header("authorization"), None);
+    assert_eq!(
+        whoami.callbacks,
+        [
+            (Callback::RequestHeaders, Action::Pause),
+            (
+                Callback::RequestBody {
+                    size: whoami.upstream.as_ref().map_or(0, |u| u.body.len()),
+                    end_of_stream: true
+                },
+                Action::Continue
+            )
+        ]
+    );
+    assert_eq!(gw.metric("allowed"), 1);
 }

@@ -99,7 +99,8 @@ fn tool_rules_apply_only_to_their_resource() {
         create.challenge().get("scope").map(String::as_str),
         Some("jira jira:write")
     );
-    assert!(search.reached_upstream());
+    create.assert_denied_from_the_body(403, "create_issue");
+    assert!(search.delivered());
 }
 
 #[test]

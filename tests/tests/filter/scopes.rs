@@ -6,7 +6,7 @@ use mcp_auth_tests::Action;
 use serde_json::json;
 
 use crate::keys::keys;
-use crate::support::{Gateway, MAX_BODY, METADATA_URL, Request};
+use crate::support::{Exchange, Gateway, MAX_BODY, METADATA_URL, Request};
 
 fn scope_set(scope: &str) -> Vec<&str> {
     let mut scopes: Vec<&str> = scope.split_whitespace().collect();
@@ -18,7 +18,8 @@ fn sentinel(name: &str) -> String {
     format!("=?base64?{}?=", STANDARD.encode(name))
 }
 
-fn assert_insufficient_scope(got: &crate::support::Exchange, what: &str) {
+/// A 403 challenge asking for `mcp:admin` on top of `mcp:tools`.
+fn assert_insufficient_scope(got: &Exchange, what: &str) {
     let challenge = got.challenge();
     assert_eq!(got.status(), 403, "{what}");
     assert_eq!(
@@ -36,7 +37,17 @@ fn assert_insufficient_scope(got: &crate::support::Exchange, what: &str) {
         Some(METADATA_URL),
         "{what}"
     );
-    assert!(!got.reached_upstream(), "{what}");
+}
+
+/// Denied in the header phase (from the token or the `Mcp-Method`/`Mcp-Name` headers):
+/// the upstream received nothing at all.
+fn assert_denied_from_the_headers(got: &Exchange, what: &str) {
+    assert_eq!(got.header_action(), Some(Action::Pause), "{what}");
+    assert!(
+        !got.reached_upstream(),
+        "{what}: upstream got {:?}",
+        got.upstream
+    );
 }
 
 #[test]
@@ -58,8 +69,13 @@ fn tool_needing_an_extra_scope_gets_403_listing_every_needed_scope() {
             .bearer(&token),
     );
     assert_insufficient_scope(&from_body, "JSON-RPC body only");
+    // Pre-2026-07-28 client: only the body names the tool, so the headers went on first;
+    // the tool call itself never reached the upstream.
+    from_body.assert_denied_from_the_body(403, "JSON-RPC body only");
     assert_insufficient_scope(&from_headers, "Mcp-Method/Mcp-Name headers");
+    assert_denied_from_the_headers(&from_headers, "Mcp-Method/Mcp-Name headers");
     assert_insufficient_scope(&from_sentinel, "Base64 sentinel Mcp-Name");
+    assert_denied_from_the_headers(&from_sentinel, "Base64 sentinel Mcp-Name");
     assert_eq!(gw.metric("denied.insufficient_scope"), 3);
 }
 
@@ -77,8 +93,10 @@ fn non_ascii_tool_name_in_sentinel_form_is_matched_against_the_rules() {
             .header("mcp-name", &sentinel("admin_résumé"))
             .bearer(token)
     };
-    assert_insufficient_scope(&gw.send(request(&narrow)), "narrow token");
-    assert!(gw.send(request(&wide)).reached_upstream());
+    let denied = gw.send(request(&narrow));
+    assert_insufficient_scope(&denied, "narrow token");
+    assert_denied_from_the_headers(&denied, "narrow token");
+    assert!(gw.send(request(&wide)).delivered());
 }
 
 #[test]
@@ -90,10 +108,11 @@ fn token_with_the_extra_scope_calls_the_tool_and_the_body_reaches_upstream_intac
     let got = gw.send(request);
     assert_eq!(
         got.actions,
-        [Action::Pause, Action::Continue],
-        "headers held while the body is read"
+        [Action::Continue, Action::Continue],
+        "headers go on once the token is valid; the body after it was authorized"
     );
     assert_eq!(got.upstream.as_ref().map(|u| u.body.clone()), Some(body));
+    assert!(got.delivered());
 }
 
 #[test]
@@ -109,17 +128,24 @@ fn body_arriving_in_chunks_is_buffered_until_complete() {
         .send_request_headers(stream, request.headers, false)
         .unwrap();
     let on_first = host.send_request_body(stream, first, false).unwrap();
-    let upstream_after_first = host.upstream_request(stream).is_some();
+    let body_after_first = host.upstream_request(stream).map(|u| u.body.len());
     let on_second = host.send_request_body(stream, second, true).unwrap();
     assert_eq!(
         (on_headers, on_first, on_second),
-        (Action::Pause, Action::Pause, Action::Continue)
+        (
+            Action::Continue,
+            Some(Action::Pause),
+            Some(Action::Continue)
+        )
     );
-    assert!(!upstream_after_first);
     assert_eq!(
-        host.upstream_request(stream).map(|u| u.body.clone()),
-        Some(body)
+        body_after_first,
+        Some(0),
+        "headers forwarded, no body byte before the whole body was checked"
     );
+    let upstream = host.upstream_request(stream).expect("forwarded");
+    assert_eq!(upstream.body, body);
+    assert!(upstream.complete && !upstream.reset);
 }
 
 #[test]
@@ -128,7 +154,7 @@ fn ordinary_tools_and_get_streams_need_only_the_default_scope() {
     let token = gw.token(&keys().rsa, "mcp:tools");
     assert!(
         gw.send(Request::tool_call("whoami").bearer(&token))
-            .reached_upstream()
+            .delivered()
     );
     assert!(
         gw.send(
@@ -136,7 +162,7 @@ fn ordinary_tools_and_get_streams_need_only_the_default_scope() {
                 .header("accept", "text/event-stream")
                 .bearer(&token)
         )
-        .reached_upstream()
+        .delivered()
     );
 }
 
@@ -150,42 +176,79 @@ fn token_without_the_default_scope_gets_403_for_any_request() {
         got.challenge().get("scope").map(String::as_str),
         Some("mcp:tools")
     );
-    assert!(!got.reached_upstream());
+    assert_denied_from_the_headers(&got, "no default scope");
 }
 
 #[test]
 fn header_that_disagrees_with_the_body_is_rejected_with_400() {
     let mut gw = Gateway::inline();
     let token = gw.token(&keys().ed, "mcp:tools mcp:admin");
+    // (case, request, decided from the body: the headers alone were acceptable)
     let cases = [
         (
             "name differs",
             Request::tool_call("admin_report")
                 .header("mcp-method", "tools/call")
                 .header("mcp-name", "whoami"),
+            true,
         ),
         (
             "method differs",
             Request::tool_call("whoami").header("mcp-method", "tools/list"),
+            true,
         ),
         (
             "Mcp-Name missing",
             Request::tool_call("whoami").header("mcp-method", "tools/call"),
+            true,
         ),
         (
             "bad sentinel",
             Request::tool_call("whoami")
                 .header("mcp-method", "tools/call")
                 .header("mcp-name", "=?base64?@@@?="),
+            false,
         ),
     ];
-    for (name, request) in cases {
+    for (name, request, from_body) in cases {
         let got = gw.send(request.bearer(&token));
         assert_eq!(got.status(), 400, "{name}");
         assert_eq!(got.json()["error"], json!("invalid_request"), "{name}");
-        assert!(!got.reached_upstream(), "{name}");
+        if from_body {
+            got.assert_denied_from_the_body(400, name);
+        } else {
+            assert_denied_from_the_headers(&got, name);
+        }
     }
     assert_eq!(gw.metric("denied.bad_mcp_request"), 4);
+}
+
+#[test]
+fn headers_naming_a_permitted_tool_do_not_let_a_body_call_a_tool_needing_more_scope() {
+    let mut gw = Gateway::inline();
+    let token = gw.token(&keys().ed, "mcp:tools");
+    let got = gw.send(
+        Request::tool_call("admin_report")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .bearer(&token),
+    );
+    got.assert_denied_from_the_body(400, "Mcp-Name whoami, body admin_report");
+    assert_eq!(got.json()["error"], json!("invalid_request"));
+    assert_eq!(
+        got.json()["error_description"],
+        json!("Mcp-Name header does not match the body")
+    );
+    assert_eq!(got.header("www-authenticate"), None);
+    assert_eq!(
+        (
+            gw.metric("denied.bad_mcp_request"),
+            gw.metric("denied.insufficient_scope"),
+            gw.metric("allowed")
+        ),
+        (1, 0, 0)
+    );
 }
 
 #[test]
@@ -199,10 +262,10 @@ fn unparsable_or_oversize_bodies_on_a_rule_bearing_route_are_rejected() {
     );
     let huge_name = "x".repeat(MAX_BODY + 1);
     let oversize = gw.send(Request::tool_call(&huge_name).bearer(&token));
-    assert_eq!(unparsable.status(), 400);
-    assert!(!unparsable.reached_upstream());
-    assert_eq!(oversize.status(), 413);
-    assert!(!oversize.reached_upstream());
+    unparsable.assert_denied_from_the_body(400, "unparsable");
+    assert_eq!(unparsable.json()["error"], json!("invalid_request"));
+    oversize.assert_denied_from_the_body(413, "oversize");
+    assert_eq!(oversize.json()["error"], json!("invalid_request"));
     assert_eq!(gw.metric("denied.body_too_large"), 1);
 }
 
@@ -222,6 +285,6 @@ fn a_batch_needs_the_scopes_of_every_message_and_cannot_carry_mcp_method() {
             .bearer(&token),
     );
     assert_insufficient_scope(&plain, "batch");
-    assert_eq!(with_header.status(), 400);
-    assert!(!with_header.reached_upstream());
+    plain.assert_denied_from_the_body(403, "batch");
+    with_header.assert_denied_from_the_body(400, "batch with Mcp-Method");
 }

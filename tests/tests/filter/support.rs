@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcp_auth_tests::{Action, Forwarded, Host, LocalResponse, Plugin, StreamId};
+use mcp_auth_tests::{Action, Callback, Forwarded, Host, LocalResponse, Plugin, StreamId};
 use serde_json::{Value, json};
 
 use crate::keys::{Jws, Key, jwks, keys};
@@ -151,7 +151,7 @@ impl Gateway {
 
     /// A fresh look at a stream (after an HTTP call answer resumed or answered it).
     pub fn look(&self, exchange: &Exchange) -> Exchange {
-        look(&self.host, exchange.stream, exchange.actions.clone())
+        look(&self.host, exchange.stream)
     }
 
     /// The pending JWKS fetch, after letting a tick pass if none is pending yet.
@@ -272,31 +272,31 @@ impl Request {
     }
 }
 
-/// Sends headers (and the body, in one chunk) through the filter.
+/// Sends headers (and the body, in one chunk) through the filter. As in Envoy, a body
+/// sent while the filter's header phase is paused waits in the host and reaches the filter
+/// when the stream is continued; after a local reply it is dropped.
 pub fn send(host: &mut Host, request: Request) -> Exchange {
     let stream = host
         .new_http_stream()
         .expect("context create does not trap");
     let has_body = request.body.is_some();
-    let mut actions = vec![
-        host.send_request_headers(stream, request.headers, !has_body)
-            .expect("on_request_headers does not trap"),
-    ];
+    host.send_request_headers(stream, request.headers, !has_body)
+        .expect("on_request_headers does not trap");
     if let Some(body) = request.body
         && host.local_response(stream).is_none()
     {
-        actions.push(
-            host.send_request_body(stream, &body, true)
-                .expect("on_request_body does not trap"),
-        );
+        host.send_request_body(stream, &body, true)
+            .expect("on_request_body does not trap");
     }
-    look(host, stream, actions)
+    look(host, stream)
 }
 
-pub fn look(host: &Host, stream: StreamId, actions: Vec<Action>) -> Exchange {
+pub fn look(host: &Host, stream: StreamId) -> Exchange {
+    let callbacks = host.callbacks(stream).to_vec();
     Exchange {
         stream,
-        actions,
+        actions: callbacks.iter().map(|(_, action)| *action).collect(),
+        callbacks,
         reply: host.local_response(stream).cloned(),
         upstream: host.upstream_request(stream).cloned(),
     }
@@ -306,7 +306,10 @@ pub fn look(host: &Host, stream: StreamId, actions: Vec<Action>) -> Exchange {
 #[derive(Clone, Debug)]
 pub struct Exchange {
     pub stream: StreamId,
+    /// The filter's answers to the request callbacks the host made so far, in order.
     pub actions: Vec<Action>,
+    /// The same with the callback each answer came from.
+    pub callbacks: Vec<(Callback, Action)>,
     pub reply: Option<LocalResponse>,
     pub upstream: Option<Forwarded>,
 }
@@ -317,8 +320,50 @@ impl Exchange {
         self.reply.as_ref().map_or(0, |r| r.status)
     }
 
+    /// Whether the upstream received anything (at least the request headers).
     pub fn reached_upstream(&self) -> bool {
         self.upstream.is_some()
+    }
+
+    /// Whether the upstream received the whole request (headers, all of the body) and the
+    /// stream was not reset afterwards: the request was delivered.
+    pub fn delivered(&self) -> bool {
+        self.upstream
+            .as_ref()
+            .is_some_and(|u| u.complete && !u.reset)
+    }
+
+    /// What the header callback answered.
+    pub fn header_action(&self) -> Option<Action> {
+        self.callbacks
+            .iter()
+            .find(|(callback, _)| *callback == Callback::RequestHeaders)
+            .map(|(_, action)| *action)
+    }
+
+    /// A request denied from its body, as Envoy runs the filter: the header phase continued
+    /// (the token was valid and the headers allowed the request), the upstream got the
+    /// headers, then not one body byte, and the stream was reset: the call was never delivered.
+    pub fn assert_denied_from_the_body(&self, status: u32, what: &str) {
+        assert_eq!(self.status(), status, "{what}: {:?}", self.reply);
+        assert_eq!(
+            self.header_action(),
+            Some(Action::Continue),
+            "{what}: header phase"
+        );
+        let upstream = self
+            .upstream
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: the headers were not forwarded"));
+        assert!(
+            upstream.body.is_empty(),
+            "{what}: the upstream got body bytes {:?}",
+            String::from_utf8_lossy(&upstream.body)
+        );
+        assert!(
+            upstream.reset && !upstream.complete,
+            "{what}: the upstream request was not reset: {upstream:?}"
+        );
     }
 
     /// A header of the local reply.
