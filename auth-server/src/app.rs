@@ -39,11 +39,18 @@ pub struct AppState {
     pub fetcher: Arc<Fetcher>,
     pub registration_limiter: Arc<RateLimiter>,
     pub login_limiter: Arc<RateLimiter>,
+    /// Verified against for unknown usernames (same cost as the configured hashes).
+    pub dummy_password_hash: Arc<String>,
 }
 
 impl AppState {
-    pub fn open(config: Config) -> Result<Self, store::StoreError> {
+    pub fn open(config: Config) -> anyhow::Result<Self> {
         let store = Store::open(&config.storage_path)?;
+        let dummy =
+            crate::secrets::dummy_hash_like(crate::secrets::costliest_hash(config.users.values()))
+                .map_err(|e| {
+                    store::StoreError::Worker(format!("cannot prepare the login check: {e}"))
+                })?;
         let config = Arc::new(config);
         Ok(AppState {
             keyring: KeyRing::new(store.clone(), &config),
@@ -55,6 +62,7 @@ impl AppState {
                 config.registration.rate_limit_per_minute,
             )),
             login_limiter: Arc::new(RateLimiter::new(config.login_failures_per_minute)),
+            dummy_password_hash: Arc::new(dummy),
             store,
             config,
         })
