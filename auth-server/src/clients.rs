@@ -80,6 +80,15 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Client, String
     }
 }
 
+/// The credentials of an `Authorization: Basic ...` value. The scheme name is
+/// case-insensitive (RFC 9110 §11.1), so `BASIC` and `basic` work like `Basic`.
+fn basic_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("basic")
+        .then_some(credentials.trim())
+}
+
 /// Credentials presented at the token or revocation endpoint.
 #[derive(Debug)]
 struct Presented {
@@ -104,11 +113,7 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Present
         1 => headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Basic ")
-                    .or_else(|| v.strip_prefix("basic "))
-            })
-            .map(str::trim),
+            .and_then(basic_credentials),
         _ => {
             return Err(OAuthError::invalid_request(
                 "more than one Authorization header",
@@ -218,6 +223,21 @@ pub async fn authenticate(
             } else {
                 Err(fail("client authentication failed"))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_basic_scheme_name_is_case_insensitive() {
+        for value in ["Basic YTpi", "basic YTpi", "BASIC YTpi", "bAsIc   YTpi "] {
+            assert_eq!(basic_credentials(value), Some("YTpi"), "{value}");
+        }
+        for value in ["Bearer YTpi", "BasicYTpi", "Basic", "Digest Basic x"] {
+            assert_eq!(basic_credentials(value), None, "{value}");
         }
     }
 }

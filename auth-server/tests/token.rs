@@ -733,3 +733,35 @@ async fn static_confidential_client_authenticates_with_its_argon2_secret() {
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
 }
+
+#[tokio::test]
+async fn the_basic_scheme_is_accepted_in_any_letter_case() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let reg: serde_json::Value = client
+        .post(server.url("/register"))
+        .json(&serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    use base64::Engine;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        reg["client_id"].as_str().unwrap(),
+        reg["client_secret"].as_str().unwrap()
+    ));
+    for scheme in ["Basic", "basic", "BASIC"] {
+        let resp = client
+            .post(server.url("/revoke"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", format!("{scheme} {credentials}"))
+            .body("token=unknown-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{scheme}");
+    }
+}
