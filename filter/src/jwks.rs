@@ -5,9 +5,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rsa::signature::Verifier as _;
+use p256::ecdsa::signature::Verifier as _;
 use serde_json::{Map, Value};
-use sha2::Sha256;
+
+use crate::rs256::RsaPublicKey;
 
 /// Largest JWKS document accepted, in bytes.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -43,7 +44,7 @@ impl Algorithm {
 enum KeyMaterial {
     Ed25519(ed25519_dalek::VerifyingKey),
     P256(p256::ecdsa::VerifyingKey),
-    Rsa(rsa::pkcs1v15::VerifyingKey<Sha256>),
+    Rsa(RsaPublicKey),
 }
 
 /// One usable verification key.
@@ -75,8 +76,7 @@ impl Jwk {
                 .is_ok_and(|sig| key.verify_strict(message, &sig).is_ok()),
             KeyMaterial::P256(key) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
-            KeyMaterial::Rsa(key) => rsa::pkcs1v15::Signature::try_from(signature)
-                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            KeyMaterial::Rsa(key) => key.verify(message, signature),
         }
     }
 }
@@ -254,26 +254,24 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
             KeyMaterial::P256(key)
         }
         ("RSA", _) => {
-            let n = rsa::BigUint::from_bytes_be(&b64_field(obj, "n")?);
+            let n = b64_field(obj, "n")?;
             let e_bytes = b64_field(obj, "e")?;
-            let e_value = (e_bytes.len() <= 4).then(|| {
-                e_bytes
-                    .iter()
-                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
-            });
-            if !e_value.is_some_and(|e| e >= 3 && e % 2 == 1) {
-                return Err("RSA exponent must be odd, at least 3 and at most 32 bits".to_string());
-            }
-            let e = rsa::BigUint::from_bytes_be(&e_bytes);
-            let bits = n.bits();
+            let e = (e_bytes.len() <= 4)
+                .then(|| {
+                    e_bytes
+                        .iter()
+                        .fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+                })
+                .filter(|e| *e >= 3 && e % 2 == 1)
+                .ok_or("RSA exponent must be odd, at least 3 and at most 32 bits")?;
+            let key = RsaPublicKey::new(&n, e).map_err(|_| "invalid RSA public key")?;
+            let bits = key.bits();
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(format!(
                     "RSA modulus has {bits} bits (2048..=8192 accepted)"
                 ));
             }
-            let key = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
-                .map_err(|_| "invalid RSA public key")?;
-            KeyMaterial::Rsa(rsa::pkcs1v15::VerifyingKey::new(key))
+            KeyMaterial::Rsa(key)
         }
         ("OKP" | "EC", _) => return Err(format!("unsupported curve for {kty}")),
         _ => return Err(format!("unsupported kty {kty:?}")),

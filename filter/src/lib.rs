@@ -17,6 +17,7 @@ pub mod mcp_request;
 pub mod metadata;
 pub mod policy;
 pub mod routing;
+pub mod rs256;
 pub mod stats;
 pub mod token;
 pub mod urls;

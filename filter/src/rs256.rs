@@ -1,0 +1,419 @@
+//! RS256 (RSASSA-PKCS1-v1_5 with SHA-256, RFC 8017 section 8.2.2) verification with 32-bit limbs.
+//!
+//! Written for wasm32, where the `rsa` crate's 64-bit limbs and 128-bit products are emulated:
+//! here every product is `u32 × u32 → u64`, which wasm does natively. Everything that depends only
+//! on the key (Montgomery constants, `R² mod n`, the expected encoding prefix) is computed once
+//! when the JWKS is loaded, so a verification is `e`'s bit length in Montgomery multiplications
+//! (17 for `e = 65537`) plus one SHA-256. All inputs are public, so nothing here needs to be
+//! constant time.
+
+use sha2::{Digest as _, Sha256};
+
+/// DER `DigestInfo` prefix for SHA-256 (RFC 8017 section 9.2, note 1).
+const SHA256_DIGEST_INFO: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+
+/// Why a modulus/exponent pair is not usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaKeyError {
+    /// The modulus is even (not an RSA modulus) or too short for a SHA-256 encoding.
+    Modulus,
+    /// The exponent is even or below 3.
+    Exponent,
+}
+
+/// An RSA public key prepared for RS256 verification.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RsaPublicKey {
+    /// Modulus, little-endian 32-bit limbs, no leading zero limb.
+    n: Vec<u32>,
+    /// `-n⁻¹ mod 2³²`.
+    n0inv: u32,
+    /// `R² mod n` with `R = 2^(32 · limbs)`.
+    rr: Vec<u32>,
+    /// Public exponent.
+    e: u32,
+    /// Modulus length in bytes (`k` of RFC 8017).
+    k: usize,
+    /// `0x00 0x01 0xFF… 0x00 DigestInfo`: the encoded message up to the hash (`k − 32` bytes).
+    em_prefix: Vec<u8>,
+}
+
+impl std::fmt::Debug for RsaPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsaPublicKey")
+            .field("bits", &self.bits())
+            .field("e", &self.e)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Big-endian bytes → little-endian limbs (exactly `ceil(len / 4)` limbs).
+fn limbs_from_be(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .rchunks(4)
+        .map(|c| c.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
+        .collect()
+}
+
+/// `a >= b` for equal-length limb slices, `a_hi` being an extra top limb of `a`.
+fn geq(a_hi: u32, a: &[u32], b: &[u32]) -> bool {
+    if a_hi != 0 {
+        return true;
+    }
+    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
+        if x != y {
+            return x > y;
+        }
+    }
+    true
+}
+
+/// `a -= b` (equal lengths); returns the borrow.
+fn sub_in_place(a: &mut [u32], b: &[u32]) -> bool {
+    let mut borrow = false;
+    for (x, y) in a.iter_mut().zip(b) {
+        let (d1, b1) = x.overflowing_sub(*y);
+        let (d2, b2) = d1.overflowing_sub(u32::from(borrow));
+        *x = d2;
+        borrow = b1 || b2;
+    }
+    borrow
+}
+
+impl RsaPublicKey {
+    /// Prepares a key from the big-endian modulus and the exponent (JWK `n`, `e`).
+    pub fn new(n_be: &[u8], e: u32) -> Result<Self, RsaKeyError> {
+        let start = n_be.iter().position(|b| *b != 0).unwrap_or(n_be.len());
+        let n_be = n_be.get(start..).unwrap_or_default();
+        let k = n_be.len();
+        // 0x00 0x01, at least 8 bytes 0xFF, 0x00, DigestInfo, hash.
+        if k < 11 + SHA256_DIGEST_INFO.len() + 32 {
+            return Err(RsaKeyError::Modulus);
+        }
+        let n = limbs_from_be(n_be);
+        let n0 = n.first().copied().unwrap_or(0);
+        if n0 & 1 == 0 {
+            return Err(RsaKeyError::Modulus);
+        }
+        if e < 3 || e & 1 == 0 {
+            return Err(RsaKeyError::Exponent);
+        }
+        // Newton iteration: each step doubles the number of correct low bits (1 → 32).
+        let mut inv: u32 = 1;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inv)));
+        }
+        let rr = r_squared(&n);
+        let mut em_prefix = vec![0xFF; k - 32];
+        if let Some(first) = em_prefix.get_mut(..2) {
+            first.copy_from_slice(&[0x00, 0x01]);
+        }
+        let info_at = k - 32 - SHA256_DIGEST_INFO.len();
+        if let Some(tail) = em_prefix.get_mut(info_at - 1..) {
+            tail.fill(0);
+            if let Some(info) = tail.get_mut(1..) {
+                info.copy_from_slice(&SHA256_DIGEST_INFO);
+            }
+        }
+        Ok(RsaPublicKey {
+            n,
+            n0inv: inv.wrapping_neg(),
+            rr,
+            e,
+            k,
+            em_prefix,
+        })
+    }
+
+    /// Modulus size in bits.
+    pub fn bits(&self) -> usize {
+        let top = self.n.last().copied().unwrap_or(0);
+        self.n.len() * 32 - top.leading_zeros() as usize
+    }
+
+    /// RSASSA-PKCS1-v1_5-VERIFY with SHA-256: `true` only for a valid signature of `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Some(em) = self.public_op(signature) else {
+            return false;
+        };
+        let Some((prefix, hash)) = em.split_at_checked(self.k - 32) else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(message).into();
+        prefix == self.em_prefix.as_slice() && hash == digest.as_slice()
+    }
+
+    /// RSAVP1: `s^e mod n` as `k` big-endian bytes; `None` unless `s` has `k` bytes and `s < n`.
+    pub fn public_op(&self, signature: &[u8]) -> Option<Vec<u8>> {
+        if signature.len() != self.k {
+            return None;
+        }
+        let mut s = limbs_from_be(signature);
+        s.resize(self.n.len(), 0);
+        if geq(0, &s, &self.n) {
+            return None;
+        }
+        let mut scratch = vec![0u32; self.n.len() + 2];
+        let mut base = vec![0u32; self.n.len()];
+        self.mont_mul(&s, &self.rr, &mut base, &mut scratch);
+        let mut acc = base.clone();
+        let mut tmp = vec![0u32; self.n.len()];
+        let top = 31 - self.e.leading_zeros();
+        for bit in (0..top).rev() {
+            self.mont_mul(&acc, &acc, &mut tmp, &mut scratch);
+            if (self.e >> bit) & 1 == 1 {
+                self.mont_mul(&tmp, &base, &mut acc, &mut scratch);
+            } else {
+                std::mem::swap(&mut acc, &mut tmp);
+            }
+        }
+        let mut one = vec![0u32; self.n.len()];
+        if let Some(low) = one.first_mut() {
+            *low = 1;
+        }
+        self.mont_mul(&acc, &one, &mut tmp, &mut scratch);
+        let bytes: Vec<u8> = tmp.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
+        let (zeros, em) = bytes.split_at_checked(bytes.len() - self.k)?;
+        zeros.iter().all(|b| *b == 0).then(|| em.to_vec())
+    }
+
+    /// `out = a · b · R⁻¹ mod n` (operand-scanning Montgomery multiplication), for `a, b < n`.
+    /// `t` is scratch of `limbs + 2` words.
+    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
+        let s = self.n.len();
+        t.fill(0);
+        for &bi in b {
+            let bi = u64::from(bi);
+            let mut carry = 0u64;
+            for (tj, &aj) in t.iter_mut().zip(a) {
+                let v = u64::from(*tj) + u64::from(aj) * bi + carry;
+                *tj = v as u32;
+                carry = v >> 32;
+            }
+            for tj in t.iter_mut().skip(s) {
+                let v = u64::from(*tj) + carry;
+                *tj = v as u32;
+                carry = v >> 32;
+            }
+            let m = u64::from(t.first().copied().unwrap_or(0).wrapping_mul(self.n0inv));
+            carry = 0;
+            for (tj, &nj) in t.iter_mut().zip(&self.n) {
+                let v = u64::from(*tj) + u64::from(nj) * m + carry;
+                *tj = v as u32;
+                carry = v >> 32;
+            }
+            for tj in t.iter_mut().skip(s) {
+                let v = u64::from(*tj) + carry;
+                *tj = v as u32;
+                carry = v >> 32;
+            }
+            // The low limb is now zero: divide by 2³².
+            t.rotate_left(1);
+            if let Some(last) = t.last_mut() {
+                *last = 0;
+            }
+        }
+        let hi = t.get(s).copied().unwrap_or(0);
+        let low = t.get_mut(..s).unwrap_or_default();
+        if geq(hi, low, &self.n) {
+            sub_in_place(low, &self.n);
+        }
+        out.copy_from_slice(t.get(..s).unwrap_or_default());
+    }
+}
+
+/// `R² mod n` by doubling 1 modulo `n`, `2 · 32 · limbs` times (key load only).
+fn r_squared(n: &[u32]) -> Vec<u32> {
+    let mut x = vec![0u32; n.len()];
+    if let Some(low) = x.first_mut() {
+        *low = 1;
+    }
+    for _ in 0..2 * 32 * n.len() {
+        let mut carry = 0u32;
+        for limb in x.iter_mut() {
+            let next = *limb >> 31;
+            *limb = (*limb << 1) | carry;
+            carry = next;
+        }
+        if geq(carry, &x, n) {
+            sub_in_place(&mut x, n);
+        }
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::BigUint;
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::signature::{SignatureEncoding as _, Signer as _};
+    use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
+
+    /// Deterministic test randomness (SHA-256 in counter mode).
+    struct Rng(u64);
+    impl Rng {
+        fn bytes(&mut self, len: usize) -> Vec<u8> {
+            let mut out = Vec::new();
+            while out.len() < len {
+                self.0 += 1;
+                out.extend_from_slice(&Sha256::digest(self.0.to_be_bytes()));
+            }
+            out.truncate(len);
+            out
+        }
+    }
+
+    fn test_key() -> rsa::RsaPrivateKey {
+        rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("testdata/rsa2048-test-key.pem"))
+            .expect("test pem")
+    }
+
+    #[test]
+    fn modular_exponentiation_matches_num_bigint_for_many_sizes_and_exponents() {
+        let mut rng = Rng(1);
+        for bytes in [62usize, 64, 100, 255, 256, 257, 384, 512, 1024] {
+            for e in [3u32, 17, 65537, 0xFFFF_FFFF, 0x8000_0001] {
+                let mut n_be = rng.bytes(bytes);
+                n_be[0] |= 0x80;
+                n_be[bytes - 1] |= 1;
+                let key = RsaPublicKey::new(&n_be, e).expect("odd modulus");
+                let n = BigUint::from_bytes_be(&n_be);
+                for _ in 0..3 {
+                    let mut s_be = rng.bytes(bytes);
+                    s_be[0] &= 0x7F;
+                    let expected = BigUint::from_bytes_be(&s_be).modpow(&BigUint::from(e), &n);
+                    let mut expected_be = expected.to_bytes_be();
+                    while expected_be.len() < bytes {
+                        expected_be.insert(0, 0);
+                    }
+                    assert_eq!(
+                        key.public_op(&s_be),
+                        Some(expected_be),
+                        "{bytes} bytes, e={e}"
+                    );
+                }
+                // Edge values of s: 0, 1, n − 1.
+                let zero = vec![0u8; bytes];
+                assert_eq!(key.public_op(&zero), Some(zero.clone()));
+                let mut one = zero.clone();
+                one[bytes - 1] = 1;
+                assert_eq!(key.public_op(&one), Some(one.clone()));
+                let mut n_minus_1 = n_be.clone();
+                n_minus_1[bytes - 1] &= 0xFE;
+                assert_eq!(
+                    key.public_op(&n_minus_1),
+                    Some(n_minus_1.clone()),
+                    "(n − 1)^e = −1 for odd e"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn accepts_what_the_rsa_crate_signs_and_rejects_every_mutation() {
+        let sk = test_key();
+        let pk = sk.to_public_key();
+        let key = RsaPublicKey::new(&pk.n().to_bytes_be(), 65537).expect("key");
+        assert_eq!(key.bits(), 2048);
+        let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(sk);
+        let mut rng = Rng(7);
+        for i in 0..40usize {
+            let msg = rng.bytes(i * 7);
+            let sig = signer.sign(&msg).to_vec();
+            assert!(key.verify(&msg, &sig), "message {i}");
+            let mut other = msg.clone();
+            other.push(b'x');
+            assert!(!key.verify(&other, &sig), "other message {i}");
+            for flip in [0usize, 1, 100, 255] {
+                let mut bad = sig.clone();
+                bad[flip] ^= 1 << (i % 8);
+                assert!(!key.verify(&msg, &bad), "flipped byte {flip} of {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_lengths_and_out_of_range_signatures() {
+        let sk = test_key();
+        let n = sk.n().to_bytes_be();
+        let key = RsaPublicKey::new(&n, 65537).expect("key");
+        let sig = rsa::pkcs1v15::SigningKey::<Sha256>::new(sk)
+            .sign(b"m")
+            .to_vec();
+        assert!(key.verify(b"m", &sig));
+        let mut longer = vec![0u8];
+        longer.extend_from_slice(&sig);
+        assert!(!key.verify(b"m", &longer), "leading zero byte added");
+        assert!(!key.verify(b"m", &sig[1..]), "one byte short");
+        assert!(!key.verify(b"m", &[]));
+        assert!(!key.verify(b"m", &n), "s = n");
+        assert!(!key.verify(b"m", &[0xFF; 256]), "s > n");
+        assert!(!key.verify(b"m", &[0; 256]), "s = 0");
+    }
+
+    #[test]
+    fn rejects_encodings_other_than_pkcs1_v1_5_sha256() {
+        // Raw RSA signatures (s = em^d) of near-miss encodings must all fail.
+        let sk = test_key();
+        let n = sk.n().to_bytes_be();
+        let key = RsaPublicKey::new(&n, 65537).expect("key");
+        let hash = Sha256::digest(b"m");
+        let good_em = {
+            let mut em = key.em_prefix.clone();
+            em.extend_from_slice(&hash);
+            em
+        };
+        let raw_sign = |em: &[u8]| {
+            let s = BigUint::from_bytes_be(em).modpow(sk.d(), sk.n());
+            let mut b = s.to_bytes_be();
+            while b.len() < 256 {
+                b.insert(0, 0);
+            }
+            b
+        };
+        assert!(
+            key.verify(b"m", &raw_sign(&good_em)),
+            "the encoding is right"
+        );
+        // Leading byte, block type, padding, separator, DigestInfo, hash.
+        for (at, flip) in [
+            (0usize, 0x01u8),
+            (1, 0x03),
+            (5, 0x01),
+            (201, 0xFE),
+            (204, 0x01),
+            (205, 0x30),
+            (220, 0x01),
+            (255, 0x80),
+        ] {
+            let mut em = good_em.clone();
+            em[at] ^= flip;
+            assert!(!key.verify(b"m", &raw_sign(&em)), "byte {at} ^ {flip:#x}");
+        }
+    }
+
+    #[test]
+    fn rejects_unusable_keys() {
+        assert_eq!(
+            RsaPublicKey::new(&[0xFF; 60], 65537),
+            Err(RsaKeyError::Modulus)
+        );
+        let mut even = vec![0xC3; 256];
+        even[255] = 0x02;
+        assert_eq!(RsaPublicKey::new(&even, 65537), Err(RsaKeyError::Modulus));
+        let odd = vec![0xC3; 256];
+        assert_eq!(RsaPublicKey::new(&odd, 1), Err(RsaKeyError::Exponent));
+        assert_eq!(RsaPublicKey::new(&odd, 65536), Err(RsaKeyError::Exponent));
+        let mut padded = vec![0, 0];
+        padded.extend_from_slice(&odd);
+        assert_eq!(
+            RsaPublicKey::new(&padded, 3).map(|k| k.bits()),
+            Ok(2048),
+            "leading zero bytes of n are ignored"
+        );
+    }
+}
