@@ -96,3 +96,29 @@ async fn too_many_headers_or_too_large_a_head_get_431() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 431);
 }
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_disconnected() {
+    let server = TestServer::start_with("header_read_timeout_secs = 1", "").await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        read_until_closed(&mut stream, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "the server kept a silent connection open for 15 s"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_disconnected() {
+    let server = TestServer::start_with("header_read_timeout_secs = 1", "").await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /jwks.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(15))
+        .await
+        .expect("the server kept an idle kept-alive connection open for 15 s");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
