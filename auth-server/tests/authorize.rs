@@ -581,3 +581,73 @@ async fn successful_logins_do_not_count_against_the_limit() {
         assert!(!code.is_empty());
     }
 }
+
+/// The value of cookie `name` among the response's `Set-Cookie` headers.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn login_issues_a_fresh_session_id_and_a_planted_one_grants_nothing() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let p = pkce();
+    let url = authorize_url(&server, &standard_params(&p, "st"));
+    let planted = "mcp_as_session=planted-by-an-attacker";
+    let resp = client
+        .get(&url)
+        .header("cookie", planted)
+        .send()
+        .await
+        .unwrap();
+    let csrf = set_cookie(&resp, "mcp_as_csrf").expect("csrf cookie");
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("name=\"password\""),
+        "a planted id is no session"
+    );
+    let cookies = format!("{planted}; mcp_as_csrf={csrf}");
+    let mut fields = form_fields(&html);
+    fields.extend([
+        ("username".to_string(), "demo".to_string()),
+        ("password".to_string(), "demo".to_string()),
+        ("action".to_string(), "login".to_string()),
+    ]);
+    let resp = client
+        .post(server.url("/authorize"))
+        .header("cookie", &cookies)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let session = set_cookie(&resp, "mcp_as_session").expect("session cookie");
+    assert_ne!(session, "planted-by-an-attacker");
+    assert_eq!(session.len(), 43);
+    // The planted id still signs nobody in; the issued one does.
+    let again = client
+        .get(&url)
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert!(again.text().await.unwrap().contains("name=\"password\""));
+    let signed_in = client
+        .get(&url)
+        .header(
+            "cookie",
+            format!("mcp_as_session={session}; mcp_as_csrf={csrf}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(signed_in.text().await.unwrap().contains("Authorize access"));
+}
