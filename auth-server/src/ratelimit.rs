@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_secs(60);
 const MAX_TRACKED: usize = 10_000;
 
+/// Bounded memory: when the table is full of live windows, an address not in it cannot be
+/// tracked, and is treated as over its limit (fail closed) until windows end.
+fn no_room_for(windows: &mut HashMap<IpAddr, (Instant, u32)>, ip: IpAddr, now: Instant) -> bool {
+    if windows.len() < MAX_TRACKED || windows.contains_key(&ip) {
+        return false;
+    }
+    windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+    windows.len() >= MAX_TRACKED
+}
+
 pub struct RateLimiter {
     per_window: u32,
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
@@ -26,8 +36,8 @@ impl RateLimiter {
         let Ok(mut windows) = self.windows.lock() else {
             return false;
         };
-        if windows.len() >= MAX_TRACKED {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        if no_room_for(&mut windows, ip, now) {
+            return false;
         }
         let entry = windows.entry(ip).or_insert((now, 0));
         if now.duration_since(entry.0) >= WINDOW {
@@ -39,9 +49,12 @@ impl RateLimiter {
 
     /// Has `ip` used up its allowance in the current window? Counts nothing.
     pub fn exhausted(&self, ip: IpAddr, now: Instant) -> bool {
-        let Ok(windows) = self.windows.lock() else {
+        let Ok(mut windows) = self.windows.lock() else {
             return true;
         };
+        if no_room_for(&mut windows, ip, now) {
+            return true;
+        }
         windows.get(&ip).is_some_and(|(start, count)| {
             now.duration_since(*start) < WINDOW && *count >= self.per_window
         })
@@ -63,6 +76,23 @@ mod tests {
         assert!(!rl.allow(a, t));
         assert!(rl.allow(b, t));
         assert!(rl.allow(a, t + WINDOW));
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_addresses_until_windows_end() {
+        let rl = RateLimiter::new(5);
+        let t = Instant::now();
+        for i in 0..MAX_TRACKED as u32 {
+            assert!(rl.allow(IpAddr::from(std::net::Ipv4Addr::from(i)), t));
+        }
+        let known = IpAddr::from(std::net::Ipv4Addr::from(7u32));
+        let new: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(rl.allow(known, t));
+        assert!(rl.exhausted(new, t));
+        assert!(!rl.allow(new, t));
+        assert!(!rl.exhausted(new, t + WINDOW));
+        assert!(rl.allow(new, t + WINDOW));
+        assert!(rl.windows.lock().unwrap().len() <= MAX_TRACKED);
     }
 
     #[test]
