@@ -5,9 +5,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use p256::ecdsa::signature::Verifier as _;
 use serde_json::{Map, Value};
 
+use crate::es256::EcPublicKey;
 use crate::rs256::RsaPublicKey;
 
 /// Largest JWKS document accepted, in bytes.
@@ -43,7 +43,7 @@ impl Algorithm {
 #[derive(Debug, Clone)]
 enum KeyMaterial {
     Ed25519(ed25519_dalek::VerifyingKey),
-    P256(p256::ecdsa::VerifyingKey),
+    P256(EcPublicKey),
     Rsa(RsaPublicKey),
 }
 
@@ -74,8 +74,7 @@ impl Jwk {
         match &self.material {
             KeyMaterial::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|sig| key.verify_strict(message, &sig).is_ok()),
-            KeyMaterial::P256(key) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            KeyMaterial::P256(key) => key.verify(message, signature),
             KeyMaterial::Rsa(key) => key.verify(message, signature),
         }
     }
@@ -250,7 +249,10 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
             let y: [u8; 32] = b64_fixed(obj, "y")?;
             let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
             let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                .map_err(|_| "x/y is not a P-256 point")?;
+                .ok()
+                .as_ref()
+                .and_then(EcPublicKey::new)
+                .ok_or("x/y is not a P-256 point")?;
             KeyMaterial::P256(key)
         }
         ("RSA", _) => {

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod challenge;
 pub mod config;
 pub mod cors;
+pub mod es256;
 pub mod front;
 pub mod host;
 pub mod identity;
