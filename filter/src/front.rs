@@ -60,6 +60,9 @@ pub enum McpNeed {
     NotNeeded,
     /// Read the JSON-RPC body, then check it against these headers.
     FromBody(McpHeaders),
+    /// `Mcp-Method`/`Mcp-Name` are malformed: answered after the token check, so a client with
+    /// an invalid token still learns that first (401 with its challenge).
+    Malformed(Denial),
 }
 
 /// A request that needs a token check.
@@ -215,7 +218,7 @@ pub fn on_headers(cfg: &Config, head: &RequestHead<'_>) -> HeadDecision {
     let mcp = if has_rules && head.method == "POST" {
         match mcp_request::parse_headers(head.mcp_method, head.mcp_name) {
             Ok(h) => McpNeed::FromBody(h),
-            Err(e) => return deny(Denial::BadMcpRequest(e.description())),
+            Err(e) => McpNeed::Malformed(Denial::BadMcpRequest(e.description())),
         }
     } else {
         McpNeed::NotNeeded
@@ -604,10 +607,13 @@ mod tests {
         let mut bad = head("POST", "/mcp", &["Bearer t"]);
         bad.mcp_method = Some("tools/call");
         bad.mcp_name = Some("=?base64?!!!?=");
-        assert_eq!(
-            denial_of(on_headers(&c, &bad)),
-            Denial::BadMcpRequest("invalid Mcp-Name header encoding")
-        );
+        assert!(matches!(
+            on_headers(&c, &bad),
+            HeadDecision::Authenticate(PendingAuth {
+                mcp: McpNeed::Malformed(Denial::BadMcpRequest("invalid Mcp-Name header encoding")),
+                ..
+            })
+        ));
     }
 
     #[test]

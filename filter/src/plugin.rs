@@ -623,6 +623,7 @@ impl Http {
         };
         let calls = match &pending.mcp {
             McpNeed::NotNeeded => Calls::NotNeeded,
+            McpNeed::Malformed(d) => Calls::Rejected(d.clone()),
             // No body will come: decided (400) after the token check, like any body problem.
             McpNeed::FromBody(h) if end_of_stream => match front::mcp_calls(h, b"") {
                 Ok(c) => Calls::Known(c),
@@ -697,6 +698,30 @@ impl Http {
         }
         advance(&mut rt, self.id, &self.phase, Caller::Callback)
     }
+
+    /// Trailers end the request: the body the host holds is the whole body, so it is decided on
+    /// now. Answering `Continue` before that would let the host forward a held, unchecked body.
+    fn on_trailers(&mut self, rt_rc: &Rc<RefCell<Runtime>>) -> Action {
+        let limit = {
+            let Ok(phase) = self.phase.try_borrow() else {
+                return Action::Pause;
+            };
+            match &*phase {
+                Phase::Forwarded { .. } | Phase::Start => return Action::Continue,
+                Phase::Answered => return Action::Pause,
+                Phase::Checking(_) => {}
+            }
+            let Ok(rt) = rt_rc.try_borrow() else {
+                return Action::Pause;
+            };
+            rt.cfg.max_body_bytes.saturating_add(1)
+        };
+        let held = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, limit)
+            .ok()
+            .flatten()
+            .map_or(0, |body| body.len());
+        self.on_body(rt_rc, held, true)
+    }
 }
 
 impl Context for Http {}
@@ -712,6 +737,13 @@ impl HttpContext for Http {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         match self.rt.clone() {
             Some(rt) => self.on_body(&rt, body_size, end_of_stream),
+            None => Action::Pause,
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        match self.rt.clone() {
+            Some(rt) => self.on_trailers(&rt),
             None => Action::Pause,
         }
     }

@@ -288,3 +288,55 @@ fn a_batch_needs_the_scopes_of_every_message_and_cannot_carry_mcp_method() {
     plain.assert_denied_from_the_body(403, "batch");
     with_header.assert_denied_from_the_body(400, "batch with Mcp-Method");
 }
+
+/// Sends `request` with its body followed by trailers (HTTP/2, or HTTP/1 chunked with trailers):
+/// the body's last chunk does not carry end of stream, the trailers do.
+fn send_with_trailers(gw: &mut Gateway, request: Request) -> Exchange {
+    let host = &mut gw.host;
+    let stream = host
+        .new_http_stream()
+        .expect("context create does not trap");
+    host.send_request_headers(stream, request.headers, false)
+        .expect("on_request_headers does not trap");
+    let body = request.body.unwrap_or_default();
+    host.send_request_body(stream, &body, false)
+        .expect("on_request_body does not trap");
+    host.send_request_trailers(stream, vec![(b"x-checksum".to_vec(), b"abc".to_vec())])
+        .expect("on_request_trailers does not trap");
+    crate::support::look(host, stream)
+}
+
+#[test]
+fn trailers_do_not_carry_a_tool_call_past_the_scope_check() {
+    let mut gw = Gateway::inline();
+    let token = gw.token(&keys().ed, "mcp:tools");
+    let denied = send_with_trailers(&mut gw, Request::tool_call("admin_report").bearer(&token));
+    let allowed = send_with_trailers(&mut gw, Request::tool_call("whoami").bearer(&token));
+    assert_insufficient_scope(&denied, "tool call ended by trailers");
+    denied.assert_denied_from_the_body(403, "tool call ended by trailers");
+    assert!(
+        allowed.delivered(),
+        "permitted call ended by trailers: {allowed:?}"
+    );
+    assert_eq!(
+        allowed.upstream.as_ref().map(|u| u.body.clone()),
+        Some(Request::tool_call("whoami").body.unwrap_or_default())
+    );
+}
+
+#[test]
+fn an_invalid_token_gets_its_401_even_when_the_mcp_headers_are_malformed() {
+    let mut gw = Gateway::inline();
+    let got = gw.send(
+        Request::tool_call("whoami")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "=?base64?!!!?=")
+            .bearer("not-a-jwt"),
+    );
+    assert_eq!(got.status(), 401);
+    assert_eq!(
+        got.challenge().get("error").map(String::as_str),
+        Some("invalid_token")
+    );
+    assert!(!got.reached_upstream());
+}
