@@ -18,6 +18,7 @@ use crate::cimd::Fetcher;
 use crate::config::Config;
 use crate::error::OAuthError;
 use crate::keyring::{self, KeyRing};
+use crate::password_check::{MAX_CONCURRENT_CHECKS, PasswordChecker};
 use crate::ratelimit::RateLimiter;
 use crate::store::{self, Store};
 use crate::{authorize, metadata, register, revoke, time, token};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub login_limiter: Arc<RateLimiter>,
     /// Verified against for unknown usernames (same cost as the configured hashes).
     pub dummy_password_hash: Arc<String>,
+    /// Bounds concurrent argon2 verifications (logins and static client secrets).
+    pub password_checker: PasswordChecker,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             )),
             login_limiter: Arc::new(RateLimiter::new(config.login_failures_per_minute)),
             dummy_password_hash: Arc::new(dummy),
+            password_checker: PasswordChecker::new(MAX_CONCURRENT_CHECKS),
             store,
             config,
         })

@@ -401,10 +401,10 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> boo
         Some(h) => (h.clone(), true),
         None => (state.dummy_password_hash.to_string(), false),
     };
-    let password = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
+    let ok = state
+        .password_checker
+        .verify(hash, password.to_string())
+        .await;
     ok && known
 }
 

@@ -211,10 +211,10 @@ pub async fn authenticate(
         (_, None, Some(_)) => Err(fail("client has no secret")),
         (_, Some(hash), Some(secret)) => {
             let ok = if argon {
-                let (hash, secret) = (hash.clone(), secret.clone());
-                tokio::task::spawn_blocking(move || secrets::verify_password(&hash, &secret))
+                state
+                    .password_checker
+                    .verify(hash.clone(), secret.clone())
                     .await
-                    .unwrap_or(false)
             } else {
                 secrets::constant_time_eq(&hash, &secrets::token_hash(secret))
             };

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod metadata;
 pub mod pages;
 pub mod params;
+pub mod password_check;
 pub mod pkce;
 pub mod ratelimit;
 pub mod redirect_uri;
