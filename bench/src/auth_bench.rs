@@ -319,7 +319,9 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<AuthResults, String> {
         .map_err(|e| format!("finding a free port: {e}"))?
         .port();
     let config_path = dir.path().join("auth-server.toml");
-    std::fs::write(&config_path, config(port, &dir.path().join("as.sqlite")))
+    let db_dir = tempfile::tempdir_in(plan.auth_db_dir.as_deref().unwrap_or(dir.path()))
+        .map_err(|e| format!("creating the database directory: {e}"))?;
+    std::fs::write(&config_path, config(port, &db_dir.path().join("as.sqlite")))
         .map_err(|e| e.to_string())?;
     let mut cmd = match p.envoy_cpu {
         Some(cpu) => {

@@ -27,6 +27,7 @@ usage: mcp-auth-bench (--quick | --full) [options]
                           $CARGO_TARGET_DIR or target/ wasm32-wasip1/release/mcp_auth_filter.wasm)
   --noop-wasm PATH        no-op module (default ... wasm32-wasip1/release/noop_filter.wasm)
   --auth-server PATH      auth server binary (default ... release/mcp-auth-server)
+  --auth-db-dir DIR       where the auth server's SQLite file goes (default: a new temp dir)
   --json PATH             also write the raw results as JSON
   --no-pin                do not pin processes to cores with taskset";
 
@@ -47,6 +48,8 @@ pub struct Plan {
     pub refresh_seconds: u32,
     /// Concurrent clients of the auth server (part 3).
     pub auth_concurrency: usize,
+    /// Directory for the auth server's database; a new temp dir when `None`.
+    pub auth_db_dir: Option<PathBuf>,
 }
 
 impl Plan {
@@ -61,6 +64,7 @@ impl Plan {
             codes: 100,
             refresh_seconds: 2,
             auth_concurrency: 8,
+            auth_db_dir: None,
         }
     }
     fn full() -> Plan {
@@ -74,6 +78,7 @@ impl Plan {
             codes: 1000,
             refresh_seconds: 6,
             auth_concurrency: 8,
+            auth_db_dir: None,
         }
     }
 }
@@ -112,6 +117,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         pin: true,
     };
     let (mut rounds, mut seconds, mut connections) = (None, None, None);
+    let mut auth_db_dir = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -150,6 +156,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--noop-wasm" => o.noop_wasm = Some(value("--noop-wasm")?.into()),
             "--auth-server" => o.auth_server = Some(value("--auth-server")?.into()),
             "--json" => o.json = Some(value("--json")?.into()),
+            "--auth-db-dir" => auth_db_dir = Some(PathBuf::from(value("--auth-db-dir")?)),
             "--no-pin" => o.pin = false,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -168,6 +175,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     if let Some(c) = connections {
         o.plan.connections = c;
     }
+    o.plan.auth_db_dir = auth_db_dir;
     Ok(o)
 }
 
