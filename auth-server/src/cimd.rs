@@ -19,6 +19,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
 /// Longest time a document is cached, whatever its `Cache-Control` says.
 pub const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
 const MAX_CACHE_ENTRIES: usize = 1024;
+/// Document fetches (lookup, connect, read) in progress at once; further ones wait for a slot.
+pub const MAX_CONCURRENT_FETCHES: usize = 16;
 
 /// Does this client_id name a metadata document (rather than a registered client)?
 pub fn is_metadata_url(client_id: &str) -> bool {
@@ -218,6 +220,7 @@ pub struct Fetcher {
     timeout: Duration,
     resolver: Arc<dyn Resolve>,
     cache: Mutex<HashMap<String, (ClientMetadata, Instant)>>,
+    fetch_slots: tokio::sync::Semaphore,
 }
 
 impl Fetcher {
@@ -236,6 +239,7 @@ impl Fetcher {
             timeout,
             resolver,
             cache: Mutex::new(HashMap::new()),
+            fetch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
         }
     }
 
@@ -279,6 +283,12 @@ impl Fetcher {
         if let Some(doc) = self.cached(client_id) {
             return Ok(doc);
         }
+        // Anyone can name any URL as client_id: bound the outbound work it can cause at once.
+        let _slot = self
+            .fetch_slots
+            .acquire()
+            .await
+            .map_err(|_| "the metadata fetcher is shutting down".to_string())?;
         let (url, insecure) = match &target {
             Target::Public(u) => (u, false),
             Target::InsecureLocalhost(u) => (u, true),

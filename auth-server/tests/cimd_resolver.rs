@@ -185,3 +185,59 @@ async fn a_failed_fetch_is_not_cached_and_the_next_attempt_can_succeed() {
     assert_eq!(resolver.lookups(), 2);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+/// A resolver whose lookups hang until released.
+struct HangingResolver {
+    lookups: AtomicUsize,
+    release: tokio::sync::Notify,
+}
+
+impl Resolve for HangingResolver {
+    fn lookup<'a>(&'a self, _host: &'a str, _port: u16) -> Lookup<'a> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            self.release.notified().await;
+            Ok(vec![addr("10.0.0.1")])
+        })
+    }
+}
+
+#[tokio::test]
+async fn at_most_a_fixed_number_of_fetches_run_at_once() {
+    use mcp_auth_server::cimd::MAX_CONCURRENT_FETCHES;
+    let resolver = Arc::new(HangingResolver {
+        lookups: AtomicUsize::new(0),
+        release: tokio::sync::Notify::new(),
+    });
+    let fetcher = Arc::new(Fetcher::with_resolver(
+        false,
+        Duration::from_secs(30),
+        resolver.clone(),
+    ));
+    let mut tasks = Vec::new();
+    for i in 0..MAX_CONCURRENT_FETCHES + 5 {
+        let fetcher = fetcher.clone();
+        tasks.push(tokio::spawn(async move {
+            fetcher
+                .resolve(&format!("https://app{i}.example.com/client.json"))
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        resolver.lookups.load(Ordering::SeqCst),
+        MAX_CONCURRENT_FETCHES
+    );
+    // Released, every fetch gets its turn (and is refused for the private address).
+    while tasks.iter().any(|t| !t.is_finished()) {
+        resolver.release.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap_err().contains("10.0.0.1"));
+    }
+    assert_eq!(
+        resolver.lookups.load(Ordering::SeqCst),
+        MAX_CONCURRENT_FETCHES + 5
+    );
+}
