@@ -478,6 +478,8 @@ mod tests {
                 .unwrap_err()
                 .contains("--rounds")
         );
+        let o = parse_args(&args(&["--quick", "--auth-db-dir", "/dev/shm"])).unwrap();
+        assert_eq!(o.plan.auth_db_dir, Some(PathBuf::from("/dev/shm")));
         assert!(
             parse_args(&args(&["--quick", "--bogus"]))
                 .unwrap_err()
