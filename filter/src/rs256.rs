@@ -156,7 +156,7 @@ impl RsaPublicKey {
         if geq(0, &s, &self.n) {
             return None;
         }
-        let mut scratch = vec![0u32; self.n.len() + 2];
+        let mut scratch = vec![0u32; self.n.len() + 1];
         let mut base = vec![0u32; self.n.len()];
         self.mont_mul(&s, &self.rr, &mut base, &mut scratch);
         let mut acc = base.clone();
@@ -180,46 +180,53 @@ impl RsaPublicKey {
         zeros.iter().all(|b| *b == 0).then(|| em.to_vec())
     }
 
-    /// `out = a · b · R⁻¹ mod n` (operand-scanning Montgomery multiplication), for `a, b < n`.
-    /// `t` is scratch of `limbs + 2` words.
+    /// `out = a · b · R⁻¹ mod n` for `a, b < n`: coarsely integrated operand scanning (the
+    /// product row and the reduction row share one pass per limb of `b`). `t` is scratch of
+    /// `limbs + 1` words. Plain index loops: the filter crate is built for size, where iterator
+    /// adapters may stay out of line.
     fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
-        let s = self.n.len();
+        let n = self.n.as_slice();
+        let s = n.len();
         t.fill(0);
+        let (Some(&a0), Some(&n0)) = (a.first(), n.first()) else {
+            return;
+        };
         for &bi in b {
             let bi = u64::from(bi);
-            let mut carry = 0u64;
-            for (tj, &aj) in t.iter_mut().zip(a) {
-                let v = u64::from(*tj) + u64::from(aj) * bi + carry;
-                *tj = v as u32;
-                carry = v >> 32;
+            let t0 = t.first().copied().unwrap_or(0);
+            let v = u64::from(t0) + u64::from(a0) * bi;
+            let m = (v as u32).wrapping_mul(self.n0inv);
+            let m64 = u64::from(m);
+            // The low word of w is zero by the choice of m.
+            let w = u64::from(v as u32) + u64::from(n0) * m64;
+            let mut c1 = v >> 32;
+            let mut c2 = w >> 32;
+            let mut j = 1;
+            while j < s {
+                let (Some(&aj), Some(&nj), Some(&tj)) = (a.get(j), n.get(j), t.get(j)) else {
+                    break;
+                };
+                let v = u64::from(tj) + u64::from(aj) * bi + c1;
+                c1 = v >> 32;
+                let w = u64::from(v as u32) + u64::from(nj) * m64 + c2;
+                c2 = w >> 32;
+                if let Some(dst) = t.get_mut(j - 1) {
+                    *dst = w as u32;
+                }
+                j += 1;
             }
-            for tj in t.iter_mut().skip(s) {
-                let v = u64::from(*tj) + carry;
-                *tj = v as u32;
-                carry = v >> 32;
+            let top = u64::from(t.get(s).copied().unwrap_or(0)) + c1 + c2;
+            if let Some(dst) = t.get_mut(s - 1) {
+                *dst = top as u32;
             }
-            let m = u64::from(t.first().copied().unwrap_or(0).wrapping_mul(self.n0inv));
-            carry = 0;
-            for (tj, &nj) in t.iter_mut().zip(&self.n) {
-                let v = u64::from(*tj) + u64::from(nj) * m + carry;
-                *tj = v as u32;
-                carry = v >> 32;
-            }
-            for tj in t.iter_mut().skip(s) {
-                let v = u64::from(*tj) + carry;
-                *tj = v as u32;
-                carry = v >> 32;
-            }
-            // The low limb is now zero: divide by 2³².
-            t.rotate_left(1);
-            if let Some(last) = t.last_mut() {
-                *last = 0;
+            if let Some(dst) = t.get_mut(s) {
+                *dst = (top >> 32) as u32;
             }
         }
         let hi = t.get(s).copied().unwrap_or(0);
         let low = t.get_mut(..s).unwrap_or_default();
-        if geq(hi, low, &self.n) {
-            sub_in_place(low, &self.n);
+        if geq(hi, low, n) {
+            sub_in_place(low, n);
         }
         out.copy_from_slice(t.get(..s).unwrap_or_default());
     }
