@@ -107,9 +107,17 @@ pub struct Verdict {
 pub fn row_target(cells: &[CellResult], cell: &CellResult) -> Option<Verdict> {
     match cell.kind {
         Kind::Filter { hit: true, .. } => {
-            let r = ratio(cell, find(cells, Kind::NoopWasm)?, |s| s.rps)?;
+            let noop = find(cells, Kind::NoopWasm)?;
+            let r = ratio(cell, noop, |s| s.rps)?;
+            // The same target seen through CPU cost (capacity ∝ 1 / CPU per request): on a
+            // shared machine measured throughput also moves with other processes on Envoy's core.
+            let by_cpu = ratio(noop, cell, |s| s.cpu_us_per_req)?;
             Some(Verdict {
-                text: format!("req/s ≥ 95% of no-op: {:.1}%", r * 100.0),
+                text: format!(
+                    "req/s ≥ 95% of no-op: {:.1}% (by CPU/req: {:.1}%)",
+                    r * 100.0,
+                    by_cpu * 100.0
+                ),
                 pass: r >= 0.95,
             })
         }
@@ -214,7 +222,7 @@ mod tests {
         let cells = vec![noop, hit.clone()];
         let v = row_target(&cells, &hit).unwrap();
         assert!(!v.pass, "median per-round ratio is 0.90: {v:?}");
-        assert!(v.text.contains("90.0%"));
+        assert!(v.text.contains("90.0% (by CPU/req: 90.9%)"), "{v:?}");
     }
 
     #[test]
@@ -259,6 +267,6 @@ mod tests {
             .find(|l| l.starts_with("| filter ES256 cache hit"))
             .unwrap();
         assert!(row.contains("| 0.88× | 1.20× | 1.10× | 0.96× |"), "{row}");
-        assert!(row.contains("97.8% **PASS**"), "{row}");
+        assert!(row.contains("97.8% (by CPU/req: 91.7%) **PASS**"), "{row}");
     }
 }
