@@ -61,11 +61,8 @@ impl Jacobian {
         let delta = self.z.square();
         let gamma = self.y.square();
         let beta = self.x.multiply(&gamma);
-        let alpha = self
-            .x
-            .sub(&delta)
-            .multiply(&self.x.add(&delta))
-            .multiply(&FieldElement::from_u64(3));
+        let alpha = self.x.sub(&delta).multiply(&self.x.add(&delta));
+        let alpha = alpha.double().add(&alpha);
         let beta4 = beta.double().double();
         let x = alpha.square().sub(&beta4.double());
         let z = self.y.add(&self.z).square().sub(&gamma).sub(&delta);
@@ -202,6 +199,24 @@ fn table_entry(table: &[Affine], digit: i8) -> Option<Affine> {
     })
 }
 
+/// `r + n` as 32 big-endian bytes, if it fits (the field check then rejects it when ≥ p).
+fn r_plus_n(r: &FieldBytes) -> Option<FieldBytes> {
+    /// The group order `n`.
+    const N: [u8; 32] = [
+        0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        0xFF, 0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63,
+        0x25, 0x51,
+    ];
+    let mut out = FieldBytes::default();
+    let mut carry = 0u16;
+    for ((o, a), b) in out.iter_mut().zip(r.iter()).zip(N.iter()).rev() {
+        let sum = u16::from(*a) + u16::from(*b) + carry;
+        *o = sum as u8;
+        carry = sum >> 8;
+    }
+    (carry == 0).then_some(out)
+}
+
 /// A P-256 public key prepared for ES256 verification.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EcPublicKey {
@@ -258,10 +273,18 @@ impl EcPublicKey {
                 acc = acc.add_affine(&table_entry(&self.table, *d2)?);
             }
         }
-        let point = acc.to_affine()?;
-        let x =
-            <Scalar as p256::elliptic_curve::ops::Reduce<U256>>::reduce_bytes(&point.x.to_bytes());
-        Some(x == r)
+        // x(R) mod n = r  ⇔  x(R) ∈ {r, r + n} (x(R) < p < 2n)  ⇔  X = c·Z² for such a c below
+        // p: no field inversion.
+        if acc.is_infinity() {
+            return Some(false);
+        }
+        let z2 = acc.z.square();
+        let r_bytes = r.to_bytes();
+        let matches = |c: &FieldBytes| {
+            Option::<FieldElement>::from(FieldElement::from_bytes(c))
+                .is_some_and(|c| c.multiply(&z2) == acc.x)
+        };
+        Some(matches(&r_bytes) || r_plus_n(&r_bytes).is_some_and(|c| matches(&c)))
     }
 }
 
@@ -434,6 +457,21 @@ mod tests {
             })
             .is_infinity()
         );
+    }
+
+    #[test]
+    fn r_plus_n_adds_the_group_order_or_reports_overflow() {
+        let mut one = FieldBytes::default();
+        one[31] = 1;
+        let n_plus_1 = r_plus_n(&one).expect("fits");
+        assert_eq!(
+            n_plus_1.as_slice(),
+            hex32("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632552")
+        );
+        let big = FieldBytes::from(hex32(
+            "0000000100000000000000000000000000000000000000000000000000000000",
+        ));
+        assert_eq!(r_plus_n(&big), None, "r + n ≥ 2²⁵⁶");
     }
 
     fn hex32(s: &str) -> [u8; 32] {
