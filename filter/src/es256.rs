@@ -474,6 +474,33 @@ mod tests {
         assert_eq!(r_plus_n(&big), None, "r + n ≥ 2²⁵⁶");
     }
 
+    #[test]
+    fn rfc7515_appendix_a3_example_verifies() {
+        use base64::Engine as _;
+        let b64 = |s: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(s)
+                .expect("base64url")
+        };
+        let x = b64("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU");
+        let y = b64("x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0");
+        let point = p256::EncodedPoint::from_affine_coordinates(
+            FieldBytes::from_slice(&x),
+            FieldBytes::from_slice(&y),
+            false,
+        );
+        let vk = VerifyingKey::from_encoded_point(&point).expect("RFC key");
+        let key = EcPublicKey::new(&vk).expect("key");
+        let input = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+        let sig = b64(
+            "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q",
+        );
+        assert_eq!(both(&vk, &key, input.as_bytes(), &sig), (true, true));
+        let mut tampered = input.as_bytes().to_vec();
+        tampered[30] ^= 1;
+        assert_eq!(both(&vk, &key, &tampered, &sig), (false, false));
+    }
+
     fn hex32(s: &str) -> [u8; 32] {
         let mut out = [0u8; 32];
         for (i, o) in out.iter_mut().enumerate() {

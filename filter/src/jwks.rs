@@ -324,6 +324,36 @@ mod tests {
     }
 
     #[test]
+    fn published_examples_verify_rfc8037_ed25519_and_rfc7515_es256() {
+        let cases = [
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+                "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc",
+                "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg",
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}),
+                "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ",
+                "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q",
+            ),
+        ];
+        for (jwk, input, sig) in cases {
+            let keys = KeySet::from_value(&json!({"keys": [jwk]}))
+                .expect("key")
+                .keys;
+            let KeySelection::Found(key) = keys.select(None) else {
+                panic!("one key")
+            };
+            let sig = URL_SAFE_NO_PAD.decode(sig).expect("base64url");
+            assert!(key.verify(input.as_bytes(), &sig), "{input}");
+            let mut tampered = input.as_bytes().to_vec();
+            tampered[input.len() - 1] ^= 1;
+            assert!(!key.verify(&tampered, &sig), "{input}");
+        }
+    }
+
+    #[test]
     fn skips_unusable_entries_and_keeps_the_rest() {
         let good = ed_key("good").public_jwk();
         let mut enc = ed_key("enc").public_jwk();
