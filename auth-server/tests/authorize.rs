@@ -77,18 +77,8 @@ async fn full_browser_flow_yields_a_code_with_state_and_iss_and_remembers_consen
     let p = pkce();
     let url = authorize_url(&server, &standard_params(&p, "st"));
     // Login.
-    let html = b.get(&url).send().await.unwrap().text().await.unwrap();
-    let resp = submit(
-        &b,
-        &server,
-        &form_fields(&html),
-        &[
-            ("username", "demo"),
-            ("password", "demo"),
-            ("action", "login"),
-        ],
-    )
-    .await;
+    let html = page(&b, &url).await;
+    let resp = sign_in(&b, &server, &form_fields(&html)).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let session_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
@@ -97,7 +87,7 @@ async fn full_browser_flow_yields_a_code_with_state_and_iss_and_remembers_consen
             && session_cookie.contains("SameSite=Lax")
     );
     // Consent page shows the redirect host, the scopes and the resource.
-    let consent = b.get(server.url(&location(&resp))).send().await.unwrap();
+    let consent = follow(&b, &server, &resp).await;
     assert_eq!(consent.status(), StatusCode::OK);
     assert_eq!(consent.headers()["x-frame-options"], "DENY");
     let html = consent.text().await.unwrap();
@@ -131,14 +121,7 @@ async fn wrong_password_shows_the_login_page_again() {
     let server = TestServer::start().await;
     let b = browser();
     let p = pkce();
-    let html = b
-        .get(authorize_url(&server, &standard_params(&p, "st")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page(&b, &authorize_url(&server, &standard_params(&p, "st"))).await;
     let resp = submit(
         &b,
         &server,
@@ -165,34 +148,9 @@ async fn denying_consent_redirects_access_denied_with_state_and_iss() {
     let server = TestServer::start().await;
     let b = browser();
     let p = pkce();
-    let html = b
-        .get(authorize_url(&server, &standard_params(&p, "st")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let resp = submit(
-        &b,
-        &server,
-        &form_fields(&html),
-        &[
-            ("username", "demo"),
-            ("password", "demo"),
-            ("action", "login"),
-        ],
-    )
-    .await;
-    let html = b
-        .get(server.url(&location(&resp)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let resp = submit(&b, &server, &form_fields(&html), &[("action", "deny")]).await;
+    let url = authorize_url(&server, &standard_params(&p, "st"));
+    let consent = consent_page_after_sign_in(&b, &server, &url).await;
+    let resp = submit(&b, &server, &form_fields(&consent), &[("action", "deny")]).await;
     assert_error_redirect(&server, &resp, "access_denied");
 }
 
@@ -273,18 +231,13 @@ async fn loopback_redirect_with_another_port_is_accepted() {
     assert!(loc.starts_with("http://127.0.0.1:45678/callback?"), "{loc}");
     let code = query_param(&loc, "code").unwrap();
     // The token request must repeat the exact redirect URI used.
-    let (status, body) = json(
-        post_form(
-            &server.url("/token"),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", "http://127.0.0.1:45678/callback"),
-                ("code_verifier", &p.verifier),
-                ("client_id", PUBLIC_CLIENT),
-            ],
-        )
-        .await,
+    let (status, body) = redeem_code(
+        &server,
+        PUBLIC_CLIENT,
+        "http://127.0.0.1:45678/callback",
+        &code,
+        &p.verifier,
+        &[],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -338,19 +291,15 @@ async fn script_in_state_scope_or_client_name_is_escaped_on_every_page() {
     let server = TestServer::start().await;
     let evil = "<script>alert(1)</script>";
     // Register a client whose name is a script.
-    let reg: serde_json::Value = reqwest::Client::new()
-        .post(server.url("/register"))
-        .json(&serde_json::json!({
+    let reg = register_client(
+        &server,
+        serde_json::json!({
             "client_name": evil,
             "redirect_uris": [PUBLIC_REDIRECT],
             "token_endpoint_auth_method": "none",
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     let client_id = reg["client_id"].as_str().unwrap().to_string();
     let b = browser();
     let p = pkce();
@@ -368,25 +317,8 @@ async fn script_in_state_scope_or_client_name_is_escaped_on_every_page() {
         html.contains("class=\"unverified\""),
         "registered client names are marked unverified"
     );
-    let resp = submit(
-        &b,
-        &server,
-        &form_fields(&html),
-        &[
-            ("username", "demo"),
-            ("password", "demo"),
-            ("action", "login"),
-        ],
-    )
-    .await;
-    let consent = b
-        .get(server.url(&location(&resp)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let resp = sign_in(&b, &server, &form_fields(&html)).await;
+    let consent = follow(&b, &server, &resp).await.text().await.unwrap();
     assert!(!consent.contains("<script"), "{consent}");
     assert!(consent.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     // An unknown scope with a script: the error goes back URL-encoded, no page reflects it.
@@ -403,18 +335,15 @@ async fn script_in_state_scope_or_client_name_is_escaped_on_every_page() {
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert!(!location(&resp).contains('<'));
     // Error pages escape too.
-    let page = b
-        .get(authorize_url(
+    let error_page = page(
+        &b,
+        &authorize_url(
             &server,
             &[("client_id", evil), ("redirect_uri", PUBLIC_REDIRECT)],
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!page.contains("<script"), "{page}");
+        ),
+    )
+    .await;
+    assert!(!error_page.contains("<script"), "{error_page}");
 }
 
 #[tokio::test]
@@ -422,78 +351,24 @@ async fn login_and_consent_posts_without_the_csrf_token_are_forbidden() {
     let server = TestServer::start().await;
     let b = browser();
     let p = pkce();
-    let html = b
-        .get(authorize_url(&server, &standard_params(&p, "st")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page(&b, &authorize_url(&server, &standard_params(&p, "st"))).await;
     let fields: Vec<(String, String)> = form_fields(&html)
         .into_iter()
         .filter(|(k, _)| k != "csrf_token")
         .collect();
-    let resp = submit(
-        &b,
-        &server,
-        &fields,
-        &[
-            ("username", "demo"),
-            ("password", "demo"),
-            ("action", "login"),
-        ],
-    )
-    .await;
+    let resp = sign_in(&b, &server, &fields).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = submit(
-        &b,
-        &server,
-        &fields,
-        &[
-            ("username", "demo"),
-            ("password", "demo"),
-            ("action", "login"),
-            ("csrf_token", "forged"),
-        ],
-    )
-    .await;
+    let forged = [DEMO_SIGN_IN.as_slice(), &[("csrf_token", "forged")]].concat();
+    let resp = submit(&b, &server, &fields, &forged).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // A token from another browser does not match this browser's cookie.
     let other = browser();
-    let resp = submit(
-        &other,
-        &server,
-        &form_fields(&html),
-        &[
-            ("username", "demo"),
-            ("password", "demo"),
-            ("action", "login"),
-        ],
-    )
-    .await;
+    let resp = sign_in(&other, &server, &form_fields(&html)).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // Consent POST without the token.
-    let resp = submit(
-        &b,
-        &server,
-        &form_fields(&html),
-        &[
-            ("username", "demo"),
-            ("password", "demo"),
-            ("action", "login"),
-        ],
-    )
-    .await;
+    let resp = sign_in(&b, &server, &form_fields(&html)).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    let consent = b
-        .get(server.url(&location(&resp)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let consent = follow(&b, &server, &resp).await.text().await.unwrap();
     let fields: Vec<(String, String)> = form_fields(&consent)
         .into_iter()
         .filter(|(k, _)| k != "csrf_token")
@@ -531,14 +406,7 @@ async fn after_too_many_failed_logins_the_address_is_refused_even_with_the_right
     let server = TestServer::start_with("login_failures_per_minute = 3", "").await;
     let b = browser();
     let p = pkce();
-    let html = b
-        .get(authorize_url(&server, &standard_params(&p, "st")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page(&b, &authorize_url(&server, &standard_params(&p, "st"))).await;
     let fields = form_fields(&html);
     let login = |password: &'static str| {
         let (b, server, fields) = (&b, &server, &fields);
@@ -616,11 +484,7 @@ async fn login_issues_a_fresh_session_id_and_a_planted_one_grants_nothing() {
     );
     let cookies = format!("{planted}; mcp_as_csrf={csrf}");
     let mut fields = form_fields(&html);
-    fields.extend([
-        ("username".to_string(), "demo".to_string()),
-        ("password".to_string(), "demo".to_string()),
-        ("action".to_string(), "login".to_string()),
-    ]);
+    fields.extend(DEMO_SIGN_IN.map(|(k, v)| (k.to_string(), v.to_string())));
     let resp = client
         .post(server.url("/authorize"))
         .header("cookie", &cookies)

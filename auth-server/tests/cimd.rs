@@ -121,18 +121,13 @@ async fn metadata_document_client_completes_the_flow_and_is_marked_unverified() 
     )
     .await;
     let code = query_param(&loc, "code").unwrap();
-    let (status, body) = json(
-        post_form(
-            &server.url("/token"),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", PUBLIC_REDIRECT),
-                ("code_verifier", &p.verifier),
-                ("client_id", &client_id),
-            ],
-        )
-        .await,
+    let (status, body) = redeem_code(
+        &server,
+        &client_id,
+        PUBLIC_REDIRECT,
+        &code,
+        &p.verifier,
+        &[],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -129,12 +129,7 @@ async fn cors_is_allowed_on_metadata_token_register_jwks_revoke_but_not_authoriz
 #[tokio::test]
 async fn jwks_lists_the_signing_key_with_kid_and_alg() {
     let server = TestServer::start().await;
-    let jwks: serde_json::Value = reqwest::get(server.url("/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = jwks(&server).await;
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["kty"], "OKP");

@@ -47,15 +47,11 @@ async fn restart_between_authorize_and_token_and_between_token_and_refresh() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
     // Registered clients survive.
-    let reg: serde_json::Value = reqwest::Client::new()
-        .post(server.url("/register"))
-        .json(&serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT], "token_endpoint_auth_method": "none"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg = register_client(
+        &server,
+        serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT], "token_endpoint_auth_method": "none"}),
+    )
+    .await;
     server.restart().await;
     let mut params = standard_params(&p, "st");
     params.retain(|(k, _)| *k != "client_id");
@@ -79,12 +75,7 @@ async fn rotation_publishes_the_new_key_first_and_old_tokens_stay_verifiable() {
     let rotated_at = std::time::Instant::now();
     let out = cli(&server, &["keys", "rotate", "--publish-delay-secs", "4"]);
     assert!(out.contains("published now"), "{out}");
-    let jwks: serde_json::Value = reqwest::get(server.url("/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = jwks(&server).await;
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -121,22 +112,24 @@ async fn rotation_publishes_the_new_key_first_and_old_tokens_stay_verifiable() {
     assert!(listing.contains("retiring"), "{listing}");
 }
 
-#[tokio::test]
-async fn es256_signing_is_selectable() {
-    let server = TestServer::start_with("signing_algorithm = \"ES256\"", "").await;
+/// A server configured with `signing_algorithm = alg` issues tokens with that `alg` that
+/// verify through its JWKS.
+async fn assert_tokens_are_signed_with(alg: &str) {
+    let server = TestServer::start_with(&format!("signing_algorithm = \"{alg}\""), "").await;
     let t = tokens(&server).await;
     let access = t["access_token"].as_str().unwrap();
-    assert_eq!(header(access)["alg"], "ES256");
+    assert_eq!(header(access)["alg"], alg);
     verify_with_jwks(&server, access).await.unwrap();
 }
 
 #[tokio::test]
+async fn es256_signing_is_selectable() {
+    assert_tokens_are_signed_with("ES256").await;
+}
+
+#[tokio::test]
 async fn rs256_signing_is_selectable() {
-    let server = TestServer::start_with("signing_algorithm = \"RS256\"", "").await;
-    let t = tokens(&server).await;
-    let access = t["access_token"].as_str().unwrap();
-    assert_eq!(header(access)["alg"], "RS256");
-    verify_with_jwks(&server, access).await.unwrap();
+    assert_tokens_are_signed_with("RS256").await;
 }
 
 #[tokio::test]

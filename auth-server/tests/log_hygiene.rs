@@ -40,7 +40,7 @@ async fn verbose_logs_hold_no_secrets() {
     let state = "state-value-4f1c9a";
     let url = authorize_url(&server, &standard_params(&p, state));
     // A failed login first, with a password that must not be logged.
-    let html = b.get(&url).send().await.unwrap().text().await.unwrap();
+    let html = page(&b, &url).await;
     let wrong_password = "wrong-password-7d2e";
     let resp = submit(
         &b,
@@ -72,15 +72,11 @@ async fn verbose_logs_hold_no_secrets() {
         &[("token", &second_refresh), ("client_id", PUBLIC_CLIENT)],
     )
     .await;
-    let reg: serde_json::Value = reqwest::Client::new()
-        .post(server.url("/register"))
-        .json(&serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg = register_client(
+        &server,
+        serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT]}),
+    )
+    .await;
     let client_secret = reg["client_secret"].as_str().unwrap().to_string();
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

@@ -302,18 +302,13 @@ async fn request_without_resource_gets_the_single_configured_resource() {
     params.retain(|(k, _)| *k != "resource");
     let loc = authorize(&b, &server, &authorize_url(&server, &params)).await;
     let code = query_param(&loc, "code").unwrap();
-    let (status, body) = json(
-        post_form(
-            &server.url("/token"),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", PUBLIC_REDIRECT),
-                ("code_verifier", &p.verifier),
-                ("client_id", PUBLIC_CLIENT),
-            ],
-        )
-        .await,
+    let (status, body) = redeem_code(
+        &server,
+        PUBLIC_CLIENT,
+        PUBLIC_REDIRECT,
+        &code,
+        &p.verifier,
+        &[],
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -531,18 +526,7 @@ async fn confidential_clients_authenticate_with_basic_or_post_and_secrets_are_ch
         }
     }
     // Without any secret: invalid_client.
-    let (status, body) = json(
-        post_form(
-            &server.url("/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "x"),
-                ("client_id", &id),
-            ],
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = refresh_without_secret(&server, &id).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
@@ -610,15 +594,11 @@ async fn revoking_a_refresh_token_ends_the_grant_and_unknown_tokens_are_ignored(
         async move { post_form(&url, &[("token", &token), ("client_id", client)]).await }
     };
     // Another client cannot revoke it.
-    let other = reqwest::Client::new()
-        .post(server.url("/register"))
-        .json(&serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT], "token_endpoint_auth_method": "none"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let other = register_client(
+        &server,
+        serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT], "token_endpoint_auth_method": "none"}),
+    )
+    .await;
     let other_id = other["client_id"].as_str().unwrap().to_string();
     let resp = post_form(
         &server.url("/revoke"),
@@ -698,36 +678,19 @@ async fn static_confidential_client_authenticates_with_its_argon2_secret() {
         params.push(("client_id", "static-confidential"));
         let loc = authorize(&b, &server, &authorize_url(&server, &params)).await;
         let code = query_param(&loc, "code").unwrap();
-        let (status, body) = json(
-            post_form(
-                &server.url("/token"),
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", PUBLIC_REDIRECT),
-                    ("code_verifier", &p.verifier),
-                    ("client_id", "static-confidential"),
-                    ("client_secret", secret),
-                ],
-            )
-            .await,
+        let (status, body) = redeem_code(
+            &server,
+            "static-confidential",
+            PUBLIC_REDIRECT,
+            &code,
+            &p.verifier,
+            &[("client_secret", secret)],
         )
         .await;
         assert_eq!(status, expected, "{secret}: {body}");
     }
     // Without its secret the confidential client is refused.
-    let (status, body) = json(
-        post_form(
-            &server.url("/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "x"),
-                ("client_id", "static-confidential"),
-            ],
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = refresh_without_secret(&server, "static-confidential").await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
@@ -738,15 +701,11 @@ async fn static_confidential_client_authenticates_with_its_argon2_secret() {
 async fn the_basic_scheme_is_accepted_in_any_letter_case() {
     let server = TestServer::start().await;
     let client = reqwest::Client::new();
-    let reg: serde_json::Value = client
-        .post(server.url("/register"))
-        .json(&serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg = register_client(
+        &server,
+        serde_json::json!({"redirect_uris": [PUBLIC_REDIRECT]}),
+    )
+    .await;
     use base64::Engine;
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{}",

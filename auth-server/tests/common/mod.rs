@@ -253,6 +253,51 @@ pub async fn submit(
         .unwrap()
 }
 
+/// The sign-in form values of the demo user with the right password.
+pub const DEMO_SIGN_IN: [(&str, &str); 3] = [
+    ("username", "demo"),
+    ("password", "demo"),
+    ("action", "login"),
+];
+
+/// GETs `url` in the browser and returns the page's HTML (whatever the status).
+pub async fn page(browser: &reqwest::Client, url: &str) -> String {
+    browser.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Submits the login form `login_fields` (taken from a login page) as the demo user.
+pub async fn sign_in(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    login_fields: &[(String, String)],
+) -> reqwest::Response {
+    submit(browser, server, login_fields, &DEMO_SIGN_IN).await
+}
+
+/// Follows the server-relative redirect `resp` carries (e.g. the 303 after sign-in).
+pub async fn follow(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    resp: &reqwest::Response,
+) -> reqwest::Response {
+    browser
+        .get(server.url(&location(resp)))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Opens `url` (an /authorize URL), signs in as the demo user and returns the consent page's HTML.
+pub async fn consent_page_after_sign_in(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    url: &str,
+) -> String {
+    let login = page(browser, url).await;
+    let resp = sign_in(browser, server, &form_fields(&login)).await;
+    follow(browser, server, &resp).await.text().await.unwrap()
+}
+
 /// Runs the browser part (login if needed, consent if needed) and returns the final redirect.
 pub async fn authorize(browser: &reqwest::Client, server: &TestServer, url: &str) -> String {
     let mut resp = browser.get(url).send().await.unwrap();
@@ -269,17 +314,7 @@ pub async fn authorize(browser: &reqwest::Client, server: &TestServer, url: &str
         let html = resp.text().await.unwrap();
         let fields = form_fields(&html);
         resp = if html.contains("name=\"password\"") {
-            submit(
-                browser,
-                server,
-                &fields,
-                &[
-                    ("username", "demo"),
-                    ("password", "demo"),
-                    ("action", "login"),
-                ],
-            )
-            .await
+            sign_in(browser, server, &fields).await
         } else {
             submit(browser, server, &fields, &[("action", "approve")]).await
         };
@@ -327,6 +362,72 @@ pub async fn redeem(server: &TestServer, code: &str, verifier: &str) -> reqwest:
     .await
 }
 
+/// Exchanges `code` at the token endpoint for `client_id` with the exact `redirect_uri` the
+/// authorization request used and no `resource` parameter; `extra` adds fields (a secret).
+pub async fn redeem_code(
+    server: &TestServer,
+    client_id: &str,
+    redirect_uri: &str,
+    code: &str,
+    verifier: &str,
+    extra: &[(&str, &str)],
+) -> (StatusCode, serde_json::Value) {
+    let mut fields = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+        ("client_id", client_id),
+    ];
+    fields.extend_from_slice(extra);
+    json(post_form(&server.url("/token"), &fields).await).await
+}
+
+/// A refresh request from `client_id` that presents no client secret (and a made-up token).
+pub async fn refresh_without_secret(
+    server: &TestServer,
+    client_id: &str,
+) -> (StatusCode, serde_json::Value) {
+    json(
+        post_form(
+            &server.url("/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "x"),
+                ("client_id", client_id),
+            ],
+        )
+        .await,
+    )
+    .await
+}
+
+/// Registers a client with `metadata` (RFC 7591) and returns the registration response.
+pub async fn register_client(
+    server: &TestServer,
+    metadata: serde_json::Value,
+) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(server.url("/register"))
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The server's published JWKS.
+pub async fn jwks(server: &TestServer) -> serde_json::Value {
+    reqwest::get(server.url("/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub async fn refresh(
     server: &TestServer,
     refresh_token: &str,
@@ -365,12 +466,7 @@ pub async fn verify_with_jwks(
     server: &TestServer,
     token: &str,
 ) -> Result<JWTClaims<AccessClaims>, String> {
-    let jwks: serde_json::Value = reqwest::get(server.url("/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = jwks(server).await;
     let meta = Token::decode_metadata(token).map_err(|e| e.to_string())?;
     let kid = meta.key_id().ok_or("no kid")?;
     let jwk = jwks["keys"]
