@@ -232,7 +232,7 @@ async fn loopback_redirect_with_another_port_is_accepted() {
     let code = query_param(&loc, "code").unwrap();
     // The token request must repeat the exact redirect URI used.
     let (status, body) = redeem_code(
-        &server,
+        &server.url("/token"),
         PUBLIC_CLIENT,
         "http://127.0.0.1:45678/callback",
         &code,

@@ -122,7 +122,7 @@ async fn metadata_document_client_completes_the_flow_and_is_marked_unverified() 
     .await;
     let code = query_param(&loc, "code").unwrap();
     let (status, body) = redeem_code(
-        &server,
+        &server.url("/token"),
         &client_id,
         PUBLIC_REDIRECT,
         &code,

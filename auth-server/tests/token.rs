@@ -46,10 +46,7 @@ async fn wrong_or_missing_verifier_is_invalid_grant() {
     let code = get_code(&b, &server, &p).await;
     let other = pkce();
     let (status, body) = json(redeem(&server, &code, &other.verifier).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     let (status, body) = json(
         post_form(
             &server.url("/token"),
@@ -63,10 +60,7 @@ async fn wrong_or_missing_verifier_is_invalid_grant() {
         .await,
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     // A failed verifier does not burn the code for its rightful owner.
     let (status, _) = json(redeem(&server, &code, &p.verifier).await).await;
     assert_eq!(status, StatusCode::OK);
@@ -79,27 +73,17 @@ async fn concurrent_redemption_succeeds_once_and_revokes_what_it_issued() {
     let p = pkce();
     let code = get_code(&b, &server, &p).await;
     let url = server.url("/token");
-    let attempts = (0..6).map(|_| {
-        let (url, code, verifier) = (url.clone(), code.clone(), p.verifier.clone());
-        async move {
-            post_form(
-                &url,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", PUBLIC_REDIRECT),
-                    ("code_verifier", &verifier),
-                    ("client_id", PUBLIC_CLIENT),
-                ],
-            )
-            .await
-        }
-    });
+    let attempts =
+        (0..6).map(|_| {
+            let (url, code, verifier) = (url.clone(), code.clone(), p.verifier.clone());
+            async move {
+                redeem_code(&url, PUBLIC_CLIENT, PUBLIC_REDIRECT, &code, &verifier, &[]).await
+            }
+        });
     let results = futures_join_all(attempts).await;
     let mut ok = Vec::new();
     let mut failed = 0;
-    for resp in results {
-        let (status, body) = json(resp).await;
+    for (status, body) in results {
         if status == StatusCode::OK {
             ok.push(body);
         } else {
@@ -112,15 +96,15 @@ async fn concurrent_redemption_succeeds_once_and_revokes_what_it_issued() {
     // The replay revoked the refresh token the first redemption issued.
     let first_refresh = ok[0]["refresh_token"].as_str().unwrap();
     let (status, body) = json(refresh(&server, first_refresh, &[]).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
-async fn futures_join_all<F: std::future::Future<Output = reqwest::Response> + Send + 'static>(
+async fn futures_join_all<
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+>(
     futures: impl Iterator<Item = F>,
-) -> Vec<reqwest::Response> {
+) -> Vec<T> {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     let mut out = Vec::new();
     for h in handles {
@@ -138,10 +122,7 @@ async fn sequential_replay_is_invalid_grant_and_revokes_the_refresh_family() {
     let (status, first) = json(redeem(&server, &code, &p.verifier).await).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = json(redeem(&server, &code, &p.verifier).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     let (status, _) =
         json(refresh(&server, first["refresh_token"].as_str().unwrap(), &[]).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -165,15 +146,9 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let r2 = t2["refresh_token"].as_str().unwrap().to_string();
     // Reusing r0: invalid_grant, and the whole family (including the current r2) is revoked.
     let (status, body) = json(refresh(&server, &r0, &[]).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     let (status, body) = json(refresh(&server, &r2, &[]).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
 #[tokio::test]
@@ -209,10 +184,7 @@ async fn refresh_can_narrow_but_never_widen_the_scope() {
     let rn = narrow["refresh_token"].as_str().unwrap();
     let (status, body) =
         json(refresh(&server, rn, &[("scope", "mcp:tools mcp:admin")]).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_scope");
     let (status, _) = json(refresh(&server, rn, &[]).await).await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -237,23 +209,16 @@ async fn resource_changed_between_authorize_and_token_is_invalid_target() {
     let p = pkce();
     let code = get_code(&b, &server, &p).await;
     let token_with = |resource: &'static str| {
-        let code = code.clone();
-        let verifier = p.verifier.clone();
-        let url = server.url("/token");
+        let (server, code, verifier) = (&server, &code, &p.verifier);
         async move {
-            json(
-                post_form(
-                    &url,
-                    &[
-                        ("grant_type", "authorization_code"),
-                        ("code", &code),
-                        ("redirect_uri", PUBLIC_REDIRECT),
-                        ("code_verifier", &verifier),
-                        ("client_id", PUBLIC_CLIENT),
-                        ("resource", resource),
-                    ],
-                )
-                .await,
+            let resource = [("resource", resource)];
+            redeem_code(
+                &server.url("/token"),
+                PUBLIC_CLIENT,
+                PUBLIC_REDIRECT,
+                code,
+                verifier,
+                &resource,
             )
             .await
         }
@@ -275,10 +240,7 @@ async fn resource_changed_between_authorize_and_token_is_invalid_target() {
     let r = body["refresh_token"].as_str().unwrap();
     let (status, body) =
         json(refresh(&server, r, &[("resource", "https://other.example/api")]).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_target"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_target");
     // With two resources configured, an authorization request must name one.
     let mut params = standard_params(&p, "st");
     params.retain(|(k, _)| *k != "resource");
@@ -303,7 +265,7 @@ async fn request_without_resource_gets_the_single_configured_resource() {
     let loc = authorize(&b, &server, &authorize_url(&server, &params)).await;
     let code = query_param(&loc, "code").unwrap();
     let (status, body) = redeem_code(
-        &server,
+        &server.url("/token"),
         PUBLIC_CLIENT,
         PUBLIC_REDIRECT,
         &code,
@@ -333,10 +295,7 @@ async fn malformed_token_requests_get_rfc6749_errors_never_500() {
         .await
         .unwrap();
     let (status, body) = json(resp).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_request"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
     let cases: Vec<Case> = vec![
         (vec![], StatusCode::BAD_REQUEST, "invalid_request"),
         (
@@ -448,10 +407,7 @@ async fn malformed_token_requests_get_rfc6749_errors_never_500() {
         .await
         .unwrap();
     let (status, body) = json(resp).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
-    );
+    assert_oauth_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
 #[tokio::test]
@@ -527,10 +483,7 @@ async fn confidential_clients_authenticate_with_basic_or_post_and_secrets_are_ch
     }
     // Without any secret: invalid_client.
     let (status, body) = refresh_without_secret(&server, &id).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
-    );
+    assert_oauth_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
 #[tokio::test]
@@ -543,9 +496,11 @@ async fn registration_validates_metadata_and_is_rate_limited_per_address() {
         .await
         .unwrap();
     let (status, body) = json(resp).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri"))
+    assert_oauth_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_redirect_uri",
     );
     let resp = register(serde_json::json!({"redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"}))
         .await
@@ -575,12 +530,11 @@ async fn registration_validates_metadata_and_is_rate_limited_per_address() {
         .await
         .unwrap();
     let (status, body) = json(resp).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("temporarily_unavailable")
-        )
+    assert_oauth_error(
+        status,
+        &body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
     );
 }
 
@@ -618,10 +572,7 @@ async fn revoking_a_refresh_token_ends_the_grant_and_unknown_tokens_are_ignored(
     let resp = revoke(r.clone(), PUBLIC_CLIENT).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let (status, body) = json(refresh(&server, &r, &[]).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     // Unknown tokens and access tokens: 200, nothing happens.
     assert_eq!(
         revoke("unknown".into(), PUBLIC_CLIENT).await.status(),
@@ -632,10 +583,7 @@ async fn revoking_a_refresh_token_ends_the_grant_and_unknown_tokens_are_ignored(
     // Missing token parameter.
     let (status, body) =
         json(post_form(&server.url("/revoke"), &[("client_id", PUBLIC_CLIENT)]).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_request"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
 }
 
 #[tokio::test]
@@ -646,10 +594,7 @@ async fn expired_codes_are_invalid_grant() {
     let code = get_code(&b, &server, &p).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (status, body) = json(redeem(&server, &code, &p.verifier).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     assert!(
         body["error_description"]
             .as_str()
@@ -679,7 +624,7 @@ async fn static_confidential_client_authenticates_with_its_argon2_secret() {
         let loc = authorize(&b, &server, &authorize_url(&server, &params)).await;
         let code = query_param(&loc, "code").unwrap();
         let (status, body) = redeem_code(
-            &server,
+            &server.url("/token"),
             "static-confidential",
             PUBLIC_REDIRECT,
             &code,
@@ -691,10 +636,7 @@ async fn static_confidential_client_authenticates_with_its_argon2_secret() {
     }
     // Without its secret the confidential client is refused.
     let (status, body) = refresh_without_secret(&server, "static-confidential").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
-    );
+    assert_oauth_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
 #[tokio::test]

@@ -362,10 +362,11 @@ pub async fn redeem(server: &TestServer, code: &str, verifier: &str) -> reqwest:
     .await
 }
 
-/// Exchanges `code` at the token endpoint for `client_id` with the exact `redirect_uri` the
-/// authorization request used and no `resource` parameter; `extra` adds fields (a secret).
+/// Exchanges `code` at the token endpoint `token_url` for `client_id` with the exact
+/// `redirect_uri` the authorization request used and no `resource` parameter; `extra` adds
+/// fields (a secret, a resource).
 pub async fn redeem_code(
-    server: &TestServer,
+    token_url: &str,
     client_id: &str,
     redirect_uri: &str,
     code: &str,
@@ -380,7 +381,7 @@ pub async fn redeem_code(
         ("client_id", client_id),
     ];
     fields.extend_from_slice(extra);
-    json(post_form(&server.url("/token"), &fields).await).await
+    json(post_form(token_url, &fields).await).await
 }
 
 /// A refresh request from `client_id` that presents no client secret (and a made-up token).
@@ -449,6 +450,21 @@ pub async fn json(resp: reqwest::Response) -> (StatusCode, serde_json::Value) {
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
+}
+
+/// Asserts an OAuth error reply: the HTTP `status` and the `error` code of the JSON body.
+#[track_caller]
+pub fn assert_oauth_error(
+    status: StatusCode,
+    body: &serde_json::Value,
+    expected_status: StatusCode,
+    error: &str,
+) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (expected_status, Some(error)),
+        "{body}"
+    );
 }
 
 /// Full login + consent + code redemption; returns the token response.
