@@ -285,15 +285,9 @@ fn prereqs(o: &Options) -> Result<Prereqs, String> {
         need_auth,
     );
     if need_envoy && !wrk::available() {
-        let installed = is_root()
-            && Command::new("apt-get")
-                .args(["install", "-y", "-q", "wrk"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-        if !installed || !wrk::available() {
-            problems.push("wrk not found: apt-get install -y wrk (Debian package)".into());
-        }
+        problems.push(
+            "wrk not found: `cargo xtask bench` installs it, or apt-get install -y wrk".into(),
+        );
     }
     if !problems.is_empty() {
         return Err(format!(
@@ -313,14 +307,6 @@ fn prereqs(o: &Options) -> Result<Prereqs, String> {
         envoy_cpu: pin.then_some(0),
         load_cpu: pin.then_some(1),
     })
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 /// Pins this process (and the threads it starts later) to `cpu`.
