@@ -8,7 +8,7 @@
 //! Prerequisites it does not build itself (the test fails, saying how to get them, when they are
 //! missing): the venv with the pinned Envoy (`cargo xtask test` creates it), the release filter
 //! (`cargo build --release --target wasm32-wasip1 -p mcp-auth-filter`) and `wrk`
-//! (`apt-get install -y wrk`; the bench installs it itself when run as root). It builds the
+//! (`apt-get install -y wrk`; `cargo xtask test` installs it). It builds the
 //! no-op filter (release, wasm32-wasip1) and the auth server (debug) with `$CARGO`.
 
 use std::path::{Path, PathBuf};
