@@ -559,6 +559,48 @@ fn lossy(v: &[u8]) -> String {
     String::from_utf8_lossy(v).into_owned()
 }
 
+/// The request headers the filter reads (the first value of each, every `Authorization`),
+/// gathered in one pass over the header map: this runs on every request.
+#[derive(Default)]
+struct SeenHeaders {
+    method: Option<String>,
+    path: Option<String>,
+    origin: Option<String>,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+    authorization: Vec<String>,
+}
+
+impl SeenHeaders {
+    fn gather(pairs: &[(Vec<u8>, Vec<u8>)]) -> Self {
+        let mut seen = Self::default();
+        for (name, value) in pairs {
+            let name = name.as_slice();
+            if name.eq_ignore_ascii_case(b"authorization") {
+                seen.authorization.push(lossy(value));
+                continue;
+            }
+            let slot = if name.eq_ignore_ascii_case(b":method") {
+                &mut seen.method
+            } else if name.eq_ignore_ascii_case(b":path") {
+                &mut seen.path
+            } else if name.eq_ignore_ascii_case(b"origin") {
+                &mut seen.origin
+            } else if name.eq_ignore_ascii_case(b"mcp-method") {
+                &mut seen.mcp_method
+            } else if name.eq_ignore_ascii_case(b"mcp-name") {
+                &mut seen.mcp_name
+            } else {
+                continue;
+            };
+            if slot.is_none() {
+                *slot = Some(lossy(value));
+            }
+        }
+        seen
+    }
+}
+
 impl Http {
     fn unconfigured() -> Action {
         send(&crate::challenge::json_error(
@@ -570,29 +612,14 @@ impl Http {
     }
 
     fn on_headers(&mut self, rt_rc: &Rc<RefCell<Runtime>>, end_of_stream: bool) -> Action {
-        let pairs = host::header_pairs(MapType::HttpRequestHeaders);
-        let values = |name: &str| -> Vec<String> {
-            pairs
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
-                .map(|(_, v)| lossy(v))
-                .collect()
-        };
-        let first = |name: &str| values(name).into_iter().next();
-        let (method, path, origin) = (
-            first(":method").unwrap_or_default(),
-            first(":path").unwrap_or_default(),
-            first("origin"),
-        );
-        let authorization = values("authorization");
-        let (mcp_method, mcp_name) = (first("mcp-method"), first("mcp-name"));
+        let seen = SeenHeaders::gather(&host::header_pairs(MapType::HttpRequestHeaders));
         let head = RequestHead {
-            method: &method,
-            path: &path,
-            origin: origin.as_deref(),
-            authorization: authorization.iter().map(String::as_str).collect(),
-            mcp_method: mcp_method.as_deref(),
-            mcp_name: mcp_name.as_deref(),
+            method: seen.method.as_deref().unwrap_or_default(),
+            path: seen.path.as_deref().unwrap_or_default(),
+            origin: seen.origin.as_deref(),
+            authorization: seen.authorization.iter().map(String::as_str).collect(),
+            mcp_method: seen.mcp_method.as_deref(),
+            mcp_name: seen.mcp_name.as_deref(),
         };
         let Ok(mut rt) = rt_rc.try_borrow_mut() else {
             return Self::unconfigured();
