@@ -305,7 +305,19 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
     std::fs::write(&script, wrk::SCRIPT).map_err(|e| e.to_string())?;
     let ticks_per_sec = procfs::clock_ticks_per_second() as f64;
 
-    let cells = cells();
+    let cells: Vec<(Kind, Auth)> = cells()
+        .into_iter()
+        .filter(|(kind, _)| {
+            let label = kind.label();
+            plan.cells.is_empty() || plan.cells.iter().any(|part| label.contains(part.as_str()))
+        })
+        .collect();
+    if cells.is_empty() {
+        return Err(format!(
+            "--cells {:?} selects no cell",
+            plan.cells.join(",")
+        ));
+    }
     let mut envoys = Vec::new();
     for (i, (kind, auth)) in cells.iter().enumerate() {
         let mut envoy = Envoy::start(

@@ -22,6 +22,8 @@ usage: mcp-auth-bench (--quick | --full) [options]
   --rounds N              override the number of rounds
   --seconds N             override the seconds per cell and round
   --connections N         wrk connections (default 16)
+  --cells A,B             only the Envoy cells whose label contains one of these (for focused
+                          runs, e.g. --cells no-op,cache hit); ratios to absent cells print –
   --envoy PATH            Envoy binary (default .venv/lib/python3.11/site-packages/envoy/_bin/envoy)
   --filter-wasm PATH      filter module (default $MCP_AUTH_FILTER_WASM, then
                           $CARGO_TARGET_DIR or target/ wasm32-wasip1/release/mcp_auth_filter.wasm)
@@ -50,6 +52,8 @@ pub struct Plan {
     pub auth_concurrency: usize,
     /// Directory for the auth server's database; a new temp dir when `None`.
     pub auth_db_dir: Option<PathBuf>,
+    /// Label substrings selecting Envoy cells; every cell when empty.
+    pub cells: Vec<String>,
 }
 
 impl Plan {
@@ -65,6 +69,7 @@ impl Plan {
             refresh_seconds: 2,
             auth_concurrency: 8,
             auth_db_dir: None,
+            cells: Vec::new(),
         }
     }
     fn full() -> Plan {
@@ -79,6 +84,7 @@ impl Plan {
             refresh_seconds: 6,
             auth_concurrency: 8,
             auth_db_dir: None,
+            cells: Vec::new(),
         }
     }
 }
@@ -118,6 +124,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     };
     let (mut rounds, mut seconds, mut connections) = (None, None, None);
     let mut auth_db_dir = None;
+    let mut cells = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -157,6 +164,16 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--auth-server" => o.auth_server = Some(value("--auth-server")?.into()),
             "--json" => o.json = Some(value("--json")?.into()),
             "--auth-db-dir" => auth_db_dir = Some(PathBuf::from(value("--auth-db-dir")?)),
+            "--cells" => {
+                cells = value("--cells")?
+                    .split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                if cells.is_empty() {
+                    return Err("--cells: expected comma-separated label parts".into());
+                }
+            }
             "--no-pin" => o.pin = false,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -176,6 +193,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         o.plan.connections = c;
     }
     o.plan.auth_db_dir = auth_db_dir;
+    o.plan.cells = cells;
     Ok(o)
 }
 
@@ -463,6 +481,13 @@ mod tests {
             parse_args(&args(&["--quick", "--rounds", "0"]))
                 .unwrap_err()
                 .contains("--rounds")
+        );
+        let o = parse_args(&args(&["--quick", "--cells", "no-op, cache hit"])).unwrap();
+        assert_eq!(o.plan.cells, ["no-op", "cache hit"]);
+        assert!(
+            parse_args(&args(&["--quick", "--cells", ","]))
+                .unwrap_err()
+                .contains("--cells")
         );
         let o = parse_args(&args(&["--quick", "--auth-db-dir", "/dev/shm"])).unwrap();
         assert_eq!(o.plan.auth_db_dir, Some(PathBuf::from("/dev/shm")));
