@@ -6,10 +6,17 @@
 //! hash (so a slot collision is a miss, never a wrong identity) and the identity. An entry is used
 //! only while `now < exp` of its token. Host access goes through [`SharedStore`].
 //!
+//! In front of it, each worker VM keeps [`LocalTokens`]: the same number of direct-mapped slots
+//! in its own memory, holding the whole token, so a token the worker has seen before is found
+//! without a host call or a SHA-256 (the common case: a client reuses its access token).
+//!
 //! Value encoding (big endian): `version:u8 = 1`, `hash:[u8; 32]`, `exp:u64`,
 //! `n_scopes:u16`, `n_scopes × (len:u16, bytes)`, `n_headers:u16`,
 //! `n_headers × (present:u8, [len:u16, bytes])`.
 
+use std::hash::Hasher as _;
+
+use rustc_hash::FxHasher;
 use sha2::{Digest as _, Sha256};
 
 use crate::identity::Identity;
@@ -24,11 +31,12 @@ pub trait SharedStore {
     fn set(&self, key: &str, value: &[u8]);
 }
 
-/// The cache: key namespace and size.
-#[derive(Debug, Clone)]
+/// The cache: this worker's own table in front of the shared one (key namespace and size).
+#[derive(Debug)]
 pub struct TokenCache {
     prefix: String,
     slots: u32,
+    local: LocalTokens,
 }
 
 type Hash = [u8; 32];
@@ -46,6 +54,7 @@ impl TokenCache {
         TokenCache {
             prefix: format!("mcp_auth.tc.{fingerprint}."),
             slots,
+            local: LocalTokens::new(slots),
         }
     }
 
@@ -59,31 +68,93 @@ impl TokenCache {
         Some(format!("{}{slot}", self.prefix))
     }
 
-    /// The cached identity for this token on this resource, if still valid at `now`.
+    /// The cached identity for this token on this resource, if still valid at `now`: from this
+    /// worker's table, else from shared data (then also kept in this worker's table).
     pub fn lookup(
-        &self,
+        &mut self,
         store: &dyn SharedStore,
         resource: usize,
         token: &str,
         now: u64,
     ) -> Option<Identity> {
+        if let Some(identity) = self.local.lookup(resource, token, now) {
+            return Some(identity.clone());
+        }
         let hash = token_hash(resource, token);
         let bytes = store.get(&self.slot_key(&hash)?)?;
         let (stored_hash, identity) = decode(&bytes)?;
-        (stored_hash == hash && now < identity.exp).then_some(identity)
+        if stored_hash != hash || now >= identity.exp {
+            return None;
+        }
+        self.local.insert(resource, token, &identity);
+        Some(identity)
     }
 
-    /// Remembers a verified identity.
+    /// Remembers a verified identity, here and in shared data.
     pub fn insert(
-        &self,
+        &mut self,
         store: &dyn SharedStore,
         resource: usize,
         token: &str,
         identity: &Identity,
     ) {
+        self.local.insert(resource, token, identity);
         let hash = token_hash(resource, token);
         if let (Some(key), Some(value)) = (self.slot_key(&hash), encode(&hash, identity)) {
             store.set(&key, &value);
+        }
+    }
+}
+
+/// One verified token in a worker's own memory.
+#[derive(Debug)]
+struct LocalEntry {
+    resource: usize,
+    token: Box<str>,
+    identity: Identity,
+}
+
+/// A worker VM's own verified-token table (direct-mapped; a slot is found by a fast
+/// non-cryptographic hash and an entry is used only if the whole token and the resource match).
+#[derive(Debug, Default)]
+pub struct LocalTokens {
+    slots: Vec<Option<LocalEntry>>,
+}
+
+impl LocalTokens {
+    /// A table of `slots` entries (0 disables it).
+    pub fn new(slots: u32) -> Self {
+        let mut table = Vec::new();
+        table.resize_with(usize::try_from(slots).unwrap_or(0), || None);
+        LocalTokens { slots: table }
+    }
+
+    fn slot(&self, resource: usize, token: &str) -> Option<usize> {
+        let n = u64::try_from(self.slots.len()).ok().filter(|n| *n > 0)?;
+        let mut h = FxHasher::default();
+        h.write_usize(resource);
+        h.write(token.as_bytes());
+        usize::try_from(h.finish() % n).ok()
+    }
+
+    /// The identity of this token on this resource, if this worker verified or looked it up
+    /// before and it is still valid at `now`.
+    pub fn lookup(&self, resource: usize, token: &str, now: u64) -> Option<&Identity> {
+        let entry = self.slots.get(self.slot(resource, token)?)?.as_ref()?;
+        (entry.resource == resource && *entry.token == *token && now < entry.identity.exp)
+            .then_some(&entry.identity)
+    }
+
+    /// Remembers a verified identity (evicting the slot's previous entry).
+    pub fn insert(&mut self, resource: usize, token: &str, identity: &Identity) {
+        if let Some(i) = self.slot(resource, token)
+            && let Some(slot) = self.slots.get_mut(i)
+        {
+            *slot = Some(LocalEntry {
+                resource,
+                token: token.into(),
+                identity: identity.clone(),
+            });
         }
     }
 }
@@ -220,7 +291,7 @@ mod tests {
     #[test]
     fn hit_until_the_token_expires_then_miss() {
         let store = MemStore::default();
-        let cache = TokenCache::new("abcd", 16);
+        let mut cache = TokenCache::new("abcd", 16);
         cache.insert(&store, 0, "tok", &identity(1000));
         assert_eq!(cache.lookup(&store, 0, "tok", 999), Some(identity(1000)));
         assert_eq!(cache.lookup(&store, 0, "tok", 1000), None);
@@ -235,7 +306,7 @@ mod tests {
     #[test]
     fn bounded_by_the_slot_count() {
         let store = MemStore::default();
-        let cache = TokenCache::new("f", 4);
+        let mut cache = TokenCache::new("f", 4);
         for i in 0..100 {
             cache.insert(&store, 0, &format!("token-{i}"), &identity(1000));
         }
@@ -247,8 +318,10 @@ mod tests {
                 .keys()
                 .all(|k| k.starts_with("mcp_auth.tc.f."))
         );
+        // Another worker (empty table of its own) finds at most the 4 shared entries.
+        let mut other = TokenCache::new("f", 4);
         let hits = (0..100)
-            .filter(|i| cache.lookup(&store, 0, &format!("token-{i}"), 1).is_some())
+            .filter(|i| other.lookup(&store, 0, &format!("token-{i}"), 1).is_some())
             .count();
         assert!((1..=4).contains(&hits), "{hits}");
     }
@@ -256,16 +329,80 @@ mod tests {
     #[test]
     fn zero_slots_disables_the_cache() {
         let store = MemStore::default();
-        let cache = TokenCache::new("f", 0);
+        let mut cache = TokenCache::new("f", 0);
         cache.insert(&store, 0, "tok", &identity(1000));
         assert!(store.0.borrow().is_empty());
         assert_eq!(cache.lookup(&store, 0, "tok", 1), None);
     }
 
     #[test]
+    fn another_workers_entry_is_found_in_shared_data_then_kept_locally() {
+        let store = MemStore::default();
+        let mut verifier = TokenCache::new("f", 16);
+        let mut other = TokenCache::new("f", 16);
+        verifier.insert(&store, 0, "tok", &identity(1000));
+        assert_eq!(other.lookup(&store, 0, "tok", 1), Some(identity(1000)));
+        store.0.borrow_mut().clear();
+        assert_eq!(
+            other.lookup(&store, 0, "tok", 1),
+            Some(identity(1000)),
+            "answered from the worker's own table"
+        );
+        assert_eq!(other.lookup(&store, 0, "tok", 1000), None, "expired");
+        let mut third = TokenCache::new("f", 16);
+        assert_eq!(third.lookup(&store, 0, "tok", 1), None);
+    }
+
+    #[test]
+    fn a_stale_shared_entry_is_not_kept_locally() {
+        let store = MemStore::default();
+        let mut verifier = TokenCache::new("f", 16);
+        let mut other = TokenCache::new("f", 16);
+        verifier.insert(&store, 0, "tok", &identity(1000));
+        assert_eq!(other.lookup(&store, 0, "tok", 1000), None);
+        store.0.borrow_mut().clear();
+        assert_eq!(other.lookup(&store, 0, "tok", 1), None);
+    }
+
+    #[test]
+    fn local_table_matches_the_whole_token_and_resource_until_expiry() {
+        let mut local = LocalTokens::new(8);
+        local.insert(0, "tok", &identity(1000));
+        assert_eq!(local.lookup(0, "tok", 999), Some(&identity(1000)));
+        assert_eq!(local.lookup(0, "tok", 1000), None, "expired");
+        assert_eq!(local.lookup(1, "tok", 10), None, "entries are per resource");
+        assert_eq!(local.lookup(0, "tok2", 10), None);
+        assert_eq!(local.lookup(0, "to", 10), None);
+    }
+
+    #[test]
+    fn local_table_is_bounded_and_a_slot_collision_is_a_miss() {
+        let mut local = LocalTokens::new(1);
+        local.insert(0, "first", &identity(1000));
+        local.insert(0, "second", &identity(2000));
+        assert_eq!(
+            local.lookup(0, "first", 1),
+            None,
+            "evicted by the other token"
+        );
+        assert_eq!(local.lookup(0, "second", 1), Some(&identity(2000)));
+        let mut local = LocalTokens::new(4);
+        for i in 0..100 {
+            local.insert(0, &format!("token-{i}"), &identity(1000));
+        }
+        let hits = (0..100)
+            .filter(|i| local.lookup(0, &format!("token-{i}"), 1).is_some())
+            .count();
+        assert!((1..=4).contains(&hits), "{hits}");
+        let mut off = LocalTokens::new(0);
+        off.insert(0, "tok", &identity(1000));
+        assert_eq!(off.lookup(0, "tok", 1), None);
+    }
+
+    #[test]
     fn garbage_in_the_store_is_a_miss() {
         let store = MemStore::default();
-        let cache = TokenCache::new("f", 1);
+        let mut cache = TokenCache::new("f", 1);
         store.set("mcp_auth.tc.f.0", b"\x01garbage");
         assert_eq!(cache.lookup(&store, 0, "tok", 1), None);
     }

@@ -317,11 +317,11 @@ pub fn verify_token<'k>(
     }
 }
 
-/// [`verify_token`] behind the shared verified-token cache. Returns the outcome and whether the
+/// [`verify_token`] behind the verified-token cache. Returns the outcome and whether the
 /// cache answered (`Some(true)` hit, `Some(false)` miss, `None` cache not consulted/disabled).
 pub fn authenticate<'k>(
     cfg: &Config,
-    cache: &TokenCache,
+    cache: &mut TokenCache,
     store: &dyn SharedStore,
     resource: usize,
     token: &str,
@@ -357,18 +357,46 @@ pub fn authorize(
     }
 }
 
-/// Header edits for the upstream request on success: names to remove, then pairs to set.
+/// One change to the request headers before they go upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderEdit<'a> {
+    /// Remove every value of the header.
+    Remove(&'a str),
+    /// Replace the header's only value.
+    Replace(&'a str, &'a str),
+    /// Add a value (the header is absent).
+    Add(&'a str, &'a str),
+}
+
+/// Header edits for the upstream request on success: the token goes, and each identity header
+/// ends up with exactly the verified value or not at all. `sent[i]` is how many values of the
+/// `i`-th identity header the client sent, so the edits touch only what is there: each edit is a
+/// host call on every request. A header sent several times is removed before it is added, since
+/// a replace changes only the first value on some Envoy versions
+/// (`http_set_copy_replace_all_headers`).
 pub fn upstream_edits<'a>(
     cfg: &'a Config,
     identity: &'a Identity,
-) -> (Vec<&'a str>, Vec<(&'a str, &'a str)>) {
-    let mut remove: Vec<&str> = cfg
+    sent: &[u8],
+) -> Vec<HeaderEdit<'a>> {
+    let mut edits = vec![HeaderEdit::Remove("authorization")];
+    for (i, (h, value)) in cfg
         .identity_headers
         .iter()
-        .map(|h| h.header.as_str())
-        .collect();
-    remove.push("authorization");
-    (remove, identity.upstream_headers(&cfg.identity_headers))
+        .zip(&identity.header_values)
+        .enumerate()
+    {
+        let name = h.header.as_str();
+        let sent = sent.get(i).copied().unwrap_or(u8::MAX);
+        match (value.as_deref(), sent) {
+            (None, 0) => {}
+            (None, _) => edits.push(HeaderEdit::Remove(name)),
+            (Some(v), 0) => edits.push(HeaderEdit::Add(name, v)),
+            (Some(v), 1) => edits.push(HeaderEdit::Replace(name, v)),
+            (Some(v), _) => edits.extend([HeaderEdit::Remove(name), HeaderEdit::Add(name, v)]),
+        }
+    }
+    edits
 }
 
 #[cfg(test)]
@@ -667,28 +695,28 @@ mod tests {
             .expect("keys")
             .keys;
         let store = MemStore::default();
-        let cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
+        let mut cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
         let token = key.jwt(&claims());
         let ready = |_: usize| Some(&ks);
         let no_keys = |_: usize| None;
-        let (first, hit) = authenticate(&c, &cache, &store, 0, &token, &ready, NOW);
+        let (first, hit) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW);
         assert!(matches!(first, TokenOutcome::Verified(_)));
         assert_eq!(hit, Some(false));
-        let (second, hit) = authenticate(&c, &cache, &store, 0, &token, &no_keys, NOW + 1);
+        let (second, hit) = authenticate(&c, &mut cache, &store, 0, &token, &no_keys, NOW + 1);
         assert_eq!(second, first, "cache hit needs no keys");
         assert_eq!(hit, Some(true));
-        let (late, hit) = authenticate(&c, &cache, &store, 0, &token, &ready, NOW + 600);
+        let (late, hit) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 600);
         assert_eq!(hit, Some(false));
         assert!(
             matches!(late, TokenOutcome::Verified(_)),
             "within skew the token still verifies"
         );
-        let (expired, _) = authenticate(&c, &cache, &store, 0, &token, &ready, NOW + 700);
+        let (expired, _) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 700);
         assert_eq!(
             expired,
             TokenOutcome::Denied(Denial::InvalidToken("token expired"))
         );
-        let (bad, _) = authenticate(&c, &cache, &store, 0, "x.y.z", &ready, NOW);
+        let (bad, _) = authenticate(&c, &mut cache, &store, 0, "x.y.z", &ready, NOW);
         assert!(matches!(bad, TokenOutcome::Denied(_)));
         assert_eq!(store.0.borrow().len(), 1, "failures are never cached");
     }
@@ -731,23 +759,52 @@ mod tests {
             "a tool announced in headers is authorized before the body arrives"
         );
         assert!(calls_from_headers(&McpHeaders::default()).is_empty());
-        let (remove, set) = upstream_edits(&c, &id);
+        // Configuration order: client_id, scope, sub (sorted by claim).
         assert_eq!(
-            remove,
+            upstream_edits(&c, &id, &[0, 0, 0]),
             vec![
-                "x-mcp-client-id",
-                "x-mcp-scope",
-                "x-mcp-subject",
-                "authorization"
+                HeaderEdit::Remove("authorization"),
+                HeaderEdit::Add("x-mcp-client-id", "c1"),
+                HeaderEdit::Add("x-mcp-scope", "mcp:tools"),
+                HeaderEdit::Add("x-mcp-subject", "alice"),
             ]
         );
         assert_eq!(
-            set,
+            upstream_edits(&c, &id, &[1, 2, 0]),
             vec![
-                ("x-mcp-client-id", "c1"),
-                ("x-mcp-scope", "mcp:tools"),
-                ("x-mcp-subject", "alice")
-            ]
+                HeaderEdit::Remove("authorization"),
+                HeaderEdit::Replace("x-mcp-client-id", "c1"),
+                HeaderEdit::Remove("x-mcp-scope"),
+                HeaderEdit::Add("x-mcp-scope", "mcp:tools"),
+                HeaderEdit::Add("x-mcp-subject", "alice"),
+            ],
+            "a spoofed header sent twice is removed, not replaced"
+        );
+        let anonymous = Identity {
+            header_values: vec![None, None, None],
+            ..id.clone()
+        };
+        assert_eq!(
+            upstream_edits(&c, &anonymous, &[0, 1, 3]),
+            vec![
+                HeaderEdit::Remove("authorization"),
+                HeaderEdit::Remove("x-mcp-scope"),
+                HeaderEdit::Remove("x-mcp-subject"),
+            ],
+            "a claim the token lacks leaves no client-sent value behind"
+        );
+        assert_eq!(
+            upstream_edits(&c, &id, &[]),
+            vec![
+                HeaderEdit::Remove("authorization"),
+                HeaderEdit::Remove("x-mcp-client-id"),
+                HeaderEdit::Add("x-mcp-client-id", "c1"),
+                HeaderEdit::Remove("x-mcp-scope"),
+                HeaderEdit::Add("x-mcp-scope", "mcp:tools"),
+                HeaderEdit::Remove("x-mcp-subject"),
+                HeaderEdit::Add("x-mcp-subject", "alice"),
+            ],
+            "unknown counts are treated as many"
         );
     }
 }

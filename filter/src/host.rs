@@ -20,9 +20,10 @@ unsafe extern "C" {
     ) -> u32;
 }
 
-/// All pairs of a header map; values are raw bytes. Empty when the host has none.
+/// A header map in the host's serialization (decode with [`parse_header_map`]); empty when the
+/// host has none. One host call for the whole map; the pairs borrow from this buffer.
 #[cfg(target_arch = "wasm32")]
-pub fn header_pairs(map: MapType) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn header_map_bytes(map: MapType) -> Vec<u8> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a pointer to a buffer it allocated through our exported
@@ -32,19 +33,21 @@ pub fn header_pairs(map: MapType) -> Vec<(Vec<u8>, Vec<u8>)> {
         return Vec::new();
     }
     // SAFETY: see above; ownership of the buffer passes to us.
-    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
-    parse_header_map(&bytes).unwrap_or_default()
+    unsafe { Vec::from_raw_parts(data, size, size) }
 }
 
 /// Native builds (unit tests, clippy) have no host.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn header_pairs(_map: MapType) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn header_map_bytes(_map: MapType) -> Vec<u8> {
     Vec::new()
 }
 
+/// A header pair borrowed from [`header_map_bytes`]: raw name and value bytes.
+pub type HeaderPair<'a> = (&'a [u8], &'a [u8]);
+
 /// Decodes the proxy-wasm header map serialization: `count:u32le`, `count × (klen:u32le,
 /// vlen:u32le)`, then each key and value followed by a NUL. `None` if malformed.
-pub fn parse_header_map(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn parse_header_map(bytes: &[u8]) -> Option<Vec<HeaderPair<'_>>> {
     let u32_at = |at: usize| -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(b)).ok()
@@ -60,9 +63,9 @@ pub fn parse_header_map(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         let klen = u32_at(sizes_at)?;
         let vlen = u32_at(sizes_at + 4)?;
         sizes_at += 8;
-        let key = bytes.get(data_at..data_at.checked_add(klen)?)?.to_vec();
+        let key = bytes.get(data_at..data_at.checked_add(klen)?)?;
         data_at = data_at.checked_add(klen)?.checked_add(1)?;
-        let value = bytes.get(data_at..data_at.checked_add(vlen)?)?.to_vec();
+        let value = bytes.get(data_at..data_at.checked_add(vlen)?)?;
         data_at = data_at.checked_add(vlen)?.checked_add(1)?;
         out.push((key, value));
     }
@@ -123,12 +126,16 @@ mod tests {
         ]);
         let map = parse_header_map(&bytes).expect("valid");
         assert_eq!(map.len(), 3);
-        assert_eq!(map[1], (b"authorization".to_vec(), b"Bearer x".to_vec()));
+        assert_eq!(map[1], (&b"authorization"[..], &b"Bearer x"[..]));
         assert_eq!(map[2].1, b"");
         for cut in 0..bytes.len() - 1 {
             assert!(parse_header_map(&bytes[..cut]).is_none(), "cut {cut}");
         }
         assert!(parse_header_map(&[0xff, 0xff, 0xff, 0xff]).is_none());
         assert_eq!(parse_header_map(&[0, 0, 0, 0]), Some(vec![]));
+        assert!(
+            header_map_bytes(MapType::HttpRequestHeaders).is_empty(),
+            "no host natively"
+        );
     }
 }

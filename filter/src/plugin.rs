@@ -5,6 +5,7 @@
 //! [`Phase`]: `Start` → `Checking` (maybe paused, maybe registered as a key waiter) →
 //! `Forwarded` or `Answered`.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -17,8 +18,11 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::cache::TokenCache;
 use crate::challenge::{Denial, LocalResponse};
 use crate::config::Config;
-use crate::front::{self, Denied, HeadDecision, McpNeed, PendingAuth, RequestHead, TokenOutcome};
-use crate::host::{self, HostStore};
+use crate::config::IdentityHeader;
+use crate::front::{
+    self, Denied, HeadDecision, HeaderEdit, McpNeed, PendingAuth, RequestHead, TokenOutcome,
+};
+use crate::host::{self, HeaderPair, HostStore};
 use crate::identity::Identity;
 use crate::jwks::KeySet;
 use crate::keys::IssuerKeys;
@@ -129,6 +133,8 @@ struct Pending {
     wait_deadline_ms: Option<u64>,
     /// The host holds the request because we returned `Pause`.
     paused: bool,
+    /// How many values of each configured identity header the client sent.
+    sent_identity: Vec<u8>,
     /// `Authorization` removed and identity headers set.
     edits_applied: bool,
 }
@@ -218,7 +224,7 @@ fn advance(rt: &mut Runtime, id: u32, phase_rc: &Rc<RefCell<Phase>>, caller: Cal
                 |i: usize| -> Option<&KeySet> { issuers.get(i).and_then(IssuerKeys::key_set) };
             front::authenticate(
                 &cfg,
-                &rt.cache,
+                &mut rt.cache,
                 &HostStore,
                 p.auth.resource,
                 &p.auth.token,
@@ -271,12 +277,15 @@ fn advance(rt: &mut Runtime, id: u32, phase_rc: &Rc<RefCell<Phase>>, caller: Cal
     if !p.edits_applied {
         // Headers must be final before they continue (Envoy forwards them as soon as the header
         // phase continues, also when the body is still to be inspected).
-        let (remove, set) = front::upstream_edits(&rt.cfg, identity);
-        for name in remove {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
-        }
-        for (name, value) in set {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        const MAP: MapType = MapType::HttpRequestHeaders;
+        for edit in front::upstream_edits(&rt.cfg, identity, &p.sent_identity) {
+            let _ = match edit {
+                HeaderEdit::Remove(name) => hostcalls::set_map_value(MAP, name, None),
+                HeaderEdit::Replace(name, value) => {
+                    hostcalls::set_map_value(MAP, name, Some(value))
+                }
+                HeaderEdit::Add(name, value) => hostcalls::add_map_value(MAP, name, value),
+            };
         }
         p.edits_applied = true;
     }
@@ -391,15 +400,17 @@ impl Context for Root {
                 .issuers
                 .get(i)
                 .map_or(String::new(), |x| x.issuer.clone());
-            let status = host::header_pairs(MapType::HttpCallResponseHeaders)
+            let head = host::header_map_bytes(MapType::HttpCallResponseHeaders);
+            let status = host::parse_header_map(&head)
+                .unwrap_or_default()
                 .into_iter()
-                .find(|(k, _)| k == b":status")
+                .find(|(k, _)| *k == b":status")
                 .map(|(_, v)| v);
             let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            let result = match status.as_deref() {
+            let result = match status {
                 Some(b"200") => KeySet::parse(&body).map_err(|e| e.to_string()),
                 Some(s) => Err(format!("status {}", String::from_utf8_lossy(s))),
                 None => Err("no response (timeout or connection failure)".to_string()),
@@ -555,29 +566,37 @@ struct Http {
     phase: Rc<RefCell<Phase>>,
 }
 
-fn lossy(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).into_owned()
+fn text(v: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(v)
 }
 
-/// The request headers the filter reads (the first value of each, every `Authorization`),
-/// gathered in one pass over the header map: this runs on every request.
-#[derive(Default)]
-struct SeenHeaders {
-    method: Option<String>,
-    path: Option<String>,
-    origin: Option<String>,
-    mcp_method: Option<String>,
-    mcp_name: Option<String>,
-    authorization: Vec<String>,
+/// The request headers the filter reads (the first value of each, every `Authorization`, how
+/// many values of each identity header), gathered in one pass over the header map, borrowing
+/// from the host's buffer: this runs on every request.
+struct SeenHeaders<'a> {
+    method: Option<Cow<'a, str>>,
+    path: Option<Cow<'a, str>>,
+    origin: Option<Cow<'a, str>>,
+    mcp_method: Option<Cow<'a, str>>,
+    mcp_name: Option<Cow<'a, str>>,
+    authorization: Vec<Cow<'a, str>>,
+    identity: Vec<u8>,
 }
 
-impl SeenHeaders {
-    fn gather(pairs: &[(Vec<u8>, Vec<u8>)]) -> Self {
-        let mut seen = Self::default();
-        for (name, value) in pairs {
-            let name = name.as_slice();
+impl<'a> SeenHeaders<'a> {
+    fn gather(pairs: &[HeaderPair<'a>], identity_headers: &[IdentityHeader]) -> Self {
+        let mut seen = SeenHeaders {
+            method: None,
+            path: None,
+            origin: None,
+            mcp_method: None,
+            mcp_name: None,
+            authorization: Vec::new(),
+            identity: vec![0; identity_headers.len()],
+        };
+        for &(name, value) in pairs {
             if name.eq_ignore_ascii_case(b"authorization") {
-                seen.authorization.push(lossy(value));
+                seen.authorization.push(text(value));
                 continue;
             }
             let slot = if name.eq_ignore_ascii_case(b":method") {
@@ -591,10 +610,17 @@ impl SeenHeaders {
             } else if name.eq_ignore_ascii_case(b"mcp-name") {
                 &mut seen.mcp_name
             } else {
+                if let Some(i) = identity_headers
+                    .iter()
+                    .position(|h| name.eq_ignore_ascii_case(h.header.as_bytes()))
+                    && let Some(n) = seen.identity.get_mut(i)
+                {
+                    *n = n.saturating_add(1);
+                }
                 continue;
             };
             if slot.is_none() {
-                *slot = Some(lossy(value));
+                *slot = Some(text(value));
             }
         }
         seen
@@ -612,17 +638,19 @@ impl Http {
     }
 
     fn on_headers(&mut self, rt_rc: &Rc<RefCell<Runtime>>, end_of_stream: bool) -> Action {
-        let seen = SeenHeaders::gather(&host::header_pairs(MapType::HttpRequestHeaders));
+        let Ok(mut rt) = rt_rc.try_borrow_mut() else {
+            return Self::unconfigured();
+        };
+        let map = host::header_map_bytes(MapType::HttpRequestHeaders);
+        let pairs = host::parse_header_map(&map).unwrap_or_default();
+        let seen = SeenHeaders::gather(&pairs, &rt.cfg.identity_headers);
         let head = RequestHead {
             method: seen.method.as_deref().unwrap_or_default(),
             path: seen.path.as_deref().unwrap_or_default(),
             origin: seen.origin.as_deref(),
-            authorization: seen.authorization.iter().map(String::as_str).collect(),
+            authorization: seen.authorization.iter().map(AsRef::as_ref).collect(),
             mcp_method: seen.mcp_method.as_deref(),
             mcp_name: seen.mcp_name.as_deref(),
-        };
-        let Ok(mut rt) = rt_rc.try_borrow_mut() else {
-            return Self::unconfigured();
         };
         let decision = front::on_headers(&rt.cfg, &head);
         let pending = match decision {
@@ -666,6 +694,7 @@ impl Http {
                 kid_refetched: false,
                 wait_deadline_ms: None,
                 paused: false,
+                sent_identity: seen.identity,
                 edits_applied: false,
             }));
         }
