@@ -2,7 +2,12 @@
 //! "How to measure"). Runs natively too, which tells nothing about V8.
 
 // A measuring tool, not filter code: failing loudly on a broken setup is what it should do.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -35,14 +40,17 @@ fn main() {
         .nth(1)
         .map_or(200, |a| a.parse().expect("iterations"));
     let rounds = 7;
-    let message = b"eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJiZW5jaCIsInN1YiI6InUxIiwiZXhwIjo5OTk5OTk5OTk5fQ";
+    let message =
+        b"eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJiZW5jaCIsInN1YiI6InUxIiwiZXhwIjo5OTk5OTk5OTk5fQ";
 
-    let sk = p256::ecdsa::SigningKey::from_bytes(&Sha256::digest(b"bench").into()).expect("key");
+    let sk = p256::ecdsa::SigningKey::from_bytes(&Sha256::digest(b"bench")).expect("key");
     let vk = *sk.verifying_key();
     let sig: p256::ecdsa::Signature = sk.sign(message);
     let sig_bytes = sig.to_bytes();
     let ec = EcPublicKey::new(&vk).expect("ec key");
-    let es256 = time(iterations, rounds, || ec.verify(black_box(message), &sig_bytes));
+    let es256 = time(iterations, rounds, || {
+        ec.verify(black_box(message), &sig_bytes)
+    });
     println!("ES256 (mcp-auth-filter-crypto): {es256:8.1} µs/verify");
 
     let rsa_sk =

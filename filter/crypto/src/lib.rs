@@ -7,4 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod es256;
+mod field;
 pub mod rs256;
+mod scalar;
