@@ -268,12 +268,14 @@ impl Fe {
         Fe::ZERO.sub(self)
     }
 
-    #[inline]
+    // Not inlined: unrolled, a product and its reduction are ~2 KB of wasm, and the point
+    // formulas use ~20 of them; a call costs little next to 64 multiply-accumulate steps.
+    #[inline(never)]
     pub(crate) fn mul(&self, other: &Fe) -> Fe {
         reduce_wide(mul_wide(&self.0, &other.0))
     }
 
-    #[inline]
+    #[inline(never)]
     pub(crate) fn square(&self) -> Fe {
         reduce_wide(square_wide(&self.0))
     }
@@ -285,12 +287,15 @@ impl Fe {
         }
         let exponent = sub_limbs(&P, &[2, 0, 0, 0, 0, 0, 0, 0]).0;
         let mut acc = Fe::ONE;
-        for limb in exponent.iter().rev() {
-            for bit in (0..32).rev() {
-                acc = acc.square();
-                if (limb >> bit) & 1 == 1 {
-                    acc = acc.mul(self);
-                }
+        // One loop over the 256 bits rather than limbs × 32: LLVM unrolls a 32-step inner loop,
+        // ~8 KB of wasm for a function that only runs when a key is loaded.
+        for i in (0..256usize).rev() {
+            acc = acc.square();
+            if exponent
+                .get(i / 32)
+                .is_some_and(|limb| (limb >> (i % 32)) & 1 == 1)
+            {
+                acc = acc.mul(self);
             }
         }
         Some(acc)
