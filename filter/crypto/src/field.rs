@@ -67,6 +67,14 @@ pub(crate) fn less_than(a: &[u32; 8], m: &[u32; 8]) -> bool {
     sub_limbs(a, m).1 == 1
 }
 
+/// `a ≥ p`. The top limb of `p` is all ones, so below that (all but ~2⁻³² of the values met)
+/// the full comparison is skipped.
+#[inline(always)]
+fn at_least_p(a: &[u32; 8]) -> bool {
+    let [.., top] = *a;
+    top == u32::MAX && !less_than(a, &P)
+}
+
 /// Big-endian bytes → little-endian limbs.
 pub(crate) fn limbs_from_be(bytes: &[u8; 32]) -> [u32; 8] {
     let mut out = [0u32; 8];
@@ -209,7 +217,7 @@ fn reduce_wide(c: [u32; 16]) -> Fe {
         (limbs, top) = propagate([l0 + top, l1, l2, l3 - top, l4, l5, l6 - top, l7 + top]);
     }
     // limbs < 2²⁵⁶ < 2p.
-    if !less_than(&limbs, &P) {
+    if at_least_p(&limbs) {
         limbs = sub_limbs(&limbs, &P).0;
     }
     Fe(limbs)
@@ -242,7 +250,7 @@ impl Fe {
     pub(crate) fn add(&self, other: &Fe) -> Fe {
         let (sum, carry) = add_limbs(&self.0, &other.0);
         // sum < 2p: one subtraction at most.
-        if carry == 1 || !less_than(&sum, &P) {
+        if carry == 1 || at_least_p(&sum) {
             Fe(sub_limbs(&sum, &P).0)
         } else {
             Fe(sum)
