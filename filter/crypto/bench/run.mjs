@@ -1,5 +1,6 @@
 // Runs a wasm32-wasip1 program under Node's V8 (the engine Envoy embeds), e.g. the
-// `verify_bench` example: node filter/crypto/bench/run.mjs <file.wasm> [iterations]
+// benchmark or a test binary: node filter/crypto/bench/run.mjs <file.wasm> [args...]
+// (see ../README.md). The program's exit code becomes node's.
 import { readFile } from 'node:fs/promises';
 import { argv } from 'node:process';
 import { WASI } from 'node:wasi';
