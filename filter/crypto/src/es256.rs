@@ -1,73 +1,74 @@
 //! ES256 (ECDSA over P-256 with SHA-256, FIPS 186-5 section 6.4.2) verification tuned for wasm32.
 //!
-//! The field and scalar arithmetic is RustCrypto's `p256` (32-bit limbs on wasm32). What this
-//! module changes is the point arithmetic, which dominates a verification: `u1·G + u2·Q` is one
-//! interleaved (Strauss–Shamir) variable-time wNAF pass in Jacobian coordinates with the `a = −3`
-//! doubling, adding precomputed affine odd multiples of `G` (shared, built once) and of `Q`
-//! (built when the JWKS is loaded). The `p256` crate instead runs two constant-time scalar
-//! multiplications with complete formulas. All inputs are public (key, message, signature), so
-//! variable time is fine.
+//! `u1·G + u2·Q` is one interleaved (Strauss–Shamir) variable-time wNAF pass in Jacobian
+//! coordinates with the `a = −3` doubling, adding precomputed affine odd multiples of `G` (shared,
+//! built once) and of `Q` (built when the JWKS is loaded). The `p256` crate instead runs two
+//! constant-time scalar multiplications with complete formulas. The field and scalar arithmetic
+//! is this crate's own 32-bit code ([`crate::field`], [`crate::scalar`]): `p256`'s converts to
+//! 64-bit limbs on wasm32 and multiplies them as `u128`, which wasm emulates. All inputs are
+//! public (key, message, signature), so variable time is fine. `p256` is only used to parse and
+//! validate keys.
 
 use std::sync::OnceLock;
 
-use p256::elliptic_curve::Field as _;
-use p256::elliptic_curve::bigint::U256;
-use p256::elliptic_curve::ff::PrimeField as _;
-use p256::elliptic_curve::ops::Invert as _;
-use p256::elliptic_curve::sec1::ToEncodedPoint as _;
-use p256::{FieldBytes, FieldElement, Scalar};
 use sha2::{Digest as _, Sha256};
 
-/// wNAF width for the per-key table of `Q` (8 odd multiples).
-const W_KEY: u32 = 5;
-/// wNAF width for the shared table of `G` (32 odd multiples).
-const W_BASE: u32 = 7;
+use crate::field::{Fe, add_limbs};
+use crate::scalar::{N, Scalar};
+
+/// wNAF width for the per-key table of `Q` (16 odd multiples, 1 KB per key): ~37 additions per
+/// verification instead of ~43 at width 5. The table costs one field inversion (see
+/// [`odd_multiples`]), so a wider one is cheap to build.
+const W_KEY: u32 = 6;
+/// wNAF width for the shared table of `G` (64 odd multiples, 4 KB, built on first use): ~28
+/// additions instead of ~32 at width 7. Width 8 is the widest whose digits fit an `i8`.
+const W_BASE: u32 = 8;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Affine {
-    x: FieldElement,
-    y: FieldElement,
+    x: Fe,
+    y: Fe,
 }
 
 /// Jacobian coordinates: `(X/Z², Y/Z³)`; `Z = 0` is the point at infinity.
 #[derive(Clone, Copy)]
 struct Jacobian {
-    x: FieldElement,
-    y: FieldElement,
-    z: FieldElement,
+    x: Fe,
+    y: Fe,
+    z: Fe,
 }
 
 impl Jacobian {
     const INFINITY: Jacobian = Jacobian {
-        x: FieldElement::ONE,
-        y: FieldElement::ONE,
-        z: FieldElement::ZERO,
+        x: Fe::ONE,
+        y: Fe::ONE,
+        z: Fe::ZERO,
     };
 
     fn from_affine(p: &Affine) -> Self {
         Jacobian {
             x: p.x,
             y: p.y,
-            z: FieldElement::ONE,
+            z: Fe::ONE,
         }
     }
 
     fn is_infinity(&self) -> bool {
-        bool::from(self.z.is_zero())
+        self.z.is_zero()
     }
 
     /// `2P` ("dbl-2001-b", valid for `a = −3`); infinity and `Y = 0` give `Z = 0`.
     fn double(&self) -> Self {
         let delta = self.z.square();
         let gamma = self.y.square();
-        let beta = self.x.multiply(&gamma);
-        let alpha = self.x.sub(&delta).multiply(&self.x.add(&delta));
+        let beta = self.x.mul(&gamma);
+        let alpha = self.x.sub(&delta).mul(&self.x.add(&delta));
         let alpha = alpha.double().add(&alpha);
         let beta4 = beta.double().double();
         let x = alpha.square().sub(&beta4.double());
         let z = self.y.add(&self.z).square().sub(&gamma).sub(&delta);
         let gamma_sq8 = gamma.square().double().double().double();
-        let y = alpha.multiply(&beta4.sub(&x)).sub(&gamma_sq8);
+        let y = alpha.mul(&beta4.sub(&x)).sub(&gamma_sq8);
         Jacobian { x, y, z }
     }
 
@@ -77,12 +78,12 @@ impl Jacobian {
             return Jacobian::from_affine(q);
         }
         let z1z1 = self.z.square();
-        let u2 = q.x.multiply(&z1z1);
-        let s2 = q.y.multiply(&self.z).multiply(&z1z1);
+        let u2 = q.x.mul(&z1z1);
+        let s2 = q.y.mul(&self.z).mul(&z1z1);
         let h = u2.sub(&self.x);
         let r = s2.sub(&self.y).double();
-        if bool::from(h.is_zero()) {
-            return if bool::from(r.is_zero()) {
+        if h.is_zero() {
+            return if r.is_zero() {
                 self.double()
             } else {
                 Jacobian::INFINITY
@@ -90,34 +91,57 @@ impl Jacobian {
         }
         let hh = h.square();
         let i = hh.double().double();
-        let j = h.multiply(&i);
-        let v = self.x.multiply(&i);
+        let j = h.mul(&i);
+        let v = self.x.mul(&i);
         let x = r.square().sub(&j).sub(&v.double());
-        let y = r.multiply(&v.sub(&x)).sub(&self.y.multiply(&j).double());
+        let y = r.mul(&v.sub(&x)).sub(&self.y.mul(&j).double());
         let z = self.z.add(&h).square().sub(&z1z1).sub(&hh);
         Jacobian { x, y, z }
     }
 
     fn to_affine(self) -> Option<Affine> {
-        let zinv = Option::<FieldElement>::from(self.z.invert())?;
+        let zinv = self.z.invert()?;
         let zinv2 = zinv.square();
         Some(Affine {
-            x: self.x.multiply(&zinv2),
-            y: self.y.multiply(&zinv2).multiply(&zinv),
+            x: self.x.mul(&zinv2),
+            y: self.y.mul(&zinv2).mul(&zinv),
         })
     }
 }
 
-/// `P, 3P, 5P, …, (2^(w−1) − 1)P` in affine coordinates.
+/// `P, 3P, 5P, …, (2^(w−1) − 1)P` in affine coordinates, with one field inversion for the whole
+/// table (Montgomery's trick: `1/zᵢ = (z₀⋯zᵢ₋₁)·(z₀⋯zᵢ)⁻¹`) instead of one per entry, which
+/// would be most of the cost of loading a key. `None` if a multiple is the point at infinity
+/// (then a `z` and the product are zero), which cannot happen for a point of order `n`.
 fn odd_multiples(p: &Affine, w: u32) -> Option<Vec<Affine>> {
     let count = 1usize << (w - 2);
     let twice = Jacobian::from_affine(p).double().to_affine()?;
-    let mut out = Vec::with_capacity(count);
+    let mut points = Vec::with_capacity(count);
     let mut acc = Jacobian::from_affine(p);
     for _ in 0..count {
-        out.push(acc.to_affine()?);
+        points.push(acc);
         acc = acc.add_affine(&twice);
     }
+    // before[i] = z₀⋯zᵢ₋₁.
+    let mut before = Vec::with_capacity(count);
+    let mut product = Fe::ONE;
+    for point in &points {
+        before.push(product);
+        product = product.mul(&point.z);
+    }
+    // Walking down, `inverse` is (z₀⋯zᵢ)⁻¹.
+    let mut inverse = product.invert()?;
+    let mut out = Vec::with_capacity(count);
+    for (point, b) in points.iter().zip(&before).rev() {
+        let zinv = inverse.mul(b);
+        inverse = inverse.mul(&point.z);
+        let zinv2 = zinv.square();
+        out.push(Affine {
+            x: point.x.mul(&zinv2),
+            y: point.y.mul(&zinv2).mul(&zinv),
+        });
+    }
+    out.reverse();
     Some(out)
 }
 
@@ -125,19 +149,30 @@ fn base_table() -> Option<&'static [Affine]> {
     static TABLE: OnceLock<Option<Vec<Affine>>> = OnceLock::new();
     TABLE
         .get_or_init(|| {
-            let g = p256::AffinePoint::GENERATOR.to_encoded_point(false);
-            let x = Option::from(FieldElement::from_bytes(g.x()?))?;
-            let y = Option::from(FieldElement::from_bytes(g.y()?))?;
+            /// The base point (SEC 2 / FIPS 186-5 `G` of P-256).
+            const GX: [u8; 32] = [
+                0x6B, 0x17, 0xD1, 0xF2, 0xE1, 0x2C, 0x42, 0x47, 0xF8, 0xBC, 0xE6, 0xE5, 0x63, 0xA4,
+                0x40, 0xF2, 0x77, 0x03, 0x7D, 0x81, 0x2D, 0xEB, 0x33, 0xA0, 0xF4, 0xA1, 0x39, 0x45,
+                0xD8, 0x98, 0xC2, 0x96,
+            ];
+            const GY: [u8; 32] = [
+                0x4F, 0xE3, 0x42, 0xE2, 0xFE, 0x1A, 0x7F, 0x9B, 0x8E, 0xE7, 0xEB, 0x4A, 0x7C, 0x0F,
+                0x9E, 0x16, 0x2B, 0xCE, 0x33, 0x57, 0x6B, 0x31, 0x5E, 0xCE, 0xCB, 0xB6, 0x40, 0x68,
+                0x37, 0xBF, 0x51, 0xF5,
+            ];
+            let x = Fe::from_be_bytes(&GX)?;
+            let y = Fe::from_be_bytes(&GY)?;
             odd_multiples(&Affine { x, y }, W_BASE)
         })
         .as_deref()
 }
 
-/// Width-`w` non-adjacent form of a 256-bit big-endian scalar, least significant digit first.
-fn wnaf(bytes: &FieldBytes, w: u32) -> [i8; 257] {
+/// Width-`w` non-adjacent form of a 256-bit scalar (little-endian limbs), least significant
+/// digit first.
+fn wnaf(limbs: &[u32; 8], w: u32) -> [i8; 257] {
     let mut k = [0u32; 9];
-    for (limb, chunk) in k.iter_mut().zip(bytes.rchunks(4)) {
-        *limb = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+    for (dst, src) in k.iter_mut().zip(limbs) {
+        *dst = *src;
     }
     let full = 1u32 << w;
     let mut out = [0i8; 257];
@@ -199,28 +234,19 @@ fn table_entry(table: &[Affine], digit: i8) -> Option<Affine> {
     })
 }
 
-/// `r + n` as 32 big-endian bytes, if it fits (the field check then rejects it when ≥ p).
-fn r_plus_n(r: &FieldBytes) -> Option<FieldBytes> {
-    /// The group order `n`.
-    const N: [u8; 32] = [
-        0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-        0xFF, 0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63,
-        0x25, 0x51,
-    ];
-    let mut out = FieldBytes::default();
-    let mut carry = 0u16;
-    for ((o, a), b) in out.iter_mut().zip(r.iter()).zip(N.iter()).rev() {
-        let sum = u16::from(*a) + u16::from(*b) + carry;
-        *o = sum as u8;
-        carry = sum >> 8;
+/// `r + n` if it is below `p` (the only other x-coordinate that is `r` mod `n`).
+fn r_plus_n(r: &Scalar) -> Option<Fe> {
+    let (sum, carry) = add_limbs(r.limbs(), &N);
+    if carry == 1 {
+        return None;
     }
-    (carry == 0).then_some(out)
+    Fe::from_limbs(sum)
 }
 
 /// A P-256 public key prepared for ES256 verification.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EcPublicKey {
-    /// Odd multiples `Q, 3Q, …, 15Q`.
+    /// Odd multiples `Q, 3Q, …, 31Q`.
     table: Vec<Affine>,
 }
 
@@ -234,8 +260,8 @@ impl EcPublicKey {
     /// Prepares a key from a validated `p256` verifying key; `None` only for the identity.
     pub fn new(key: &p256::ecdsa::VerifyingKey) -> Option<Self> {
         let point = key.to_encoded_point(false);
-        let x = Option::from(FieldElement::from_bytes(point.x()?))?;
-        let y = Option::from(FieldElement::from_bytes(point.y()?))?;
+        let x = Fe::from_be_bytes(point.x()?.as_ref())?;
+        let y = Fe::from_be_bytes(point.y()?.as_ref())?;
         Some(EcPublicKey {
             table: odd_multiples(&Affine { x, y }, W_KEY)?,
         })
@@ -247,21 +273,26 @@ impl EcPublicKey {
     }
 
     fn verify_inner(&self, message: &[u8], signature: &[u8]) -> Option<bool> {
-        if signature.len() != 64 {
+        let Some((r_bytes, s_bytes)) = signature.split_first_chunk::<32>() else {
+            return Some(false);
+        };
+        let Ok(s_bytes) = <&[u8; 32]>::try_from(s_bytes) else {
+            return Some(false);
+        };
+        // r, s ∈ [1, n − 1] (FIPS 186-5 6.4.2 step 2).
+        let (Some(r), Some(s)) = (
+            Scalar::from_be_bytes(r_bytes),
+            Scalar::from_be_bytes(s_bytes),
+        ) else {
+            return Some(false);
+        };
+        if r.is_zero() || s.is_zero() {
             return Some(false);
         }
-        let (r_bytes, s_bytes) = signature.split_at_checked(32)?;
-        let r = Option::<Scalar>::from(Scalar::from_repr(*FieldBytes::from_slice(r_bytes)))?;
-        let s = Option::<Scalar>::from(Scalar::from_repr(*FieldBytes::from_slice(s_bytes)))?;
-        if bool::from(r.is_zero()) || bool::from(s.is_zero()) {
-            return Some(false);
-        }
-        let z = <Scalar as p256::elliptic_curve::ops::Reduce<U256>>::reduce_bytes(&Sha256::digest(
-            message,
-        ));
-        let s_inv = Option::<Scalar>::from(s.invert_vartime())?;
-        let u1 = wnaf(&(z * s_inv).to_bytes(), W_BASE);
-        let u2 = wnaf(&(r * s_inv).to_bytes(), W_KEY);
+        let z = Scalar::reduce_be_bytes(&Sha256::digest(message).into());
+        let s_inv = s.invert_vartime()?;
+        let u1 = wnaf(z.mul(&s_inv).limbs(), W_BASE);
+        let u2 = wnaf(r.mul(&s_inv).limbs(), W_KEY);
         let base = base_table()?;
         let mut acc = Jacobian::INFINITY;
         for (d1, d2) in u1.iter().zip(u2.iter()).rev() {
@@ -279,12 +310,10 @@ impl EcPublicKey {
             return Some(false);
         }
         let z2 = acc.z.square();
-        let r_bytes = r.to_bytes();
-        let matches = |c: &FieldBytes| {
-            Option::<FieldElement>::from(FieldElement::from_bytes(c))
-                .is_some_and(|c| c.multiply(&z2) == acc.x)
-        };
-        Some(matches(&r_bytes) || r_plus_n(&r_bytes).is_some_and(|c| matches(&c)))
+        let matches = |c: &Fe| c.mul(&z2) == acc.x;
+        // r < n < p, so r is always a field element.
+        let r_fe = Fe::from_limbs(*r.limbs())?;
+        Some(matches(&r_fe) || r_plus_n(&r).is_some_and(|c| matches(&c)))
     }
 }
 
@@ -293,6 +322,7 @@ mod tests {
     use super::*;
     use p256::ecdsa::signature::{Signer as _, Verifier as _};
     use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 
     fn seeded(i: u64) -> [u8; 32] {
         Sha256::digest(i.to_be_bytes()).into()
@@ -306,9 +336,9 @@ mod tests {
     #[test]
     fn wnaf_digits_reconstruct_the_scalar() {
         for i in 0..200u64 {
-            let bytes = FieldBytes::from(seeded(i));
+            let bytes = seeded(i);
             for w in [W_KEY, W_BASE] {
-                let digits = wnaf(&bytes, w);
+                let digits = wnaf(&crate::field::limbs_from_be(&bytes), w);
                 // Recompute k = Σ dᵢ·2ⁱ with a little-endian i64 accumulator per bit.
                 let mut total = [0i64; 264];
                 for (t, d) in total.iter_mut().zip(digits.iter()) {
@@ -328,7 +358,7 @@ mod tests {
                     back[32 - i / 8] |= b << (i % 8);
                 }
                 assert_eq!(back[0], 0);
-                assert_eq!(&back[1..], bytes.as_slice(), "scalar {i}, w {w}");
+                assert_eq!(&back[1..], bytes, "scalar {i}, w {w}");
                 for pair in digits.windows(w as usize) {
                     assert!(
                         pair.iter().filter(|d| **d != 0).count() <= 1,
@@ -419,8 +449,8 @@ mod tests {
     fn affine_of(p: p256::ProjectivePoint) -> Affine {
         let e = p.to_affine().to_encoded_point(false);
         Affine {
-            x: FieldElement::from_bytes(e.x().expect("x")).expect("fe"),
-            y: FieldElement::from_bytes(e.y().expect("y")).expect("fe"),
+            x: Fe::from_be_bytes(e.x().expect("x").as_ref()).expect("fe"),
+            y: Fe::from_be_bytes(e.y().expect("y").as_ref()).expect("fe"),
         }
     }
 
@@ -428,15 +458,25 @@ mod tests {
     fn tables_and_exceptional_additions_match_the_p256_group_law() {
         let g = p256::ProjectivePoint::GENERATOR;
         let table = base_table().expect("table");
-        assert_eq!(table.len(), 32);
+        assert_eq!(table.len(), 1 << (W_BASE - 2));
+        for i in 0..20u64 {
+            let sk = SigningKey::from_bytes(&seeded(i).into()).expect("scalar");
+            let q = p256::ProjectivePoint::from(*sk.verifying_key().as_affine());
+            let key = EcPublicKey::new(sk.verifying_key()).expect("key");
+            assert_eq!(key.table.len(), 1 << (W_KEY - 2));
+            for (j, entry) in key.table.iter().enumerate() {
+                let k = p256::Scalar::from(2 * j as u64 + 1);
+                assert!(*entry == affine_of(q * k), "key {i}: {}Q", 2 * j + 1);
+            }
+        }
         for (i, entry) in table.iter().enumerate() {
-            let k = Scalar::from(2 * i as u64 + 1);
+            let k = p256::Scalar::from(2 * i as u64 + 1);
             assert!(*entry == affine_of(g * k), "{}G", 2 * i + 1);
         }
-        let p = affine_of(g * Scalar::from(7u64));
+        let p = affine_of(g * p256::Scalar::from(7u64));
         let pj = Jacobian::from_affine(&p);
         assert!(
-            pj.add_affine(&p).to_affine() == Some(affine_of(g * Scalar::from(14u64))),
+            pj.add_affine(&p).to_affine() == Some(affine_of(g * p256::Scalar::from(14u64))),
             "P + P"
         );
         let minus_p = Affine {
@@ -449,7 +489,9 @@ mod tests {
         // A Jacobian point with Z ≠ 1 added to itself (in affine form) doubles.
         let p3 = pj.double().add_affine(&p);
         let p3_affine = p3.to_affine().expect("finite");
-        assert!(p3.add_affine(&p3_affine).to_affine() == Some(affine_of(g * Scalar::from(42u64))));
+        assert!(
+            p3.add_affine(&p3_affine).to_affine() == Some(affine_of(g * p256::Scalar::from(42u64)))
+        );
         assert!(
             p3.add_affine(&Affine {
                 x: p3_affine.x,
@@ -459,19 +501,123 @@ mod tests {
         );
     }
 
+    const N_HEX: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+
     #[test]
-    fn r_plus_n_adds_the_group_order_or_reports_overflow() {
-        let mut one = FieldBytes::default();
-        one[31] = 1;
-        let n_plus_1 = r_plus_n(&one).expect("fits");
+    fn r_plus_n_adds_the_group_order_when_the_sum_is_below_p() {
+        let one = Scalar::from_be_bytes(&hex32(&format!("{:064x}", 1))).expect("1");
         assert_eq!(
-            n_plus_1.as_slice(),
-            hex32("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632552")
+            r_plus_n(&one).map(Fe::to_be_bytes),
+            Some(hex32(
+                "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632552"
+            ))
         );
-        let big = FieldBytes::from(hex32(
-            "0000000100000000000000000000000000000000000000000000000000000000",
-        ));
-        assert_eq!(r_plus_n(&big), None, "r + n ≥ 2²⁵⁶");
+        // p − n = 0x4319055358e8617b0c46353d039cdaae: the largest r with r + n < p is one less.
+        let below = hex32("000000000000000000000000000000004319055358e8617b0c46353d039cdaad");
+        let r = Scalar::from_be_bytes(&below).expect("r");
+        let p_minus_1 = hex32("ffffffff00000001000000000000000000000000fffffffffffffffffffffffe");
+        assert_eq!(r_plus_n(&r).map(Fe::to_be_bytes), Some(p_minus_1));
+        let mut at = below;
+        at[31] += 1;
+        assert_eq!(
+            r_plus_n(&Scalar::from_be_bytes(&at).expect("r")),
+            None,
+            "r + n = p"
+        );
+        let big = hex32("0000000100000000000000000000000000000000000000000000000000000000");
+        assert_eq!(
+            r_plus_n(&Scalar::from_be_bytes(&big).expect("r")),
+            None,
+            "r + n ≥ p"
+        );
+    }
+
+    /// A signature whose `R` has `x(R) ≥ n` (probability ~2⁻¹²⁸ for real signatures): pick such
+    /// an `R`, pick `s`, and solve `u1·G + u2·Q = R` for the public key `Q`.
+    #[test]
+    fn accepts_x_of_r_above_n_through_r_plus_n_only() {
+        use p256::elliptic_curve::sec1::FromEncodedPoint as _;
+        type Reduce = p256::elliptic_curve::bigint::U256;
+        let n = hex32(N_HEX);
+        let (x, big_r) = (1u8..100)
+            .find_map(|i| {
+                let mut x = n;
+                x[31] += i;
+                let mut compressed = vec![0x02];
+                compressed.extend_from_slice(&x);
+                let point = p256::EncodedPoint::from_bytes(&compressed).expect("encoding");
+                Option::<p256::AffinePoint>::from(p256::AffinePoint::from_encoded_point(&point))
+                    .map(|p| (x, p))
+            })
+            .expect("a point with n < x < n + 100");
+        for (i, message) in [b"x(R) = r + n".as_slice(), b"", b"another"]
+            .iter()
+            .enumerate()
+        {
+            let z = <p256::Scalar as p256::elliptic_curve::ops::Reduce<Reduce>>::reduce_bytes(
+                &Sha256::digest(message),
+            );
+            let r = <p256::Scalar as p256::elliptic_curve::ops::Reduce<Reduce>>::reduce_bytes(
+                &x.into(),
+            );
+            let s = p256::Scalar::from(12_345 + i as u64);
+            let s_inv = s.invert().expect("s ≠ 0");
+            let (u1, u2) = (z * s_inv, r * s_inv);
+            let q = (p256::ProjectivePoint::from(big_r) - p256::ProjectivePoint::GENERATOR * u1)
+                * u2.invert().expect("u2 ≠ 0");
+            let vk = VerifyingKey::from_affine(q.to_affine()).expect("key");
+            let key = EcPublicKey::new(&vk).expect("key");
+            let sig = [r.to_bytes(), s.to_bytes()].concat();
+            assert_eq!(both(&vk, &key, message, &sig), (true, true), "{i}");
+            assert!(!key.verify(&[*message, b"!".as_slice()].concat(), &sig));
+            let unreduced = [x.as_slice(), s.to_bytes().as_slice()].concat();
+            assert_eq!(
+                both(&vk, &key, message, &unreduced),
+                (false, false),
+                "r ≥ n"
+            );
+            let r_plus_1 = [(r + p256::Scalar::ONE).to_bytes(), s.to_bytes()].concat();
+            assert_eq!(both(&vk, &key, message, &r_plus_1), (false, false));
+        }
+    }
+
+    /// RFC 6979 appendix A.2.5: P-256 with SHA-256, messages "sample" and "test".
+    #[test]
+    fn rfc6979_p256_sha256_vectors_verify() {
+        let x = hex32("60FED4BA255A9D31C961EB74C6356D68C049B8923B61FA6CE669622E60F29FB6");
+        let y = hex32("7903FE1008B8BC99A41AE9E95628BC64F2F1B20C2D7E9F5177A3C294D4462299");
+        let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+        let vk = VerifyingKey::from_encoded_point(&point).expect("RFC key");
+        let sk = SigningKey::from_bytes(
+            &hex32("C9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721").into(),
+        )
+        .expect("RFC private key");
+        assert_eq!(*sk.verifying_key(), vk);
+        let key = EcPublicKey::new(&vk).expect("key");
+        for (message, r, s) in [
+            (
+                "sample",
+                "EFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716",
+                "F7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8",
+            ),
+            (
+                "test",
+                "F1ABB023518351CD71D881567B1EA663ED3EFCF6C5132B354F28D3B0B7D38367",
+                "019F4113742A2B14BD25926B49C649155F267E60D3814B4C0CC84250E46F0083",
+            ),
+        ] {
+            let sig = [hex32(r), hex32(s)].concat();
+            // The deterministic signer produces exactly these bytes.
+            let signed: Signature = sk.sign(message.as_bytes());
+            assert_eq!(signed.to_bytes().as_slice(), sig, "{message}");
+            assert_eq!(both(&vk, &key, message.as_bytes(), &sig), (true, true));
+            assert!(!key.verify(b"samplf", &sig));
+            for flip in 0..64 {
+                let mut bad = sig.clone();
+                bad[flip] ^= 0x80 >> (flip % 8);
+                assert_eq!(both(&vk, &key, message.as_bytes(), &bad), (false, false));
+            }
+        }
     }
 
     #[test]
@@ -485,8 +631,8 @@ mod tests {
         let x = b64("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU");
         let y = b64("x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0");
         let point = p256::EncodedPoint::from_affine_coordinates(
-            FieldBytes::from_slice(&x),
-            FieldBytes::from_slice(&y),
+            p256::FieldBytes::from_slice(&x),
+            p256::FieldBytes::from_slice(&y),
             false,
         );
         let vk = VerifyingKey::from_encoded_point(&point).expect("RFC key");

@@ -1,0 +1,69 @@
+//! Times signature verifications; meant for wasm32-wasip1 under Node's V8 (see the crypto crate's
+//! README, "How to measure"). Runs natively too, which tells nothing about V8.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use mcp_auth_filter_crypto::es256::EcPublicKey;
+use mcp_auth_filter_crypto::rs256::RsaPublicKey;
+use p256::ecdsa::signature::{Signer as _, Verifier as _};
+use rsa::pkcs8::DecodePrivateKey as _;
+use rsa::signature::SignatureEncoding as _;
+use rsa::traits::PublicKeyParts as _;
+use sha2::{Digest as _, Sha256};
+
+/// Fastest of `rounds` timings of `iterations` calls, in µs per call: on a shared machine the
+/// other load only ever adds time, so the minimum is the steadiest estimate.
+fn time(iterations: u32, rounds: u32, mut f: impl FnMut() -> bool) -> f64 {
+    let mut samples: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                assert!(black_box(f()), "a valid signature did not verify");
+            }
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[0]
+}
+
+fn main() {
+    let iterations: u32 = std::env::args()
+        .nth(1)
+        .map_or(200, |a| a.parse().expect("iterations"));
+    let rounds = 15;
+    let message =
+        b"eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJiZW5jaCIsInN1YiI6InUxIiwiZXhwIjo5OTk5OTk5OTk5fQ";
+
+    let sk = p256::ecdsa::SigningKey::from_bytes(&Sha256::digest(b"bench")).expect("key");
+    let vk = *sk.verifying_key();
+    let sig: p256::ecdsa::Signature = sk.sign(message);
+    let sig_bytes = sig.to_bytes();
+    let ec = EcPublicKey::new(&vk).expect("ec key");
+    let load = time(iterations.div_ceil(10), rounds, || {
+        EcPublicKey::new(black_box(&vk)).is_some()
+    });
+    println!("ES256 key preparation:          {load:8.1} µs/key");
+    let es256 = time(iterations, rounds, || {
+        ec.verify(black_box(message), &sig_bytes)
+    });
+    println!("ES256 (mcp-auth-filter-crypto): {es256:8.1} µs/verify");
+
+    let rsa_sk =
+        rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("../../src/testdata/rsa2048-test-key.pem"))
+            .expect("pem");
+    let rsa_pub = RsaPublicKey::new(&rsa_sk.n().to_bytes_be(), 65537).expect("rsa key");
+    let rsa_sig = rsa::pkcs1v15::SigningKey::<Sha256>::new(rsa_sk)
+        .sign(message)
+        .to_vec();
+    let rs256 = time(iterations, rounds, || {
+        rsa_pub.verify(black_box(message), &rsa_sig)
+    });
+    println!("RS256 (mcp-auth-filter-crypto): {rs256:8.1} µs/verify");
+
+    let reference = time(iterations.div_ceil(10), 3, || {
+        vk.verify(black_box(message), &sig).is_ok()
+    });
+    println!("ES256 (p256 crate verify):      {reference:8.1} µs/verify");
+}

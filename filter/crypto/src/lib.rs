@@ -1,0 +1,12 @@
+//! Signature verifiers of the MCP auth filter: RS256 ([`rs256`]) and ES256 ([`es256`]).
+//!
+//! A crate of its own so that it can be optimized for speed (`opt-level = 3`, root `Cargo.toml`)
+//! while the filter around it is optimized for size. Pure computation: no host calls, no unsafe,
+//! no panics (the filter runs in a wasm VM where a panic aborts the request).
+
+#![forbid(unsafe_code)]
+
+pub mod es256;
+mod field;
+pub mod rs256;
+mod scalar;
