@@ -83,6 +83,7 @@ impl Envoy {
         let wasm = Wasm {
             filter: &p.filter_wasm,
             noop: &p.noop_wasm,
+            floor: &p.floor_wasm,
         };
         let config = envoy_config::bootstrap(auth, port, admin, jwks, &wasm);
         let config_path = dir.join(format!("{name}.json"));
@@ -217,6 +218,7 @@ pub fn cells() -> Vec<(Kind, Auth)> {
         }
     }
     cells.push((Kind::NoopWasm, Auth::NoopWasm));
+    cells.push((Kind::FloorWasm, Auth::FloorWasm));
     for alg in Alg::ALL {
         for hit in [true, false] {
             let cache_entries = if hit {
@@ -236,7 +238,7 @@ pub fn cells() -> Vec<(Kind, Auth)> {
 /// Which token file a cell's load uses.
 fn token_file(kind: Kind, files: &TokenFiles) -> &Path {
     match kind {
-        Kind::NoAuth | Kind::NoopWasm => &files.one[0],
+        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => &files.one[0],
         Kind::JwtAuthn { alg, cache } => files.pick(alg, cache),
         Kind::Filter { alg, hit } => files.pick(alg, hit),
     }
@@ -291,7 +293,7 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
 fn cell_alg(kind: Kind) -> Alg {
     match kind {
         Kind::JwtAuthn { alg, .. } | Kind::Filter { alg, .. } => alg,
-        Kind::NoAuth | Kind::NoopWasm => Alg::EdDsa,
+        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => Alg::EdDsa,
     }
 }
 
@@ -576,7 +578,8 @@ mod tests {
     #[test]
     fn every_filter_row_has_its_jwt_authn_counterpart_among_the_cells() {
         let kinds: Vec<Kind> = cells().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(kinds.len(), 14);
+        assert_eq!(kinds.len(), 15);
+        assert!(kinds.contains(&Kind::NoopWasm) && kinds.contains(&Kind::FloorWasm));
         for k in &kinds {
             if let Some(jwt) = k.jwt_counterpart() {
                 assert!(kinds.contains(&jwt), "{k:?}");

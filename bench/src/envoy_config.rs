@@ -18,6 +18,8 @@ pub enum Auth {
     JwtAuthn { alg: Alg, cache: bool },
     /// The no-op proxy-wasm filter (`bench/noop-filter`).
     NoopWasm,
+    /// The host-call floor (`bench/floor-filter`).
+    FloorWasm,
     /// The MCP auth filter with a token cache of `cache_entries` slots.
     Filter { alg: Alg, cache_entries: u32 },
 }
@@ -27,10 +29,11 @@ pub const JWT_AUTHN_CACHE_SIZE: u32 = 100;
 /// The request path the load generator uses (protected by the filter's resource).
 pub const PATH: &str = "/mcp";
 
-/// Paths of the two wasm modules.
+/// Paths of the wasm modules.
 pub struct Wasm<'a> {
     pub filter: &'a Path,
     pub noop: &'a Path,
+    pub floor: &'a Path,
 }
 
 /// The bootstrap for one Envoy process.
@@ -106,6 +109,7 @@ fn auth_filter(auth: &Auth, jwks: &Value, wasm: &Wasm) -> Option<Value> {
             }))
         }
         Auth::NoopWasm => Some(wasm_filter("noop", wasm.noop, "")),
+        Auth::FloorWasm => Some(wasm_filter("floor", wasm.floor, "")),
         Auth::Filter { cache_entries, .. } => Some(wasm_filter(
             "mcp_auth",
             wasm.filter,
@@ -161,6 +165,7 @@ mod tests {
         Wasm {
             filter: Path::new("/f.wasm"),
             noop: Path::new("/n.wasm"),
+            floor: Path::new("/l.wasm"),
         }
     }
 
@@ -188,6 +193,10 @@ mod tests {
             ),
             (
                 Auth::NoopWasm,
+                vec!["envoy.filters.http.wasm", "envoy.filters.http.router"],
+            ),
+            (
+                Auth::FloorWasm,
                 vec!["envoy.filters.http.wasm", "envoy.filters.http.router"],
             ),
             (

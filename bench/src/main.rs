@@ -28,6 +28,7 @@ usage: mcp-auth-bench (--quick | --full) [options]
   --filter-wasm PATH      filter module (default $MCP_AUTH_FILTER_WASM, then
                           $CARGO_TARGET_DIR or target/ wasm32-wasip1/release/mcp_auth_filter.wasm)
   --noop-wasm PATH        no-op module (default ... wasm32-wasip1/release/noop_filter.wasm)
+  --floor-wasm PATH       host-call floor module (default ... wasm32-wasip1/release/floor_filter.wasm)
   --auth-server PATH      auth server binary (default ... release/mcp-auth-server)
   --auth-db-dir DIR       where the auth server's SQLite file goes (default: a new temp dir)
   --json PATH             also write the raw results as JSON
@@ -104,6 +105,7 @@ struct Options {
     envoy: Option<PathBuf>,
     filter_wasm: Option<PathBuf>,
     noop_wasm: Option<PathBuf>,
+    floor_wasm: Option<PathBuf>,
     auth_server: Option<PathBuf>,
     json: Option<PathBuf>,
     pin: bool,
@@ -118,6 +120,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         envoy: None,
         filter_wasm: None,
         noop_wasm: None,
+        floor_wasm: None,
         auth_server: None,
         json: None,
         pin: true,
@@ -161,6 +164,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--envoy" => o.envoy = Some(value("--envoy")?.into()),
             "--filter-wasm" => o.filter_wasm = Some(value("--filter-wasm")?.into()),
             "--noop-wasm" => o.noop_wasm = Some(value("--noop-wasm")?.into()),
+            "--floor-wasm" => o.floor_wasm = Some(value("--floor-wasm")?.into()),
             "--auth-server" => o.auth_server = Some(value("--auth-server")?.into()),
             "--json" => o.json = Some(value("--json")?.into()),
             "--auth-db-dir" => auth_db_dir = Some(PathBuf::from(value("--auth-db-dir")?)),
@@ -202,6 +206,7 @@ pub struct Prereqs {
     pub envoy: PathBuf,
     pub filter_wasm: PathBuf,
     pub noop_wasm: PathBuf,
+    pub floor_wasm: PathBuf,
     pub auth_server: PathBuf,
     pub envoy_cpu: Option<usize>,
     pub load_cpu: Option<usize>,
@@ -256,7 +261,7 @@ fn prereqs(o: &Options) -> Result<Prereqs, String> {
         .envoy
         .clone()
         .unwrap_or_else(|| root.join(".venv/lib/python3.11/site-packages/envoy/_bin/envoy"));
-    let wasm_how = "cargo build --release --target wasm32-wasip1 -p mcp-auth-filter -p noop-filter";
+    let wasm_how = "cargo build --release --target wasm32-wasip1 -p mcp-auth-filter -p noop-filter -p floor-filter";
     let need_envoy = o.part != Part::Auth;
     let need_auth = o.part != Part::Envoy;
     if need_envoy && !envoy.is_file() {
@@ -294,6 +299,14 @@ fn prereqs(o: &Options) -> Result<Prereqs, String> {
         wasm_how,
         need_envoy,
     );
+    let floor_wasm = path(
+        &o.floor_wasm,
+        None,
+        "wasm32-wasip1/release/floor_filter.wasm",
+        "host-call floor wasm",
+        wasm_how,
+        need_envoy,
+    );
     let auth_server = path(
         &o.auth_server,
         None,
@@ -321,6 +334,7 @@ fn prereqs(o: &Options) -> Result<Prereqs, String> {
         envoy,
         filter_wasm,
         noop_wasm,
+        floor_wasm,
         auth_server,
         envoy_cpu: pin.then_some(0),
         load_cpu: pin.then_some(1),

@@ -12,6 +12,8 @@ use crate::tokens::Alg;
 pub enum Kind {
     NoAuth,
     NoopWasm,
+    /// Only the host calls an identity-forwarding filter makes on a cache hit.
+    FloorWasm,
     /// `jwt_authn`; with its cache the token is reused, without it each request has a fresh one.
     JwtAuthn {
         alg: Alg,
@@ -29,6 +31,7 @@ impl Kind {
         match self {
             Kind::NoAuth => "no auth".into(),
             Kind::NoopWasm => "no-op wasm filter".into(),
+            Kind::FloorWasm => "host-call floor wasm filter".into(),
             Kind::JwtAuthn { alg, cache: true } => {
                 format!("jwt_authn {} + jwt_cache_config, token reused", alg.jose())
             }
@@ -134,6 +137,23 @@ pub fn row_target(cells: &[CellResult], cell: &CellResult) -> Option<Verdict> {
     }
 }
 
+/// The floor row's reading: how much of the no-op filter's throughput a filter keeps that only
+/// makes the host calls of an identity-forwarding cache hit (no target; the filter's hit rows
+/// cannot do better than this).
+pub fn floor_note(cells: &[CellResult], cell: &CellResult) -> Option<String> {
+    if cell.kind != Kind::FloorWasm {
+        return None;
+    }
+    let noop = find(cells, Kind::NoopWasm)?;
+    let r = ratio(cell, noop, |s| s.rps)?;
+    let by_cpu = ratio(noop, cell, |s| s.cpu_us_per_req)?;
+    Some(format!(
+        "reference: req/s {:.1}% of no-op (by CPU/req: {:.1}%)",
+        r * 100.0,
+        by_cpu * 100.0
+    ))
+}
+
 fn fmt_ratio(r: Option<f64>) -> String {
     r.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "–".into())
 }
@@ -156,6 +176,7 @@ pub fn table(cells: &[CellResult]) -> String {
         let jwt = cell.kind.jwt_counterpart().and_then(|k| find(cells, k));
         let target = row_target(cells, cell)
             .map(|v| format!("{} **{}**", v.text, if v.pass { "PASS" } else { "FAIL" }))
+            .or_else(|| floor_note(cells, cell))
             .unwrap_or_default();
         let counters = cell
             .cache_hits_misses
@@ -223,6 +244,20 @@ mod tests {
         let v = row_target(&cells, &hit).unwrap();
         assert!(!v.pass, "median per-round ratio is 0.90: {v:?}");
         assert!(v.text.contains("90.0% (by CPU/req: 90.9%)"), "{v:?}");
+    }
+
+    #[test]
+    fn floor_row_is_a_reference_against_the_noop_filter_without_a_verdict() {
+        let noop = cell(Kind::NoopWasm, &[100.0], &[10.0]);
+        let floor = cell(Kind::FloorWasm, &[80.0], &[12.5]);
+        let cells = vec![noop.clone(), floor.clone()];
+        assert_eq!(row_target(&cells, &floor), None);
+        assert_eq!(
+            floor_note(&cells, &floor).as_deref(),
+            Some("reference: req/s 80.0% of no-op (by CPU/req: 80.0%)")
+        );
+        assert_eq!(floor_note(&cells, &noop), None);
+        assert!(table(&cells).contains("| host-call floor wasm filter | 80 |"));
     }
 
     #[test]

@@ -68,9 +68,12 @@ fn quick_run_measures_every_cell_and_the_token_endpoint() {
         "wasm32-wasip1",
         "-p",
         "noop-filter",
+        "-p",
+        "floor-filter",
     ]);
     cargo_build(&["-p", "mcp-auth-server"]);
     let noop = target_dir().join("wasm32-wasip1/release/noop_filter.wasm");
+    let floor = target_dir().join("wasm32-wasip1/release/floor_filter.wasm");
     let auth_server = target_dir().join("debug/mcp-auth-server");
 
     let out_dir = tempfile::tempdir().unwrap();
@@ -83,6 +86,8 @@ fn quick_run_measures_every_cell_and_the_token_endpoint() {
         .arg(&filter)
         .arg("--noop-wasm")
         .arg(&noop)
+        .arg("--floor-wasm")
+        .arg(&floor)
         .arg("--auth-server")
         .arg(&auth_server)
         .arg("--json")
@@ -96,6 +101,10 @@ fn quick_run_measures_every_cell_and_the_token_endpoint() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("| filter RS256 cache miss |"), "{stdout}");
+    assert!(
+        stdout.contains("| host-call floor wasm filter |") && stdout.contains("reference: req/s"),
+        "{stdout}"
+    );
 
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();

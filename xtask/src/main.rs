@@ -89,6 +89,8 @@ fn build_wasm() -> Result<PathBuf, String> {
         "mcp-auth-filter",
         "-p",
         "noop-filter",
+        "-p",
+        "floor-filter",
     ]))?;
     Ok(target_dir().join("wasm32-wasip1/release/mcp_auth_filter.wasm"))
 }
