@@ -85,6 +85,8 @@ impl Jacobian {
     /// `P + Q` for affine `Q` ("madd-2007-bl"), with the exceptional cases handled.
     fn add_affine(&self, q: &Affine) -> Self {
         if self.is_infinity() {
+            #[cfg(test)]
+            tests::count_exceptional(2);
             return Jacobian::from_affine(q);
         }
         let z1z1 = self.z.square();
@@ -93,6 +95,8 @@ impl Jacobian {
         let h = u2.sub(&self.x);
         let r = s2.sub(&self.y).double();
         if h.is_zero() {
+            #[cfg(test)]
+            tests::count_exceptional(usize::from(!r.is_zero()));
             return if r.is_zero() {
                 self.double()
             } else {
@@ -394,6 +398,19 @@ mod tests {
     use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
     use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 
+    thread_local! {
+        /// How often `add_affine` met `P == Q`, `P == −Q` and `P = ∞` on this thread.
+        static EXCEPTIONAL: std::cell::Cell<[usize; 3]> = const { std::cell::Cell::new([0; 3]) };
+    }
+
+    pub(super) fn count_exceptional(case: usize) {
+        EXCEPTIONAL.with(|c| {
+            let mut counts = c.get();
+            counts[case] += 1;
+            c.set(counts);
+        });
+    }
+
     fn seeded(i: u64) -> [u8; 32] {
         Sha256::digest(i.to_be_bytes()).into()
     }
@@ -594,6 +611,209 @@ mod tests {
             })
             .is_infinity()
         );
+    }
+
+    type PScalar = p256::Scalar;
+
+    fn p_scalar(bytes: [u8; 32]) -> PScalar {
+        <PScalar as p256::elliptic_curve::ops::Reduce<p256::U256>>::reduce_bytes(&bytes.into())
+    }
+
+    fn our_scalar(s: &PScalar) -> Scalar {
+        let bytes: [u8; 32] = s.to_bytes().into();
+        Scalar::from_be_bytes(&bytes).expect("scalar below n")
+    }
+
+    /// A scalar (reduced mod n) built from 16-bit chunks: `pick(k, random chunk, random byte)`
+    /// chooses chunk `k`.
+    fn chunked(seed: u64, pick: impl Fn(usize, u16, u8) -> u16) -> PScalar {
+        let random = seeded(seed);
+        let control = seeded(seed + 1_000_000);
+        let mut bytes = [0u8; 32];
+        // Chunk k is big-endian bytes 30 − 2k and 31 − 2k.
+        for (k, (out, (r, c))) in bytes
+            .rchunks_exact_mut(2)
+            .zip(random.rchunks_exact(2).zip(control))
+            .enumerate()
+        {
+            let value = u16::from_be_bytes([r[0], r[1]]);
+            out.copy_from_slice(&pick(k, value, c).to_be_bytes());
+        }
+        p_scalar(bytes)
+    }
+
+    /// Scalar pairs `(u1, u2)` meant to reach zero chunks, repeated digits in both strings,
+    /// and (with `Q = ±G`, `Q = ±2G`) partial sums equal to or opposite the added table entry.
+    fn crafted_pairs() -> Vec<(PScalar, PScalar, String)> {
+        let small = [0u16, 1, 3, 5, 7, 15, 0xFFFF, 0x8000, 2, 0x0101];
+        let mut pairs = vec![
+            (PScalar::ONE, PScalar::ONE, "1, 1".to_string()),
+            (PScalar::ONE, -PScalar::ONE, "1, −1".to_string()),
+            (PScalar::from(2u64), -PScalar::ONE, "2, −1".to_string()),
+            (PScalar::ZERO, PScalar::from(5u64), "0, 5".to_string()),
+            (-PScalar::ONE, -PScalar::ONE, "n − 1, n − 1".to_string()),
+            (
+                PScalar::from(1u64 << 16),
+                PScalar::from(1u64 << 16),
+                "2^16".to_string(),
+            ),
+        ];
+        // One digit c in chunk k of both: with Q = ±G the pass adds c·2^(16k)·G to ∞, then
+        // ±c·2^(16k)·G to that. With u1 = 2c·2^(16k) and Q = ±2G, the second addition meets
+        // ±its sum after a doubling (Z ≠ 1).
+        for k in (0..CHUNKS).step_by(3) {
+            let factor = (0..k).fold(PScalar::ONE, |f, _| f * PScalar::from(1u64 << CHUNK_BITS));
+            for c in [1u64, 3, 7, 15] {
+                let u = PScalar::from(c) * factor;
+                pairs.push((u, u, format!("{c}·2^(16·{k})")));
+                pairs.push((u + u, u, format!("2·{c}·2^(16·{k}), {c}·2^(16·{k})")));
+            }
+        }
+        for i in 0..6u64 {
+            // Every chunk zero with probability 1/2, else random.
+            let holes = chunked(i, |_, v, c| if c & 1 == 0 { 0 } else { v });
+            // Chunks from a few small or extreme values.
+            let sparse = chunked(100 + i, |_, _, c| small[usize::from(c) % small.len()]);
+            // Only chunk i % 16 nonzero.
+            let single = chunked(
+                200 + i,
+                |k, v, _| if k == i as usize % 16 { v | 1 } else { 0 },
+            );
+            let random = chunked(300 + i, |_, v, _| v);
+            pairs.push((holes, holes, format!("holes {i}, same")));
+            pairs.push((sparse, sparse, format!("sparse {i}, same")));
+            pairs.push((sparse, -sparse, format!("sparse {i}, negated")));
+            pairs.push((holes, sparse, format!("holes, sparse {i}")));
+            pairs.push((single, single, format!("single {i}, same")));
+            pairs.push((single, -single, format!("single {i}, negated")));
+            pairs.push((random, holes, format!("random, holes {i}")));
+            pairs.push((sparse + sparse, -sparse, format!("2·sparse {i}, −sparse")));
+        }
+        pairs
+    }
+
+    /// `u1·G + u2·Q` against `p256`, then a signature forged from it (knowing `u1`, `u2`, pick
+    /// `r = x(R) mod n`, `s = r/u2`, `z = u1·s`) accepted by both and its mutations rejected by
+    /// both, for keys `G`, `−G`, `2G`, `−2G` and random ones.
+    #[test]
+    fn crafted_scalars_reach_exceptional_additions_and_agree_with_p256() {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        use p256::elliptic_curve::Field as _;
+        let g = p256::ProjectivePoint::GENERATOR;
+        let keys = [
+            PScalar::ONE,
+            -PScalar::ONE,
+            PScalar::from(2u64),
+            -PScalar::from(2u64),
+            p_scalar(seeded(7)),
+        ];
+        let pairs = crafted_pairs();
+        let mut forged = 0;
+        let mut exceptional = [0usize; 3];
+        for (ki, d) in keys.iter().enumerate() {
+            let sk = SigningKey::from_bytes(&d.to_bytes()).expect("key");
+            let vk = *sk.verifying_key();
+            let q = p256::ProjectivePoint::from(*vk.as_affine());
+            let key = EcPublicKey::new(&vk).expect("key");
+            for (u1, u2, what) in &pairs {
+                let expected = g * u1 + q * u2;
+                let before = EXCEPTIONAL.with(std::cell::Cell::get);
+                let ours = key
+                    .mul_add(&our_scalar(u1), &our_scalar(u2))
+                    .expect("tables");
+                let after = EXCEPTIONAL.with(std::cell::Cell::get);
+                for (e, (a, b)) in exceptional.iter_mut().zip(after.iter().zip(before)) {
+                    // The first addition of a pass always starts from ∞.
+                    *e += a - b;
+                }
+                if expected == p256::ProjectivePoint::IDENTITY {
+                    assert!(ours.is_infinity(), "key {ki}, {what}: ∞");
+                } else {
+                    assert!(
+                        ours.to_affine() == Some(affine_of(expected)),
+                        "key {ki}, {what}"
+                    );
+                }
+                if bool::from(u2.is_zero()) {
+                    continue;
+                }
+                let encoded = expected.to_affine().to_encoded_point(false);
+                // At infinity there is no x: try r = 1 (then nothing verifies).
+                let r = encoded.x().map_or(PScalar::ONE, |x| {
+                    p_scalar(<[u8; 32]>::try_from(x.as_slice()).expect("32 bytes"))
+                });
+                if bool::from(r.is_zero()) {
+                    continue;
+                }
+                let s = r * u2.invert().expect("u2 ≠ 0");
+                let z = *u1 * s;
+                let check = |z: &PScalar, r: &PScalar, s: &PScalar| {
+                    let sig = Signature::from_scalars(*r, *s).expect("r, s ≠ 0");
+                    let reference = vk.verify_prehash(&z.to_bytes(), &sig).is_ok();
+                    let ours = key
+                        .verify_scalars(&our_scalar(z), &our_scalar(r), &our_scalar(s))
+                        .expect("no failure");
+                    assert_eq!(ours, reference, "key {ki}, {what}");
+                    ours
+                };
+                let valid = check(&z, &r, &s);
+                assert_eq!(valid, encoded.x().is_some(), "key {ki}, {what}");
+                forged += usize::from(valid);
+                assert!(!check(&(z + PScalar::ONE), &r, &s), "z + 1");
+                if !bool::from((s + PScalar::ONE).is_zero()) {
+                    assert!(!check(&z, &r, &(s + PScalar::ONE)), "s + 1");
+                }
+                if !bool::from((r + PScalar::ONE).is_zero()) {
+                    assert!(!check(&z, &(r + PScalar::ONE), &s), "r + 1");
+                }
+                // The whole path, with the forged z as a message hash, through the verifier.
+                let sig = Signature::from_scalars(r, s).expect("sig");
+                let ours = key.verify_scalars(
+                    &Scalar::reduce_be_bytes(&z.to_bytes().into()),
+                    &Scalar::from_be_bytes(&sig.r().to_bytes().into()).expect("r"),
+                    &Scalar::from_be_bytes(&sig.s().to_bytes().into()).expect("s"),
+                );
+                assert_eq!(ours, Some(valid));
+            }
+        }
+        assert!(forged > keys.len() * pairs.len() / 2, "{forged} forged");
+        // Each kind of exceptional addition happened inside the verification pass many times
+        // (∞ accumulators more often than passes: after P + (−P) the pass goes on from ∞).
+        let passes = keys.len() * pairs.len();
+        assert!(
+            exceptional[0] > 50 && exceptional[1] > 50 && exceptional[2] > passes,
+            "{exceptional:?} in {passes} passes"
+        );
+        eprintln!("exceptional additions {exceptional:?} in {passes} passes");
+    }
+
+    /// Random keys, messages and signatures (RFC 6979 nonces from random messages), each with
+    /// a random bit of `r`, of `s` and of the message flipped.
+    #[test]
+    fn agrees_with_the_p256_crate_on_random_keys_and_random_bit_flips() {
+        for i in 0..80u64 {
+            let sk = SigningKey::from_bytes(&seeded(10_000 + i).into()).expect("scalar");
+            let vk = *sk.verifying_key();
+            let key = EcPublicKey::new(&vk).expect("key");
+            let random = seeded(20_000 + i);
+            let msg = [random.as_slice(), &seeded(30_000 + i)].concat();
+            let msg = &msg[..usize::from(random[0]) % 64];
+            let sig: Signature = sk.sign(msg);
+            let bytes = sig.to_bytes().to_vec();
+            assert_eq!(both(&vk, &key, msg, &bytes), (true, true), "valid {i}");
+            let bit = |b: u8| 1u8 << (b % 8);
+            let mut bad_r = bytes.clone();
+            bad_r[usize::from(random[1]) % 32] ^= bit(random[2]);
+            let mut bad_s = bytes.clone();
+            bad_s[32 + usize::from(random[3]) % 32] ^= bit(random[4]);
+            assert_eq!(both(&vk, &key, msg, &bad_r), (false, false), "r of {i}");
+            assert_eq!(both(&vk, &key, msg, &bad_s), (false, false), "s of {i}");
+            if !msg.is_empty() {
+                let mut bad_msg = msg.to_vec();
+                bad_msg[usize::from(random[5]) % msg.len()] ^= bit(random[6]);
+                assert_eq!(both(&vk, &key, &bad_msg, &bytes), (false, false), "msg {i}");
+            }
+        }
     }
 
     const N_HEX: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
