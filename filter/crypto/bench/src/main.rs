@@ -45,6 +45,10 @@ fn main() {
         EcPublicKey::new(black_box(&vk)).is_some()
     });
     println!("ES256 key preparation:          {load:8.1} µs/key");
+    let base = time(iterations.div_ceil(20), rounds, || {
+        mcp_auth_filter_crypto::es256::bench_build_base_table()
+    });
+    println!("ES256 G tables (once per VM):   {base:8.1} µs");
     let es256 = time(iterations, rounds, || {
         ec.verify(black_box(message), &sig_bytes)
     });
