@@ -41,6 +41,12 @@ pub struct TokenCache {
 
 type Hash = [u8; 32];
 
+/// What a cache miss already computed (the token's hash, once the shared table was consulted).
+#[derive(Debug, Default)]
+pub struct Miss {
+    hash: Option<Hash>,
+}
+
 fn token_hash(resource: usize, token: &str) -> Hash {
     let mut h = Sha256::new();
     h.update(u64::try_from(resource).unwrap_or(u64::MAX).to_be_bytes());
@@ -69,37 +75,50 @@ impl TokenCache {
     }
 
     /// The cached identity for this token on this resource, if still valid at `now`: from this
-    /// worker's table, else from shared data (then also kept in this worker's table).
+    /// worker's table, else from shared data (then also kept in this worker's table). A miss
+    /// carries what the lookup computed, for [`TokenCache::insert`].
     pub fn lookup(
         &mut self,
         store: &dyn SharedStore,
         resource: usize,
         token: &str,
         now: u64,
-    ) -> Option<Identity> {
+    ) -> Result<Identity, Miss> {
         if let Some(identity) = self.local.lookup(resource, token, now) {
-            return Some(identity.clone());
+            return Ok(identity.clone());
+        }
+        if self.slots == 0 {
+            return Err(Miss::default());
         }
         let hash = token_hash(resource, token);
-        let bytes = store.get(&self.slot_key(&hash)?)?;
-        let (stored_hash, identity) = decode(&bytes)?;
-        if stored_hash != hash || now >= identity.exp {
-            return None;
+        let miss = Miss { hash: Some(hash) };
+        let Some(bytes) = self.slot_key(&hash).and_then(|key| store.get(&key)) else {
+            return Err(miss);
+        };
+        match decode(&bytes) {
+            Some((stored, identity)) if stored == hash && now < identity.exp => {
+                self.local.insert(resource, token, &identity);
+                Ok(identity)
+            }
+            _ => Err(miss),
         }
-        self.local.insert(resource, token, &identity);
-        Some(identity)
     }
 
-    /// Remembers a verified identity, here and in shared data.
+    /// Remembers a verified identity, here and in shared data. `miss` is what the lookup of the
+    /// same token returned (the token's hash is computed once per request).
     pub fn insert(
         &mut self,
         store: &dyn SharedStore,
+        miss: Miss,
         resource: usize,
         token: &str,
         identity: &Identity,
     ) {
+        if self.slots == 0 {
+            return;
+        }
         self.local.insert(resource, token, identity);
-        let hash = token_hash(resource, token);
+        let hash = miss.hash.unwrap_or_else(|| token_hash(resource, token));
         if let (Some(key), Some(value)) = (self.slot_key(&hash), encode(&hash, identity)) {
             store.set(&key, &value);
         }
@@ -292,12 +311,15 @@ mod tests {
     fn hit_until_the_token_expires_then_miss() {
         let store = MemStore::default();
         let mut cache = TokenCache::new("abcd", 16);
-        cache.insert(&store, 0, "tok", &identity(1000));
-        assert_eq!(cache.lookup(&store, 0, "tok", 999), Some(identity(1000)));
-        assert_eq!(cache.lookup(&store, 0, "tok", 1000), None);
-        assert_eq!(cache.lookup(&store, 0, "other", 10), None);
+        cache.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         assert_eq!(
-            cache.lookup(&store, 1, "tok", 10),
+            cache.lookup(&store, 0, "tok", 999).ok(),
+            Some(identity(1000))
+        );
+        assert_eq!(cache.lookup(&store, 0, "tok", 1000).ok(), None);
+        assert_eq!(cache.lookup(&store, 0, "other", 10).ok(), None);
+        assert_eq!(
+            cache.lookup(&store, 1, "tok", 10).ok(),
             None,
             "entries are per resource"
         );
@@ -308,7 +330,13 @@ mod tests {
         let store = MemStore::default();
         let mut cache = TokenCache::new("f", 4);
         for i in 0..100 {
-            cache.insert(&store, 0, &format!("token-{i}"), &identity(1000));
+            cache.insert(
+                &store,
+                Miss::default(),
+                0,
+                &format!("token-{i}"),
+                &identity(1000),
+            );
         }
         assert!(store.0.borrow().len() <= 4);
         assert!(
@@ -321,7 +349,7 @@ mod tests {
         // Another worker (empty table of its own) finds at most the 4 shared entries.
         let mut other = TokenCache::new("f", 4);
         let hits = (0..100)
-            .filter(|i| other.lookup(&store, 0, &format!("token-{i}"), 1).is_some())
+            .filter(|i| other.lookup(&store, 0, &format!("token-{i}"), 1).is_ok())
             .count();
         assert!((1..=4).contains(&hits), "{hits}");
     }
@@ -330,9 +358,9 @@ mod tests {
     fn zero_slots_disables_the_cache() {
         let store = MemStore::default();
         let mut cache = TokenCache::new("f", 0);
-        cache.insert(&store, 0, "tok", &identity(1000));
+        cache.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         assert!(store.0.borrow().is_empty());
-        assert_eq!(cache.lookup(&store, 0, "tok", 1), None);
+        assert_eq!(cache.lookup(&store, 0, "tok", 1).ok(), None);
     }
 
     #[test]
@@ -340,17 +368,17 @@ mod tests {
         let store = MemStore::default();
         let mut verifier = TokenCache::new("f", 16);
         let mut other = TokenCache::new("f", 16);
-        verifier.insert(&store, 0, "tok", &identity(1000));
-        assert_eq!(other.lookup(&store, 0, "tok", 1), Some(identity(1000)));
+        verifier.insert(&store, Miss::default(), 0, "tok", &identity(1000));
+        assert_eq!(other.lookup(&store, 0, "tok", 1).ok(), Some(identity(1000)));
         store.0.borrow_mut().clear();
         assert_eq!(
-            other.lookup(&store, 0, "tok", 1),
+            other.lookup(&store, 0, "tok", 1).ok(),
             Some(identity(1000)),
             "answered from the worker's own table"
         );
-        assert_eq!(other.lookup(&store, 0, "tok", 1000), None, "expired");
+        assert_eq!(other.lookup(&store, 0, "tok", 1000).ok(), None, "expired");
         let mut third = TokenCache::new("f", 16);
-        assert_eq!(third.lookup(&store, 0, "tok", 1), None);
+        assert_eq!(third.lookup(&store, 0, "tok", 1).ok(), None);
     }
 
     #[test]
@@ -358,10 +386,10 @@ mod tests {
         let store = MemStore::default();
         let mut verifier = TokenCache::new("f", 16);
         let mut other = TokenCache::new("f", 16);
-        verifier.insert(&store, 0, "tok", &identity(1000));
-        assert_eq!(other.lookup(&store, 0, "tok", 1000), None);
+        verifier.insert(&store, Miss::default(), 0, "tok", &identity(1000));
+        assert_eq!(other.lookup(&store, 0, "tok", 1000).ok(), None);
         store.0.borrow_mut().clear();
-        assert_eq!(other.lookup(&store, 0, "tok", 1), None);
+        assert_eq!(other.lookup(&store, 0, "tok", 1).ok(), None);
     }
 
     #[test]
@@ -404,6 +432,6 @@ mod tests {
         let store = MemStore::default();
         let mut cache = TokenCache::new("f", 1);
         store.set("mcp_auth.tc.f.0", b"\x01garbage");
-        assert_eq!(cache.lookup(&store, 0, "tok", 1), None);
+        assert_eq!(cache.lookup(&store, 0, "tok", 1).ok(), None);
     }
 }

@@ -329,12 +329,13 @@ pub fn authenticate<'k>(
     now: u64,
 ) -> (TokenOutcome, Option<bool>) {
     let enabled = cfg.token_cache_slots > 0;
-    if enabled && let Some(id) = cache.lookup(store, resource, token, now) {
-        return (TokenOutcome::Verified(id), Some(true));
-    }
+    let miss = match cache.lookup(store, resource, token, now) {
+        Ok(id) => return (TokenOutcome::Verified(id), Some(true)),
+        Err(miss) => miss,
+    };
     let outcome = verify_token(cfg, resource, token, keys, now);
     if let TokenOutcome::Verified(id) = &outcome {
-        cache.insert(store, resource, token, id);
+        cache.insert(store, miss, resource, token, id);
     }
     (outcome, enabled.then_some(false))
 }
