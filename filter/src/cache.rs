@@ -15,6 +15,7 @@
 //! `n_headers × (present:u8, [len:u16, bytes])`.
 
 use std::hash::Hasher as _;
+use std::rc::Rc;
 
 use rustc_hash::FxHasher;
 use sha2::{Digest as _, Sha256};
@@ -83,9 +84,9 @@ impl TokenCache {
         resource: usize,
         token: &str,
         now: u64,
-    ) -> Result<Identity, Miss> {
+    ) -> Result<Rc<Identity>, Miss> {
         if let Some(identity) = self.local.lookup(resource, token, now) {
-            return Ok(identity.clone());
+            return Ok(Rc::clone(identity));
         }
         if self.slots == 0 {
             return Err(Miss::default());
@@ -97,6 +98,7 @@ impl TokenCache {
         };
         match decode(&bytes) {
             Some((stored, identity)) if stored == hash && now < identity.exp => {
+                let identity = Rc::new(identity);
                 self.local.insert(resource, token, &identity);
                 Ok(identity)
             }
@@ -112,7 +114,7 @@ impl TokenCache {
         miss: Miss,
         resource: usize,
         token: &str,
-        identity: &Identity,
+        identity: &Rc<Identity>,
     ) {
         if self.slots == 0 {
             return;
@@ -130,7 +132,7 @@ impl TokenCache {
 struct LocalEntry {
     resource: usize,
     token: Box<str>,
-    identity: Identity,
+    identity: Rc<Identity>,
 }
 
 /// A worker VM's own verified-token table (direct-mapped; a slot is found by a fast
@@ -158,21 +160,21 @@ impl LocalTokens {
 
     /// The identity of this token on this resource, if this worker verified or looked it up
     /// before and it is still valid at `now`.
-    pub fn lookup(&self, resource: usize, token: &str, now: u64) -> Option<&Identity> {
+    pub fn lookup(&self, resource: usize, token: &str, now: u64) -> Option<&Rc<Identity>> {
         let entry = self.slots.get(self.slot(resource, token)?)?.as_ref()?;
         (entry.resource == resource && *entry.token == *token && now < entry.identity.exp)
             .then_some(&entry.identity)
     }
 
     /// Remembers a verified identity (evicting the slot's previous entry).
-    pub fn insert(&mut self, resource: usize, token: &str, identity: &Identity) {
+    pub fn insert(&mut self, resource: usize, token: &str, identity: &Rc<Identity>) {
         if let Some(i) = self.slot(resource, token)
             && let Some(slot) = self.slots.get_mut(i)
         {
             *slot = Some(LocalEntry {
                 resource,
                 token: token.into(),
-                identity: identity.clone(),
+                identity: Rc::clone(identity),
             });
         }
     }
@@ -282,19 +284,19 @@ mod tests {
         }
     }
 
-    fn identity(exp: u64) -> Identity {
-        Identity {
+    fn identity(exp: u64) -> Rc<Identity> {
+        Rc::new(Identity {
             exp,
             scopes: vec!["mcp:tools".into(), "mcp:admin".into()],
             header_values: vec![Some("alice".into()), None, Some("".into())],
-        }
+        })
     }
 
     #[test]
     fn encoding_round_trips_and_rejects_corruption() {
         let hash = [7u8; 32];
         let bytes = encode(&hash, &identity(1234)).expect("encodes");
-        assert_eq!(decode(&bytes), Some((hash, identity(1234))));
+        assert_eq!(decode(&bytes), Some((hash, (*identity(1234)).clone())));
         for cut in 0..bytes.len() {
             assert_eq!(decode(&bytes[..cut]), None, "truncated at {cut}");
         }

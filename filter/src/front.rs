@@ -1,6 +1,8 @@
 //! The filter's decisions as pure functions of the request and the current key/cache state.
 //! `lib.rs` only moves data between the host and these functions.
 
+use std::rc::Rc;
+
 use crate::cache::{SharedStore, TokenCache};
 use crate::challenge::{Denial, LocalResponse, metadata_not_found};
 use crate::config::{Config, UnmatchedPaths};
@@ -149,16 +151,37 @@ pub fn bearer_token<'a>(values: &[&'a str]) -> Result<&'a str, Denial> {
         return Err(Denial::InvalidToken("authorization scheme must be Bearer"));
     }
     let token = rest.trim_start_matches(' ');
+    // One table lookup per byte: this runs over the whole token on every request.
+    if !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| TOKEN68.get(usize::from(b)) == Some(&true))
+    {
+        return Ok(token);
+    }
     if token.contains(',') {
         // Envoy joins repeated Authorization headers with a comma.
         return Err(Denial::InvalidRequest("multiple Authorization headers"));
     }
-    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
-    if token.is_empty() || !token.bytes().all(token68) {
-        return Err(Denial::InvalidToken("malformed bearer token"));
-    }
-    Ok(token)
+    Err(Denial::InvalidToken("malformed bearer token"))
 }
+
+/// The bytes of RFC 6750's `b64token` (RFC 7235 `token68`, without the trailing `=` rule: a JWS
+/// never has one, and a token that is not a JWS fails its decoding anyway).
+// Evaluated at compile time: an out-of-range index would fail the build, not panic at run time.
+#[allow(clippy::indexing_slicing)]
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0u8;
+    loop {
+        table[b as usize] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        if b == u8::MAX {
+            break table;
+        }
+        b += 1;
+    }
+};
 
 /// Decides what to do with a request from its headers alone.
 pub fn on_headers(cfg: &Config, head: &RequestHead<'_>) -> HeadDecision {
@@ -255,8 +278,8 @@ pub fn mcp_calls(headers: &McpHeaders, body: &[u8]) -> Result<Vec<McpCall>, Deni
 /// Result of a token check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenOutcome {
-    /// Valid.
-    Verified(Identity),
+    /// Valid. Shared with the token cache, which hands out the same identity on every hit.
+    Verified(Rc<Identity>),
     /// Invalid.
     Denied(Denial),
     /// The token's issuer has no keys yet: wait.
@@ -309,7 +332,7 @@ pub fn verify_token<'k>(
     };
     match jwt.verify(key_set, &expect) {
         Ok(verified) => match Identity::from_token(&cfg.identity_headers, &verified) {
-            Ok(id) => TokenOutcome::Verified(id),
+            Ok(id) => TokenOutcome::Verified(Rc::new(id)),
             Err(e) => invalid(e),
         },
         Err(TokenError::UnknownKid) => TokenOutcome::UnknownKid { issuer: issuer_idx },
@@ -520,9 +543,31 @@ mod tests {
                 vec!["Bearer a\"b"],
                 Some(Denial::InvalidToken("malformed bearer token")),
             ),
+            (
+                vec!["Bearer a.b.c\u{e9}"],
+                Some(Denial::InvalidToken("malformed bearer token")),
+            ),
+            (
+                vec!["Bearer a.b.c\u{0}"],
+                Some(Denial::InvalidToken("malformed bearer token")),
+            ),
             (vec!["bearer a.b.c"], None),
             (vec!["Bearer  a.b.c"], None),
         ];
+        let every_token68_byte =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=";
+        assert_eq!(
+            bearer_token(&[&format!("Bearer {every_token68_byte}")]),
+            Ok(every_token68_byte)
+        );
+        for b in (0u8..=127).filter(|b| !every_token68_byte.as_bytes().contains(b) && *b != b',') {
+            let value = format!("Bearer a{}b", char::from(b));
+            assert_eq!(
+                bearer_token(&[&value]),
+                Err(Denial::InvalidToken("malformed bearer token")),
+                "{b:#x}"
+            );
+        }
         for (auth, want) in table {
             let got = on_headers(&c, &head("GET", "/mcp", &auth));
             match want {
@@ -783,7 +828,7 @@ mod tests {
         );
         let anonymous = Identity {
             header_values: vec![None, None, None],
-            ..id.clone()
+            ..(*id).clone()
         };
         assert_eq!(
             upstream_edits(&c, &anonymous, &[0, 1, 3]),

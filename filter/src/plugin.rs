@@ -127,7 +127,7 @@ enum Calls {
 
 struct Pending {
     auth: PendingAuth,
-    identity: Option<Identity>,
+    identity: Option<Rc<Identity>>,
     calls: Calls,
     kid_refetched: bool,
     wait_deadline_ms: Option<u64>,
