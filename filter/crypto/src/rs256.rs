@@ -196,18 +196,17 @@ impl RsaPublicKey {
         let mut wide = vec![0u32; 2 * self.n.len()];
         for bit in (0..top).rev() {
             self.mont_sqr(&acc, &mut tmp, &mut wide);
-            if (self.e >> bit) & 1 == 1 {
+            if bit == 0 {
+                // `e` is odd: the last step multiplies by `s` itself rather than its Montgomery
+                // form `s·R`, and `(sᵉ⁻¹·R)·s·R⁻¹ = sᵉ` leaves Montgomery form for free.
+                self.mont_mul(&tmp, &s, &mut acc, &mut scratch);
+            } else if (self.e >> bit) & 1 == 1 {
                 self.mont_mul(&tmp, &base, &mut acc, &mut scratch);
             } else {
                 std::mem::swap(&mut acc, &mut tmp);
             }
         }
-        let mut one = vec![0u32; self.n.len()];
-        if let Some(low) = one.first_mut() {
-            *low = 1;
-        }
-        self.mont_mul(&acc, &one, &mut tmp, &mut scratch);
-        let bytes: Vec<u8> = tmp.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
+        let bytes: Vec<u8> = acc.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
         let (zeros, em) = bytes.split_at_checked(bytes.len() - self.k)?;
         zeros.iter().all(|b| *b == 0).then(|| em.to_vec())
     }
