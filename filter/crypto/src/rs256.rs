@@ -341,8 +341,86 @@ impl RsaPublicKey {
             return;
         };
         let (n0, n1) = (u64::from(n0), u64::from(n1));
+        let (Some(&n2), Some(&n3), Some(n_rest4)) = (n.get(2), n.get(3), n.get(4..)) else {
+            return;
+        };
+        let (n2, n3) = (u64::from(n2), u64::from(n3));
+        const LO: u64 = 0xFFFF_FFFF;
         let mut top = 0u64;
         let mut i = 0;
+        // Four words per pass: `m₀…m₃` zero `t[i]…t[i + 3]` in turn (each computed from the word
+        // as the rows before it left it), then one pass adds `m₀·nⱼ + m₁·nⱼ₋₁ + m₂·nⱼ₋₂ +
+        // m₃·nⱼ₋₃` at `t[i + j]`, one carry chain per row.
+        while i + 3 < s {
+            let Some(win) = t.get_mut(i..i + s + 4) else {
+                break;
+            };
+            let [t0, t1, t2, t3, body @ .., e0, e1, e2, e3] = win else {
+                break;
+            };
+            let m0 = u64::from(t0.wrapping_mul(n0inv));
+            let mut c0 = (u64::from(*t0) + m0 * n0) >> 32;
+            let v = u64::from(*t1) + m0 * n1 + c0;
+            c0 = v >> 32;
+            let m1 = u64::from((v as u32).wrapping_mul(n0inv));
+            let mut c1 = ((v & LO) + m1 * n0) >> 32;
+            let v = u64::from(*t2) + m0 * n2 + c0;
+            c0 = v >> 32;
+            let w = (v & LO) + m1 * n1 + c1;
+            c1 = w >> 32;
+            let m2 = u64::from((w as u32).wrapping_mul(n0inv));
+            let mut c2 = ((w & LO) + m2 * n0) >> 32;
+            let v = u64::from(*t3) + m0 * n3 + c0;
+            c0 = v >> 32;
+            let w = (v & LO) + m1 * n2 + c1;
+            c1 = w >> 32;
+            let x = (w & LO) + m2 * n1 + c2;
+            c2 = x >> 32;
+            let m3 = u64::from((x as u32).wrapping_mul(n0inv));
+            let mut c3 = ((x & LO) + m3 * n0) >> 32;
+            // `nⱼ₋₁`, `nⱼ₋₂`, `nⱼ₋₃`.
+            let (mut p1, mut p2, mut p3) = (n3, n2, n1);
+            macro_rules! step4 {
+                ($tk:expr, $nj:expr) => {
+                    let nj = u64::from($nj);
+                    let v = u64::from(*$tk) + m0 * nj + c0;
+                    c0 = v >> 32;
+                    let w = (v & LO) + m1 * p1 + c1;
+                    c1 = w >> 32;
+                    let x = (w & LO) + m2 * p2 + c2;
+                    c2 = x >> 32;
+                    let y = (x & LO) + m3 * p3 + c3;
+                    c3 = y >> 32;
+                    *$tk = y as u32;
+                    p3 = p2;
+                    p2 = p1;
+                    p1 = nj;
+                };
+            }
+            let mut body2 = body.chunks_exact_mut(2);
+            let mut n2s = n_rest4.chunks_exact(2);
+            for (tt, nn) in (&mut body2).zip(&mut n2s) {
+                let ([ta, tb], &[na, nb]) = (tt, nn) else {
+                    break;
+                };
+                step4!(ta, na);
+                step4!(tb, nb);
+            }
+            for (tk, &nj) in body2.into_remainder().iter_mut().zip(n2s.remainder()) {
+                step4!(tk, nj);
+            }
+            // Rows 1…3 run past `n`'s top word (`nⱼ = 0` for `j ≥ s`); the carry left by the
+            // previous pass enters row 0's chain, which has no product left.
+            c0 += top;
+            step4!(e0, 0u32);
+            step4!(e1, 0u32);
+            step4!(e2, 0u32);
+            let _ = (p1, p2, p3);
+            let u = u64::from(*e3) + c0 + c1 + c2 + c3;
+            *e3 = u as u32;
+            top = u >> 32;
+            i += 4;
+        }
         while i + 1 < s {
             let Some(win) = t.get_mut(i..i + s + 2) else {
                 break;
