@@ -15,6 +15,9 @@ const SHA256_DIGEST_INFO: [u8; 19] = [
     0x00, 0x04, 0x20,
 ];
 
+/// The low 32 bits of a `u64`.
+const LO: u64 = 0xFFFF_FFFF;
+
 /// Why a modulus/exponent pair is not usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RsaKeyError {
@@ -280,6 +283,54 @@ impl RsaPublicKey {
         // one carry chain per row. Rows below `i` have reached `t[i + s − 1]` at most, so
         // `t[i + s]` and `t[i + s + 1]` are written, not added to.
         let mut i = 0;
+        // Rows `i…i + 3` together while all of them reach past their first seven words:
+        // `t[i + j] += aᵢ·aⱼ + aᵢ₊₁·aⱼ₋₁ + aᵢ₊₂·aⱼ₋₂ + aᵢ₊₃·aⱼ₋₃`, each term only where its column
+        // is above its row (the first six words spelled out), one carry chain per row.
+        while i + 7 < s {
+            let (Some([a0, a1, a2, a3, a4, a5, a6, row @ ..]), Some(win)) =
+                (a.get(i..), t.get_mut(2 * i + 1..i + s + 4))
+            else {
+                break;
+            };
+            let [q1, q2, q3, q4, q5, q6, body @ .., e0, e1, e2, e3] = win else {
+                break;
+            };
+            let [a0, a1, a2, a3, a4, a5, a6] = [*a0, *a1, *a2, *a3, *a4, *a5, *a6].map(u64::from);
+            let (mut c0, mut c1, mut c2, mut c3) = (0u64, 0u64, 0u64, 0u64);
+            macro_rules! step4 {
+                ($tk:expr, $aj:expr, $p1:expr, $p2:expr, $p3:expr) => {
+                    let v = u64::from(*$tk) + a0 * $aj + c0;
+                    c0 = v >> 32;
+                    let w = (v & LO) + a1 * $p1 + c1;
+                    c1 = w >> 32;
+                    let x = (w & LO) + a2 * $p2 + c2;
+                    c2 = x >> 32;
+                    let y = (x & LO) + a3 * $p3 + c3;
+                    c3 = y >> 32;
+                    *$tk = y as u32;
+                };
+            }
+            step4!(q1, a1, 0, 0, 0);
+            step4!(q2, a2, 0, 0, 0);
+            step4!(q3, a3, a2, 0, 0);
+            step4!(q4, a4, a3, 0, 0);
+            step4!(q5, a5, a4, a3, 0);
+            step4!(q6, a6, a5, a4, 0);
+            let (mut p1, mut p2, mut p3) = (a6, a5, a4);
+            for (tk, &aj) in body.iter_mut().zip(row) {
+                let aj = u64::from(aj);
+                step4!(tk, aj, p1, p2, p3);
+                p3 = p2;
+                p2 = p1;
+                p1 = aj;
+            }
+            // Past `a`'s top word: `t[i + s…i + s + 3]` are written here first.
+            step4!(e0, 0, p1, p2, p3);
+            step4!(e1, 0, 0, p1, p2);
+            step4!(e2, 0, 0, 0, p1);
+            *e3 = (c0 + c1 + c2 + c3) as u32;
+            i += 4;
+        }
         while i + 1 < s {
             let (Some(&ai), Some(&ai1), Some(row), Some(dst)) = (
                 a.get(i),
@@ -345,7 +396,6 @@ impl RsaPublicKey {
             return;
         };
         let (n2, n3) = (u64::from(n2), u64::from(n3));
-        const LO: u64 = 0xFFFF_FFFF;
         let mut top = 0u64;
         let mut i = 0;
         // Four words per pass: `m₀…m₃` zero `t[i]…t[i + 3]` in turn (each computed from the word
