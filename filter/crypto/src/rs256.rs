@@ -355,7 +355,7 @@ impl RsaPublicKey {
                 let aj = u64::from(aj);
                 let v = u64::from(*tk) + ai * aj + c1;
                 c1 = v >> 32;
-                let w = (v & 0xFFFF_FFFF) + ai1 * prev + c2;
+                let w = (v & LO) + ai1 * prev + c2;
                 c2 = w >> 32;
                 *tk = w as u32;
                 prev = aj;
@@ -378,7 +378,7 @@ impl RsaPublicKey {
             let dlo = (*lo << 1) | shift_in;
             let dhi = (*hi << 1) | (*lo >> 31);
             shift_in = *hi >> 31;
-            let v = u64::from(dlo) + (sq & 0xFFFF_FFFF) + c;
+            let v = u64::from(dlo) + (sq & LO) + c;
             let w = u64::from(dhi) + (sq >> 32) + (v >> 32);
             *lo = v as u32;
             *hi = w as u32;
@@ -486,33 +486,17 @@ impl RsaPublicKey {
             let m1 = u64::from(x.wrapping_mul(n0inv));
             let mut c2 = (u64::from(x) + m1 * n0) >> 32;
             let mut prev = n1;
-            // One word of both rows: `t += m₀·nⱼ + m₁·nⱼ₋₁`.
-            macro_rules! step {
-                ($tk:expr, $nj:expr) => {
-                    let nj = u64::from($nj);
-                    let v = u64::from(*$tk) + m0 * nj + c1;
-                    c1 = v >> 32;
-                    let w = (v & 0xFFFF_FFFF) + m1 * prev + c2;
-                    c2 = w >> 32;
-                    *$tk = w as u32;
-                    prev = nj;
-                };
-            }
-            // Two words per iteration: half the loop overhead.
-            let mut body2 = body.chunks_exact_mut(2);
-            let mut n2 = n_rest.chunks_exact(2);
-            for (tt, nn) in (&mut body2).zip(&mut n2) {
-                let ([ta, tb], &[na, nb]) = (tt, nn) else {
-                    break;
-                };
-                step!(ta, na);
-                step!(tb, nb);
-            }
-            for (tk, &nj) in body2.into_remainder().iter_mut().zip(n2.remainder()) {
-                step!(tk, nj);
+            for (tk, &nj) in body.iter_mut().zip(n_rest) {
+                let nj = u64::from(nj);
+                let v = u64::from(*tk) + m0 * nj + c1;
+                c1 = v >> 32;
+                let w = (v & LO) + m1 * prev + c2;
+                c2 = w >> 32;
+                *tk = w as u32;
+                prev = nj;
             }
             let v = u64::from(*ts) + c1 + top;
-            let w = (v & 0xFFFF_FFFF) + m1 * prev + c2;
+            let w = (v & LO) + m1 * prev + c2;
             *ts = w as u32;
             let u = u64::from(*ts1) + (v >> 32) + (w >> 32);
             *ts1 = u as u32;
