@@ -147,7 +147,7 @@ impl RsaPublicKey {
         for _ in 0..(32 * s - bits + 1) + 32 {
             double_mod(&mut x, n);
         }
-        let mut scratch = vec![0u32; s + 1];
+        let mut scratch = vec![0u32; 2 * s];
         let mut acc = x.clone();
         let mut tmp = vec![0u32; s];
         let top = usize::BITS - 1 - s.leading_zeros();
@@ -190,21 +190,20 @@ impl RsaPublicKey {
         if geq(0, &s, &self.n) {
             return None;
         }
-        let mut scratch = vec![0u32; self.n.len() + 1];
+        let mut wide = vec![0u32; 2 * self.n.len()];
         let mut base = vec![0u32; self.n.len()];
-        self.mont_mul(&s, &self.rr, &mut base, &mut scratch);
+        self.mont_mul(&s, &self.rr, &mut base, &mut wide);
         let mut acc = base.clone();
         let mut tmp = vec![0u32; self.n.len()];
         let top = 31 - self.e.leading_zeros();
-        let mut wide = vec![0u32; 2 * self.n.len()];
         for bit in (0..top).rev() {
             self.mont_sqr(&acc, &mut tmp, &mut wide);
             if bit == 0 {
                 // `e` is odd: the last step multiplies by `s` itself rather than its Montgomery
                 // form `s·R`, and `(sᵉ⁻¹·R)·s·R⁻¹ = sᵉ` leaves Montgomery form for free.
-                self.mont_mul(&tmp, &s, &mut acc, &mut scratch);
+                self.mont_mul(&tmp, &s, &mut acc, &mut wide);
             } else if (self.e >> bit) & 1 == 1 {
-                self.mont_mul(&tmp, &base, &mut acc, &mut scratch);
+                self.mont_mul(&tmp, &base, &mut acc, &mut wide);
             } else {
                 std::mem::swap(&mut acc, &mut tmp);
             }
@@ -214,11 +213,65 @@ impl RsaPublicKey {
         zeros.iter().all(|b| *b == 0).then(|| em.to_vec())
     }
 
+    /// `out = a · b · R⁻¹ mod n` for `a, b < n`: the full `2·limbs` product, rows `i` and `i + 1`
+    /// of `b` per pass over `t` (`t[i + j] += aⱼ·bᵢ + aⱼ₋₁·bᵢ₊₁`, one carry chain per row), then
+    /// `redc`. `t` is scratch of `2 · limbs` words.
+    #[inline(never)]
+    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
+        let s = self.n.len();
+        t.fill(0);
+        let mut i = 0;
+        // Rows below `i` have reached `t[i + s − 1]` at most, so `t[i + s]` and `t[i + s + 1]`
+        // are written, not added to.
+        while i < s {
+            let (Some(&bi), Some(dst)) = (b.get(i), t.get_mut(i..)) else {
+                break;
+            };
+            let bi = u64::from(bi);
+            let Some(&bi1) = b.get(i + 1) else {
+                // Odd limb count: the last row alone.
+                let mut c = 0u64;
+                let (row, end) = dst.split_at_mut(s.min(dst.len()));
+                for (tk, &aj) in row.iter_mut().zip(a) {
+                    let v = u64::from(*tk) + u64::from(aj) * bi + c;
+                    *tk = v as u32;
+                    c = v >> 32;
+                }
+                if let Some(x) = end.first_mut() {
+                    *x = c as u32;
+                }
+                break;
+            };
+            let bi1 = u64::from(bi1);
+            let (row, end) = dst.split_at_mut(s.min(dst.len()));
+            let mut c1 = 0u64;
+            let mut c2 = 0u64;
+            let mut prev = 0u64;
+            for (tk, &aj) in row.iter_mut().zip(a) {
+                let aj = u64::from(aj);
+                let v = u64::from(*tk) + aj * bi + c1;
+                c1 = v >> 32;
+                let w = (v & 0xFFFF_FFFF) + prev * bi1 + c2;
+                c2 = w >> 32;
+                *tk = w as u32;
+                prev = aj;
+            }
+            let w = c1 + prev * bi1 + c2;
+            if let [lo, hi, ..] = end {
+                *lo = w as u32;
+                *hi = (w >> 32) as u32;
+            }
+            i += 2;
+        }
+        self.redc(t, out);
+    }
+
     /// `out = a · b · R⁻¹ mod n` for `a, b < n`: coarsely integrated operand scanning (the
     /// product row and the reduction row share one pass per limb of `b`). `t` is scratch of
-    /// `limbs + 1` words. Plain index loops: the filter crate is built for size, where iterator
-    /// adapters may stay out of line.
-    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
+    /// `limbs + 1` words. The `mont_mul` of before the separate reduction, kept as the tests'
+    /// reference.
+    #[cfg(test)]
+    fn mont_mul_cios(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
         let n = self.n.as_slice();
         let s = n.len();
         t.fill(0);
@@ -269,11 +322,12 @@ impl RsaPublicKey {
 impl RsaPublicKey {
     /// `out = a² · R⁻¹ mod n` for `a < n`: the full `2·limbs` square first, each cross product
     /// `aᵢ·aⱼ` (`i < j`) computed once and the sum doubled, plus the diagonal `aᵢ²`, then a
-    /// separate Montgomery reduction. About `1.5·limbs²` limb products instead of `mont_mul`'s
-    /// `2·limbs²`; the exponentiation is mostly squarings (16 of 17 for `e = 65537`). Both the
-    /// product and the reduction handle two rows per pass over `t`, halving its loads and stores.
-    /// `t` is scratch of `2 · limbs` words. Not inlined: V8 tiers up per function, and the
-    /// single caller runs once per verification.
+    /// separate Montgomery reduction (`redc`). About `1.5·limbs²` limb products instead of
+    /// `mont_mul`'s `2·limbs²`; the exponentiation is mostly squarings (16 of 17 for
+    /// `e = 65537`). Both the product and the reduction handle up to four rows per pass over `t`,
+    /// which cuts its loads and stores, what V8 pays for most. `t` is scratch of `2 · limbs`
+    /// words. Not inlined: V8 tiers up per function, and the single caller runs once per
+    /// verification.
     #[inline(never)]
     fn mont_sqr(&self, a: &[u32], out: &mut [u32], t: &mut [u32]) {
         let n = self.n.as_slice();
@@ -384,9 +438,17 @@ impl RsaPublicKey {
             *hi = w as u32;
             c = w >> 32;
         }
-        // Montgomery reduction, two words per pass: `m₀` zeroes `t[i]`, `m₁` the updated
-        // `t[i + 1]`. `top` is the carry into `t[i + s]` left by the previous pass; at the end
-        // it is the bit above `t[2s − 1]`.
+        self.redc(t, out);
+    }
+
+    /// `out = t · R⁻¹ mod n` for a `2·limbs`-word `t < n·R`; `t` is overwritten. Not inlined
+    /// (see `mont_sqr`).
+    #[inline(never)]
+    fn redc(&self, t: &mut [u32], out: &mut [u32]) {
+        let n = self.n.as_slice();
+        let s = n.len();
+        // `top` is the carry into `t[i + s]` left by the previous pass; at the end it is the bit
+        // above `t[2s − 1]`.
         let n0inv = self.n0inv;
         let (Some(&n0), Some(&n1), Some(n_rest)) = (n.first(), n.get(1), n.get(2..)) else {
             return;
@@ -686,7 +748,7 @@ mod tests {
     }
 
     #[test]
-    fn montgomery_squaring_matches_mont_mul_and_num_bigint() {
+    fn montgomery_square_and_product_match_cios_and_num_bigint() {
         let mut rng = Rng(3);
         let mut checked = 0;
         for limbs in [
@@ -703,17 +765,28 @@ mod tests {
                 let r = BigUint::from(1u8) << (32 * limbs);
                 let mut scratch = vec![0u32; limbs + 1];
                 let mut wide = vec![0xA5A5_A5A5u32; 2 * limbs];
-                for a in test_values(&mut rng, &n) {
+                let values = test_values(&mut rng, &n);
+                // Each value squared, and times the value 7 places further on (wrapping).
+                for (i, a) in values.iter().enumerate() {
+                    let b = &values[(i + 7) % values.len()];
                     let mut sq = vec![0u32; limbs];
-                    let mut mul = vec![0u32; limbs];
-                    key.mont_sqr(&a, &mut sq, &mut wide);
-                    key.mont_mul(&a, &a, &mut mul, &mut scratch);
-                    assert_eq!(sq, mul, "{limbs} limbs, n top {:#x}", n[limbs - 1]);
+                    let mut cios = vec![0u32; limbs];
+                    key.mont_sqr(a, &mut sq, &mut wide);
+                    key.mont_mul_cios(a, a, &mut cios, &mut scratch);
+                    assert_eq!(sq, cios, "{limbs} limbs, n top {:#x}", n[limbs - 1]);
                     // out · R ≡ a² (mod n), and out < n.
-                    let ab = BigUint::from_bytes_be(&be_from_limbs(&a));
+                    let ab = BigUint::from_bytes_be(&be_from_limbs(a));
                     let out = BigUint::from_bytes_be(&be_from_limbs(&sq));
                     assert!(out < nb);
                     assert_eq!((&out * &r) % &nb, (&ab * &ab) % &nb, "{limbs} limbs");
+                    let mut prod = vec![0u32; limbs];
+                    key.mont_mul(a, b, &mut prod, &mut wide);
+                    key.mont_mul_cios(a, b, &mut cios, &mut scratch);
+                    assert_eq!(prod, cios, "{limbs} limbs, n top {:#x}", n[limbs - 1]);
+                    let bb = BigUint::from_bytes_be(&be_from_limbs(b));
+                    let out = BigUint::from_bytes_be(&be_from_limbs(&prod));
+                    assert!(out < nb);
+                    assert_eq!((&out * &r) % &nb, (&ab * &bb) % &nb, "{limbs} limbs");
                     checked += 1;
                 }
             }
