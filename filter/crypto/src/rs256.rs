@@ -15,6 +15,9 @@ const SHA256_DIGEST_INFO: [u8; 19] = [
     0x00, 0x04, 0x20,
 ];
 
+/// The low 32 bits of a `u64`.
+const LO: u64 = 0xFFFF_FFFF;
+
 /// Why a modulus/exponent pair is not usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RsaKeyError {
@@ -144,7 +147,7 @@ impl RsaPublicKey {
         for _ in 0..(32 * s - bits + 1) + 32 {
             double_mod(&mut x, n);
         }
-        let mut scratch = vec![0u32; s + 1];
+        let mut scratch = vec![0u32; 2 * s];
         let mut acc = x.clone();
         let mut tmp = vec![0u32; s];
         let top = usize::BITS - 1 - s.leading_zeros();
@@ -187,35 +190,88 @@ impl RsaPublicKey {
         if geq(0, &s, &self.n) {
             return None;
         }
-        let mut scratch = vec![0u32; self.n.len() + 1];
+        let mut wide = vec![0u32; 2 * self.n.len()];
         let mut base = vec![0u32; self.n.len()];
-        self.mont_mul(&s, &self.rr, &mut base, &mut scratch);
+        self.mont_mul(&s, &self.rr, &mut base, &mut wide);
         let mut acc = base.clone();
         let mut tmp = vec![0u32; self.n.len()];
         let top = 31 - self.e.leading_zeros();
         for bit in (0..top).rev() {
-            self.mont_mul(&acc, &acc, &mut tmp, &mut scratch);
-            if (self.e >> bit) & 1 == 1 {
-                self.mont_mul(&tmp, &base, &mut acc, &mut scratch);
+            self.mont_sqr(&acc, &mut tmp, &mut wide);
+            if bit == 0 {
+                // `e` is odd: the last step multiplies by `s` itself rather than its Montgomery
+                // form `s·R`, and `(sᵉ⁻¹·R)·s·R⁻¹ = sᵉ` leaves Montgomery form for free.
+                self.mont_mul(&tmp, &s, &mut acc, &mut wide);
+            } else if (self.e >> bit) & 1 == 1 {
+                self.mont_mul(&tmp, &base, &mut acc, &mut wide);
             } else {
                 std::mem::swap(&mut acc, &mut tmp);
             }
         }
-        let mut one = vec![0u32; self.n.len()];
-        if let Some(low) = one.first_mut() {
-            *low = 1;
-        }
-        self.mont_mul(&acc, &one, &mut tmp, &mut scratch);
-        let bytes: Vec<u8> = tmp.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
+        let bytes: Vec<u8> = acc.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
         let (zeros, em) = bytes.split_at_checked(bytes.len() - self.k)?;
         zeros.iter().all(|b| *b == 0).then(|| em.to_vec())
     }
 
+    /// `out = a · b · R⁻¹ mod n` for `a, b < n`: the full `2·limbs` product, rows `i` and `i + 1`
+    /// of `b` per pass over `t` (`t[i + j] += aⱼ·bᵢ + aⱼ₋₁·bᵢ₊₁`, one carry chain per row), then
+    /// `redc`. `t` is scratch of `2 · limbs` words.
+    #[inline(never)]
+    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
+        let s = self.n.len();
+        t.fill(0);
+        let mut i = 0;
+        // Rows below `i` have reached `t[i + s − 1]` at most, so `t[i + s]` and `t[i + s + 1]`
+        // are written, not added to.
+        while i < s {
+            let (Some(&bi), Some(dst)) = (b.get(i), t.get_mut(i..)) else {
+                break;
+            };
+            let bi = u64::from(bi);
+            let Some(&bi1) = b.get(i + 1) else {
+                // Odd limb count: the last row alone.
+                let mut c = 0u64;
+                let (row, end) = dst.split_at_mut(s.min(dst.len()));
+                for (tk, &aj) in row.iter_mut().zip(a) {
+                    let v = u64::from(*tk) + u64::from(aj) * bi + c;
+                    *tk = v as u32;
+                    c = v >> 32;
+                }
+                if let Some(x) = end.first_mut() {
+                    *x = c as u32;
+                }
+                break;
+            };
+            let bi1 = u64::from(bi1);
+            let (row, end) = dst.split_at_mut(s.min(dst.len()));
+            let mut c1 = 0u64;
+            let mut c2 = 0u64;
+            let mut prev = 0u64;
+            for (tk, &aj) in row.iter_mut().zip(a) {
+                let aj = u64::from(aj);
+                let v = u64::from(*tk) + aj * bi + c1;
+                c1 = v >> 32;
+                let w = (v & 0xFFFF_FFFF) + prev * bi1 + c2;
+                c2 = w >> 32;
+                *tk = w as u32;
+                prev = aj;
+            }
+            let w = c1 + prev * bi1 + c2;
+            if let [lo, hi, ..] = end {
+                *lo = w as u32;
+                *hi = (w >> 32) as u32;
+            }
+            i += 2;
+        }
+        self.redc(t, out);
+    }
+
     /// `out = a · b · R⁻¹ mod n` for `a, b < n`: coarsely integrated operand scanning (the
     /// product row and the reduction row share one pass per limb of `b`). `t` is scratch of
-    /// `limbs + 1` words. Plain index loops: the filter crate is built for size, where iterator
-    /// adapters may stay out of line.
-    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
+    /// `limbs + 1` words. The `mont_mul` of before the separate reduction, kept as the tests'
+    /// reference.
+    #[cfg(test)]
+    fn mont_mul_cios(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
         let n = self.n.as_slice();
         let s = n.len();
         t.fill(0);
@@ -260,6 +316,277 @@ impl RsaPublicKey {
             sub_in_place(low, n);
         }
         out.copy_from_slice(t.get(..s).unwrap_or_default());
+    }
+}
+
+impl RsaPublicKey {
+    /// `out = a² · R⁻¹ mod n` for `a < n`: the full `2·limbs` square first, each cross product
+    /// `aᵢ·aⱼ` (`i < j`) computed once and the sum doubled, plus the diagonal `aᵢ²`, then a
+    /// separate Montgomery reduction (`redc`). About `1.5·limbs²` limb products instead of
+    /// `mont_mul`'s `2·limbs²`; the exponentiation is mostly squarings (16 of 17 for
+    /// `e = 65537`). Both the product and the reduction handle up to four rows per pass over `t`,
+    /// which cuts its loads and stores, what V8 pays for most. `t` is scratch of `2 · limbs`
+    /// words. Not inlined: V8 tiers up per function, and the single caller runs once per
+    /// verification.
+    #[inline(never)]
+    fn mont_sqr(&self, a: &[u32], out: &mut [u32], t: &mut [u32]) {
+        let n = self.n.as_slice();
+        let s = n.len();
+        t.fill(0);
+        // Cross products, rows `i` and `i + 1` together: `t[k] += aᵢ·a_(k−i) + aᵢ₊₁·a_(k−i−1)`,
+        // one carry chain per row. Rows below `i` have reached `t[i + s − 1]` at most, so
+        // `t[i + s]` and `t[i + s + 1]` are written, not added to.
+        let mut i = 0;
+        // Rows `i…i + 3` together while all of them reach past their first seven words:
+        // `t[i + j] += aᵢ·aⱼ + aᵢ₊₁·aⱼ₋₁ + aᵢ₊₂·aⱼ₋₂ + aᵢ₊₃·aⱼ₋₃`, each term only where its column
+        // is above its row (the first six words spelled out), one carry chain per row.
+        while i + 7 < s {
+            let (Some([a0, a1, a2, a3, a4, a5, a6, row @ ..]), Some(win)) =
+                (a.get(i..), t.get_mut(2 * i + 1..i + s + 4))
+            else {
+                break;
+            };
+            let [q1, q2, q3, q4, q5, q6, body @ .., e0, e1, e2, e3] = win else {
+                break;
+            };
+            let [a0, a1, a2, a3, a4, a5, a6] = [*a0, *a1, *a2, *a3, *a4, *a5, *a6].map(u64::from);
+            let (mut c0, mut c1, mut c2, mut c3) = (0u64, 0u64, 0u64, 0u64);
+            macro_rules! step4 {
+                ($tk:expr, $aj:expr, $p1:expr, $p2:expr, $p3:expr) => {
+                    let v = u64::from(*$tk) + a0 * $aj + c0;
+                    c0 = v >> 32;
+                    let w = (v & LO) + a1 * $p1 + c1;
+                    c1 = w >> 32;
+                    let x = (w & LO) + a2 * $p2 + c2;
+                    c2 = x >> 32;
+                    let y = (x & LO) + a3 * $p3 + c3;
+                    c3 = y >> 32;
+                    *$tk = y as u32;
+                };
+            }
+            step4!(q1, a1, 0, 0, 0);
+            step4!(q2, a2, 0, 0, 0);
+            step4!(q3, a3, a2, 0, 0);
+            step4!(q4, a4, a3, 0, 0);
+            step4!(q5, a5, a4, a3, 0);
+            step4!(q6, a6, a5, a4, 0);
+            let (mut p1, mut p2, mut p3) = (a6, a5, a4);
+            for (tk, &aj) in body.iter_mut().zip(row) {
+                let aj = u64::from(aj);
+                step4!(tk, aj, p1, p2, p3);
+                p3 = p2;
+                p2 = p1;
+                p1 = aj;
+            }
+            // Past `a`'s top word: `t[i + s…i + s + 3]` are written here first.
+            step4!(e0, 0, p1, p2, p3);
+            step4!(e1, 0, 0, p1, p2);
+            step4!(e2, 0, 0, 0, p1);
+            *e3 = (c0 + c1 + c2 + c3) as u32;
+            i += 4;
+        }
+        while i + 1 < s {
+            let (Some(&ai), Some(&ai1), Some(row), Some(dst)) = (
+                a.get(i),
+                a.get(i + 1),
+                a.get(i + 2..),
+                t.get_mut(2 * i + 1..i + s + 2),
+            ) else {
+                break;
+            };
+            let (ai, ai1) = (u64::from(ai), u64::from(ai1));
+            let Some((first, rest)) = dst.split_first_mut() else {
+                break;
+            };
+            let v = u64::from(*first) + ai * ai1;
+            *first = v as u32;
+            let mut c1 = v >> 32;
+            let mut c2 = 0u64;
+            // `aᵢ₊₁` times the previous limb (none before `aᵢ₊₂`: `aᵢ₊₁²` is a diagonal term).
+            let mut prev = 0u64;
+            let (body, end) = rest.split_at_mut(rest.len().saturating_sub(2));
+            for (tk, &aj) in body.iter_mut().zip(row) {
+                let aj = u64::from(aj);
+                let v = u64::from(*tk) + ai * aj + c1;
+                c1 = v >> 32;
+                let w = (v & LO) + ai1 * prev + c2;
+                c2 = w >> 32;
+                *tk = w as u32;
+                prev = aj;
+            }
+            let w = c1 + ai1 * prev + c2;
+            if let [lo, hi] = end {
+                *lo = w as u32;
+                *hi = (w >> 32) as u32;
+            }
+            i += 2;
+        }
+        // Double the cross products and add the diagonal squares, two words per limb of `a`.
+        let mut shift_in = 0u32;
+        let mut c = 0u64;
+        for (pair, &ai) in t.chunks_exact_mut(2).zip(a) {
+            let [lo, hi] = pair else {
+                break;
+            };
+            let sq = u64::from(ai) * u64::from(ai);
+            let dlo = (*lo << 1) | shift_in;
+            let dhi = (*hi << 1) | (*lo >> 31);
+            shift_in = *hi >> 31;
+            let v = u64::from(dlo) + (sq & LO) + c;
+            let w = u64::from(dhi) + (sq >> 32) + (v >> 32);
+            *lo = v as u32;
+            *hi = w as u32;
+            c = w >> 32;
+        }
+        self.redc(t, out);
+    }
+
+    /// `out = t · R⁻¹ mod n` for a `2·limbs`-word `t < n·R`; `t` is overwritten. Not inlined
+    /// (see `mont_sqr`).
+    #[inline(never)]
+    fn redc(&self, t: &mut [u32], out: &mut [u32]) {
+        let n = self.n.as_slice();
+        let s = n.len();
+        // `top` is the carry into `t[i + s]` left by the previous pass; at the end it is the bit
+        // above `t[2s − 1]`.
+        let n0inv = self.n0inv;
+        let (Some(&n0), Some(&n1), Some(n_rest)) = (n.first(), n.get(1), n.get(2..)) else {
+            return;
+        };
+        let (n0, n1) = (u64::from(n0), u64::from(n1));
+        let (Some(&n2), Some(&n3), Some(n_rest4)) = (n.get(2), n.get(3), n.get(4..)) else {
+            return;
+        };
+        let (n2, n3) = (u64::from(n2), u64::from(n3));
+        let mut top = 0u64;
+        let mut i = 0;
+        // Four words per pass: `m₀…m₃` zero `t[i]…t[i + 3]` in turn (each computed from the word
+        // as the rows before it left it), then one pass adds `m₀·nⱼ + m₁·nⱼ₋₁ + m₂·nⱼ₋₂ +
+        // m₃·nⱼ₋₃` at `t[i + j]`, one carry chain per row.
+        while i + 3 < s {
+            let Some(win) = t.get_mut(i..i + s + 4) else {
+                break;
+            };
+            let [t0, t1, t2, t3, body @ .., e0, e1, e2, e3] = win else {
+                break;
+            };
+            let m0 = u64::from(t0.wrapping_mul(n0inv));
+            let mut c0 = (u64::from(*t0) + m0 * n0) >> 32;
+            let v = u64::from(*t1) + m0 * n1 + c0;
+            c0 = v >> 32;
+            let m1 = u64::from((v as u32).wrapping_mul(n0inv));
+            let mut c1 = ((v & LO) + m1 * n0) >> 32;
+            let v = u64::from(*t2) + m0 * n2 + c0;
+            c0 = v >> 32;
+            let w = (v & LO) + m1 * n1 + c1;
+            c1 = w >> 32;
+            let m2 = u64::from((w as u32).wrapping_mul(n0inv));
+            let mut c2 = ((w & LO) + m2 * n0) >> 32;
+            let v = u64::from(*t3) + m0 * n3 + c0;
+            c0 = v >> 32;
+            let w = (v & LO) + m1 * n2 + c1;
+            c1 = w >> 32;
+            let x = (w & LO) + m2 * n1 + c2;
+            c2 = x >> 32;
+            let m3 = u64::from((x as u32).wrapping_mul(n0inv));
+            let mut c3 = ((x & LO) + m3 * n0) >> 32;
+            // `nⱼ₋₁`, `nⱼ₋₂`, `nⱼ₋₃`.
+            let (mut p1, mut p2, mut p3) = (n3, n2, n1);
+            macro_rules! step4 {
+                ($tk:expr, $nj:expr) => {
+                    let nj = u64::from($nj);
+                    let v = u64::from(*$tk) + m0 * nj + c0;
+                    c0 = v >> 32;
+                    let w = (v & LO) + m1 * p1 + c1;
+                    c1 = w >> 32;
+                    let x = (w & LO) + m2 * p2 + c2;
+                    c2 = x >> 32;
+                    let y = (x & LO) + m3 * p3 + c3;
+                    c3 = y >> 32;
+                    *$tk = y as u32;
+                    p3 = p2;
+                    p2 = p1;
+                    p1 = nj;
+                };
+            }
+            let mut body2 = body.chunks_exact_mut(2);
+            let mut n2s = n_rest4.chunks_exact(2);
+            for (tt, nn) in (&mut body2).zip(&mut n2s) {
+                let ([ta, tb], &[na, nb]) = (tt, nn) else {
+                    break;
+                };
+                step4!(ta, na);
+                step4!(tb, nb);
+            }
+            for (tk, &nj) in body2.into_remainder().iter_mut().zip(n2s.remainder()) {
+                step4!(tk, nj);
+            }
+            // Rows 1…3 run past `n`'s top word (`nⱼ = 0` for `j ≥ s`); the carry left by the
+            // previous pass enters row 0's chain, which has no product left.
+            c0 += top;
+            step4!(e0, 0u32);
+            step4!(e1, 0u32);
+            step4!(e2, 0u32);
+            let _ = (p1, p2, p3);
+            let u = u64::from(*e3) + c0 + c1 + c2 + c3;
+            *e3 = u as u32;
+            top = u >> 32;
+            i += 4;
+        }
+        while i + 1 < s {
+            let Some(win) = t.get_mut(i..i + s + 2) else {
+                break;
+            };
+            let [t0, t1, body @ .., ts, ts1] = win else {
+                break;
+            };
+            let m0 = u64::from(t0.wrapping_mul(n0inv));
+            let v = u64::from(*t0) + m0 * n0;
+            let v = u64::from(*t1) + m0 * n1 + (v >> 32);
+            let mut c1 = v >> 32;
+            let x = v as u32;
+            let m1 = u64::from(x.wrapping_mul(n0inv));
+            let mut c2 = (u64::from(x) + m1 * n0) >> 32;
+            let mut prev = n1;
+            for (tk, &nj) in body.iter_mut().zip(n_rest) {
+                let nj = u64::from(nj);
+                let v = u64::from(*tk) + m0 * nj + c1;
+                c1 = v >> 32;
+                let w = (v & LO) + m1 * prev + c2;
+                c2 = w >> 32;
+                *tk = w as u32;
+                prev = nj;
+            }
+            let v = u64::from(*ts) + c1 + top;
+            let w = (v & LO) + m1 * prev + c2;
+            *ts = w as u32;
+            let u = u64::from(*ts1) + (v >> 32) + (w >> 32);
+            *ts1 = u as u32;
+            top = u >> 32;
+            i += 2;
+        }
+        if i < s {
+            // Odd limb count: the last word alone.
+            if let Some((row, rest)) = t.get_mut(i..).and_then(|w| w.split_at_mut_checked(s)) {
+                let m = u64::from(row.first().copied().unwrap_or(0).wrapping_mul(n0inv));
+                let mut c = 0u64;
+                for (tj, &nj) in row.iter_mut().zip(n) {
+                    let v = u64::from(*tj) + u64::from(nj) * m + c;
+                    *tj = v as u32;
+                    c = v >> 32;
+                }
+                if let Some(x) = rest.first_mut() {
+                    let v = u64::from(*x) + c + top;
+                    *x = v as u32;
+                    top = v >> 32;
+                }
+            }
+        }
+        let high = t.get_mut(s..).unwrap_or_default();
+        if geq(top as u32, high, n) {
+            sub_in_place(high, n);
+        }
+        out.copy_from_slice(t.get(s..).unwrap_or_default());
     }
 }
 
@@ -344,6 +671,127 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn be_from_limbs(limbs: &[u32]) -> Vec<u8> {
+        limbs.iter().rev().flat_map(|l| l.to_be_bytes()).collect()
+    }
+
+    /// Moduli of `limbs` limbs: random with the given top limb (odd), and all ones.
+    fn test_moduli(rng: &mut Rng, limbs: usize) -> Vec<Vec<u32>> {
+        let mut out = Vec::new();
+        for top in [
+            0x8000_0000u32,
+            0xFFFF_FFFF,
+            0xC000_0001,
+            0x0000_0001,
+            0x0001_0000,
+        ] {
+            let mut n = limbs_from_be(&rng.bytes(4 * limbs));
+            n[0] |= 1;
+            n[limbs - 1] = top;
+            out.push(n);
+        }
+        // Top limb 0x8000_0000, all others zero except the low bit: n = 2^(32·limbs − 1) + 1.
+        let mut sparse = vec![0u32; limbs];
+        sparse[0] = 1;
+        sparse[limbs - 1] = 0x8000_0000;
+        out.push(sparse);
+        out.push(vec![0xFFFF_FFFF; limbs]);
+        out
+    }
+
+    /// Values below `n` that stress carries: 0, 1, 2, n − 1, n − 2, all-ones limbs under the
+    /// top one, alternating all-ones and zero limbs, single set bits, random.
+    fn test_values(rng: &mut Rng, n: &[u32]) -> Vec<Vec<u32>> {
+        let s = n.len();
+        let nb = BigUint::from_bytes_be(&be_from_limbs(n));
+        let from_big = |x: &BigUint| {
+            let mut v = x.to_bytes_be();
+            while v.len() < 4 * s {
+                v.insert(0, 0);
+            }
+            limbs_from_be(&v)
+        };
+        let mut out = Vec::new();
+        for small in [0u32, 1, 2, 0xFFFF_FFFF] {
+            let mut v = vec![0u32; s];
+            v[0] = small;
+            out.push(v);
+        }
+        for d in [1u32, 2, 3] {
+            out.push(from_big(&(&nb - BigUint::from(d))));
+        }
+        let mut ones = vec![0xFFFF_FFFF; s];
+        ones[s - 1] = n[s - 1] - 1;
+        out.push(ones.clone());
+        ones[s - 1] = n[s - 1] >> 1;
+        out.push(ones);
+        let mut alt: Vec<u32> = (0..s)
+            .map(|i| if i % 2 == 0 { 0xFFFF_FFFF } else { 0 })
+            .collect();
+        alt[s - 1] = 0;
+        out.push(alt.clone());
+        alt.rotate_left(1);
+        alt[s - 1] = 0;
+        out.push(alt);
+        for bit in [31usize, 32, 32 * s / 2 + 7, 32 * s - 40] {
+            let mut v = vec![0u32; s];
+            v[bit / 32] = 1 << (bit % 32);
+            out.push(v);
+        }
+        for _ in 0..24 {
+            let r = BigUint::from_bytes_be(&rng.bytes(4 * s + 8)) % &nb;
+            out.push(from_big(&r));
+        }
+        out
+    }
+
+    #[test]
+    fn montgomery_square_and_product_match_cios_and_num_bigint() {
+        let mut rng = Rng(3);
+        let mut checked = 0;
+        for limbs in [
+            16usize, 17, 18, 19, 31, 32, 33, 47, 48, 63, 64, 65, 95, 96, 97, 127, 128,
+        ] {
+            for n in test_moduli(&mut rng, limbs) {
+                let Ok(key) = RsaPublicKey::new(&be_from_limbs(&n), 65537) else {
+                    // 16 limbs with a top limb of 1: 61 bytes, too short for RS256.
+                    assert_eq!((limbs, n[limbs - 1]), (16, 1));
+                    continue;
+                };
+                assert_eq!(key.n, n);
+                let nb = BigUint::from_bytes_be(&be_from_limbs(&n));
+                let r = BigUint::from(1u8) << (32 * limbs);
+                let mut scratch = vec![0u32; limbs + 1];
+                let mut wide = vec![0xA5A5_A5A5u32; 2 * limbs];
+                let values = test_values(&mut rng, &n);
+                // Each value squared, and times the value 7 places further on (wrapping).
+                for (i, a) in values.iter().enumerate() {
+                    let b = &values[(i + 7) % values.len()];
+                    let mut sq = vec![0u32; limbs];
+                    let mut cios = vec![0u32; limbs];
+                    key.mont_sqr(a, &mut sq, &mut wide);
+                    key.mont_mul_cios(a, a, &mut cios, &mut scratch);
+                    assert_eq!(sq, cios, "{limbs} limbs, n top {:#x}", n[limbs - 1]);
+                    // out · R ≡ a² (mod n), and out < n.
+                    let ab = BigUint::from_bytes_be(&be_from_limbs(a));
+                    let out = BigUint::from_bytes_be(&be_from_limbs(&sq));
+                    assert!(out < nb);
+                    assert_eq!((&out * &r) % &nb, (&ab * &ab) % &nb, "{limbs} limbs");
+                    let mut prod = vec![0u32; limbs];
+                    key.mont_mul(a, b, &mut prod, &mut wide);
+                    key.mont_mul_cios(a, b, &mut cios, &mut scratch);
+                    assert_eq!(prod, cios, "{limbs} limbs, n top {:#x}", n[limbs - 1]);
+                    let bb = BigUint::from_bytes_be(&be_from_limbs(b));
+                    let out = BigUint::from_bytes_be(&be_from_limbs(&prod));
+                    assert!(out < nb);
+                    assert_eq!((&out * &r) % &nb, (&ab * &bb) % &nb, "{limbs} limbs");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 4000, "{checked}");
     }
 
     #[test]
