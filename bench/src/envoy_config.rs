@@ -94,7 +94,11 @@ fn auth_filter(auth: &Auth, jwks: &Value, wasm: &Wasm) -> Option<Value> {
                 "issuer": ISSUER,
                 "audiences": [AUDIENCE],
                 "local_jwks": { "inline_string": jwks.to_string() },
-                "forward": false
+                "forward": false,
+                "claim_to_headers": IDENTITY_HEADERS
+                    .iter()
+                    .map(|(claim, header)| json!({ "claim_name": claim, "header_name": header }))
+                    .collect::<Vec<_>>()
             });
             if *cache {
                 provider["jwt_cache_config"] = json!({ "jwt_cache_size": JWT_AUTHN_CACHE_SIZE });
@@ -118,8 +122,17 @@ fn auth_filter(auth: &Auth, jwks: &Value, wasm: &Wasm) -> Option<Value> {
     }
 }
 
-/// The filter's plugin configuration: inline JWKS, issuer, audience, one required scope and no
-/// per-tool rules (so request bodies are never buffered).
+/// Claims both authenticators forward upstream (claim, header), as the demo configuration does:
+/// the work every authenticated request pays besides the token check. `jwt_authn` removes the
+/// token (`forward: false`) like the filter.
+pub const IDENTITY_HEADERS: [(&str, &str); 3] = [
+    ("sub", "x-mcp-subject"),
+    ("client_id", "x-mcp-client-id"),
+    ("scope", "x-mcp-scope"),
+];
+
+/// The filter's plugin configuration: inline JWKS, issuer, audience, one required scope, the
+/// identity headers and no per-tool rules (so request bodies are never buffered).
 pub fn filter_config(jwks: &Value, cache_entries: u32) -> Value {
     json!({
         "resources": [{
@@ -130,6 +143,10 @@ pub fn filter_config(jwks: &Value, cache_entries: u32) -> Value {
             "required_scopes": [SCOPE]
         }],
         "issuers": [{ "issuer": ISSUER, "jwks": { "inline": jwks } }],
+        "identity_headers": IDENTITY_HEADERS
+            .iter()
+            .map(|(claim, header)| (claim.to_string(), json!(header)))
+            .collect::<serde_json::Map<_, _>>(),
         "token_cache": { "max_entries": cache_entries }
     })
 }
@@ -237,6 +254,14 @@ mod tests {
         assert_eq!(provider(true)["jwt_cache_config"]["jwt_cache_size"], 100);
         assert!(provider(false).get("jwt_cache_config").is_none());
         assert_eq!(provider(false)["audiences"][0], AUDIENCE);
+        assert_eq!(
+            provider(false)["claim_to_headers"][0],
+            json!({"claim_name": "sub", "header_name": "x-mcp-subject"})
+        );
+        assert_eq!(
+            provider(true)["claim_to_headers"].as_array().unwrap().len(),
+            3
+        );
     }
 
     #[test]
@@ -247,5 +272,7 @@ mod tests {
         assert_eq!(config["issuers"][0]["jwks"]["inline"], jwks);
         assert_eq!(config["resources"][0]["path_prefix"], PATH);
         assert!(config["resources"][0].get("tool_scopes").is_none());
+        assert_eq!(config["identity_headers"]["client_id"], "x-mcp-client-id");
+        assert_eq!(config["identity_headers"].as_object().unwrap().len(), 3);
     }
 }
