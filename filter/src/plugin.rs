@@ -17,8 +17,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::cache::TokenCache;
 use crate::challenge::{Denial, LocalResponse};
-use crate::config::Config;
-use crate::config::IdentityHeader;
+use crate::config::{Config, IdentityHeader};
 use crate::front::{
     self, Denied, HeadDecision, HeaderEdit, McpNeed, PendingAuth, RequestHead, TokenOutcome,
 };
@@ -566,10 +565,6 @@ struct Http {
     phase: Rc<RefCell<Phase>>,
 }
 
-fn text(v: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(v)
-}
-
 /// The request headers the filter reads (the first value of each, every `Authorization`, how
 /// many values of each identity header), gathered in one pass over the header map, borrowing
 /// from the host's buffer: this runs on every request.
@@ -596,7 +591,7 @@ impl<'a> SeenHeaders<'a> {
         };
         for &(name, value) in pairs {
             if name.eq_ignore_ascii_case(b"authorization") {
-                seen.authorization.push(text(value));
+                seen.authorization.push(String::from_utf8_lossy(value));
                 continue;
             }
             let slot = if name.eq_ignore_ascii_case(b":method") {
@@ -620,7 +615,7 @@ impl<'a> SeenHeaders<'a> {
                 continue;
             };
             if slot.is_none() {
-                *slot = Some(text(value));
+                *slot = Some(String::from_utf8_lossy(value));
             }
         }
         seen
