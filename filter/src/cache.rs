@@ -4,14 +4,16 @@
 //! SHA-256(resource index ‖ token) modulo the slot count: a direct-mapped, bounded table (a new
 //! entry evicts whatever shared its slot). Values: the compact encoding below, holding the full
 //! hash (so a slot collision is a miss, never a wrong identity) and the identity. An entry is used
-//! only while `now < exp` of its token. Host access goes through [`SharedStore`].
+//! only while `now < exp` of its token and while its issuer still publishes the key that verified
+//! it (a key removed from the JWKS revokes its tokens at the next refresh). Host access goes
+//! through [`SharedStore`].
 //!
 //! In front of it, each worker VM keeps [`LocalTokens`]: the same number of direct-mapped slots
 //! in its own memory, holding the whole token, so a token the worker has seen before is found
 //! without a host call or a SHA-256 (the common case: a client reuses its access token).
 //!
-//! Value encoding (big endian): `version:u8 = 1`, `hash:[u8; 32]`, `exp:u64`,
-//! `n_scopes:u16`, `n_scopes × (len:u16, bytes)`, `n_headers:u16`,
+//! Value encoding (big endian): `version:u8 = 2`, `hash:[u8; 32]`, `exp:u64`, `issuer:u16`,
+//! `key:[u8; 16]`, `n_scopes:u16`, `n_scopes × (len:u16, bytes)`, `n_headers:u16`,
 //! `n_headers × (present:u8, [len:u16, bytes])`.
 
 use std::hash::Hasher as _;
@@ -21,8 +23,12 @@ use rustc_hash::FxHasher;
 use sha2::{Digest as _, Sha256};
 
 use crate::identity::Identity;
+use crate::jwks::KeyFingerprint;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+
+/// Whether an issuer (configuration index) currently publishes a key.
+pub type KeyPublished<'a> = &'a dyn Fn(usize, &KeyFingerprint) -> bool;
 
 /// Host shared data as the cache sees it.
 pub trait SharedStore {
@@ -75,17 +81,18 @@ impl TokenCache {
         Some(format!("{}{slot}", self.prefix))
     }
 
-    /// The cached identity for this token on this resource, if still valid at `now`: from this
-    /// worker's table, else from shared data (then also kept in this worker's table). A miss
-    /// carries what the lookup computed, for [`TokenCache::insert`].
+    /// The cached identity for this token on this resource, if still valid at `now` and its key
+    /// still `published`: from this worker's table, else from shared data (then also kept in
+    /// this worker's table). A miss carries what the lookup computed, for [`TokenCache::insert`].
     pub fn lookup(
         &mut self,
         store: &dyn SharedStore,
         resource: usize,
         token: &str,
         now: u64,
+        published: KeyPublished<'_>,
     ) -> Result<Rc<Identity>, Miss> {
-        if let Some(identity) = self.local.lookup(resource, token, now) {
+        if let Some(identity) = self.local.lookup(resource, token, now, published) {
             return Ok(Rc::clone(identity));
         }
         if self.slots == 0 {
@@ -97,7 +104,7 @@ impl TokenCache {
             return Err(miss);
         };
         match decode(&bytes) {
-            Some((stored, identity)) if stored == hash && now < identity.exp => {
+            Some((stored, identity)) if stored == hash && usable(&identity, now, published) => {
                 let identity = Rc::new(identity);
                 self.local.insert(resource, token, &identity);
                 Ok(identity)
@@ -159,11 +166,19 @@ impl LocalTokens {
     }
 
     /// The identity of this token on this resource, if this worker verified or looked it up
-    /// before and it is still valid at `now`.
-    pub fn lookup(&self, resource: usize, token: &str, now: u64) -> Option<&Rc<Identity>> {
+    /// before, it is still valid at `now` and its key still `published`.
+    pub fn lookup(
+        &self,
+        resource: usize,
+        token: &str,
+        now: u64,
+        published: KeyPublished<'_>,
+    ) -> Option<&Rc<Identity>> {
         let entry = self.slots.get(self.slot(resource, token)?)?.as_ref()?;
-        (entry.resource == resource && *entry.token == *token && now < entry.identity.exp)
-            .then_some(&entry.identity)
+        (entry.resource == resource
+            && *entry.token == *token
+            && usable(&entry.identity, now, published))
+        .then_some(&entry.identity)
     }
 
     /// Remembers a verified identity (evicting the slot's previous entry).
@@ -180,6 +195,10 @@ impl LocalTokens {
     }
 }
 
+fn usable(identity: &Identity, now: u64, published: KeyPublished<'_>) -> bool {
+    now < identity.exp && published(identity.issuer, &identity.key)
+}
+
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Option<()> {
     out.extend_from_slice(&u16::try_from(b.len()).ok()?.to_be_bytes());
     out.extend_from_slice(b);
@@ -192,6 +211,8 @@ pub fn encode(hash: &Hash, id: &Identity) -> Option<Vec<u8>> {
     out.push(VERSION);
     out.extend_from_slice(hash);
     out.extend_from_slice(&id.exp.to_be_bytes());
+    out.extend_from_slice(&u16::try_from(id.issuer).ok()?.to_be_bytes());
+    out.extend_from_slice(&id.key);
     out.extend_from_slice(&u16::try_from(id.scopes.len()).ok()?.to_be_bytes());
     for s in &id.scopes {
         put_bytes(&mut out, s.as_bytes())?;
@@ -240,6 +261,8 @@ pub fn decode(bytes: &[u8]) -> Option<(Hash, Identity)> {
     }
     let hash: Hash = r.take(32)?.try_into().ok()?;
     let exp = r.u64()?;
+    let issuer = usize::from(r.u16()?);
+    let key: KeyFingerprint = r.take(16)?.try_into().ok()?;
     let n_scopes = r.u16()?;
     let scopes = (0..n_scopes)
         .map(|_| r.string())
@@ -260,6 +283,8 @@ pub fn decode(bytes: &[u8]) -> Option<(Hash, Identity)> {
         hash,
         Identity {
             exp,
+            issuer,
+            key,
             scopes,
             header_values,
         },
@@ -284,9 +309,17 @@ mod tests {
         }
     }
 
+    const KEY: KeyFingerprint = [9; 16];
+
+    fn published(issuer: usize, key: &KeyFingerprint) -> bool {
+        issuer == 1 && *key == KEY
+    }
+
     fn identity(exp: u64) -> Rc<Identity> {
         Rc::new(Identity {
             exp,
+            issuer: 1,
+            key: KEY,
             scopes: vec!["mcp:tools".into(), "mcp:admin".into()],
             header_values: vec![Some("alice".into()), None, Some("".into())],
         })
@@ -304,7 +337,7 @@ mod tests {
         extra.push(0);
         assert_eq!(decode(&extra), None);
         let mut wrong_version = bytes.clone();
-        wrong_version[0] = 2;
+        wrong_version[0] = 1;
         assert_eq!(decode(&wrong_version), None);
         assert_eq!(decode(b""), None);
     }
@@ -315,13 +348,13 @@ mod tests {
         let mut cache = TokenCache::new("abcd", 16);
         cache.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         assert_eq!(
-            cache.lookup(&store, 0, "tok", 999).ok(),
+            cache.lookup(&store, 0, "tok", 999, &published).ok(),
             Some(identity(1000))
         );
-        assert_eq!(cache.lookup(&store, 0, "tok", 1000).ok(), None);
-        assert_eq!(cache.lookup(&store, 0, "other", 10).ok(), None);
+        assert_eq!(cache.lookup(&store, 0, "tok", 1000, &published).ok(), None);
+        assert_eq!(cache.lookup(&store, 0, "other", 10, &published).ok(), None);
         assert_eq!(
-            cache.lookup(&store, 1, "tok", 10).ok(),
+            cache.lookup(&store, 1, "tok", 10, &published).ok(),
             None,
             "entries are per resource"
         );
@@ -351,7 +384,11 @@ mod tests {
         // Another worker (empty table of its own) finds at most the 4 shared entries.
         let mut other = TokenCache::new("f", 4);
         let hits = (0..100)
-            .filter(|i| other.lookup(&store, 0, &format!("token-{i}"), 1).is_ok())
+            .filter(|i| {
+                other
+                    .lookup(&store, 0, &format!("token-{i}"), 1, &published)
+                    .is_ok()
+            })
             .count();
         assert!((1..=4).contains(&hits), "{hits}");
     }
@@ -362,7 +399,7 @@ mod tests {
         let mut cache = TokenCache::new("f", 0);
         cache.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         assert!(store.0.borrow().is_empty());
-        assert_eq!(cache.lookup(&store, 0, "tok", 1).ok(), None);
+        assert_eq!(cache.lookup(&store, 0, "tok", 1, &published).ok(), None);
     }
 
     #[test]
@@ -371,16 +408,23 @@ mod tests {
         let mut verifier = TokenCache::new("f", 16);
         let mut other = TokenCache::new("f", 16);
         verifier.insert(&store, Miss::default(), 0, "tok", &identity(1000));
-        assert_eq!(other.lookup(&store, 0, "tok", 1).ok(), Some(identity(1000)));
+        assert_eq!(
+            other.lookup(&store, 0, "tok", 1, &published).ok(),
+            Some(identity(1000))
+        );
         store.0.borrow_mut().clear();
         assert_eq!(
-            other.lookup(&store, 0, "tok", 1).ok(),
+            other.lookup(&store, 0, "tok", 1, &published).ok(),
             Some(identity(1000)),
             "answered from the worker's own table"
         );
-        assert_eq!(other.lookup(&store, 0, "tok", 1000).ok(), None, "expired");
+        assert_eq!(
+            other.lookup(&store, 0, "tok", 1000, &published).ok(),
+            None,
+            "expired"
+        );
         let mut third = TokenCache::new("f", 16);
-        assert_eq!(third.lookup(&store, 0, "tok", 1).ok(), None);
+        assert_eq!(third.lookup(&store, 0, "tok", 1, &published).ok(), None);
     }
 
     #[test]
@@ -389,20 +433,27 @@ mod tests {
         let mut verifier = TokenCache::new("f", 16);
         let mut other = TokenCache::new("f", 16);
         verifier.insert(&store, Miss::default(), 0, "tok", &identity(1000));
-        assert_eq!(other.lookup(&store, 0, "tok", 1000).ok(), None);
+        assert_eq!(other.lookup(&store, 0, "tok", 1000, &published).ok(), None);
         store.0.borrow_mut().clear();
-        assert_eq!(other.lookup(&store, 0, "tok", 1).ok(), None);
+        assert_eq!(other.lookup(&store, 0, "tok", 1, &published).ok(), None);
     }
 
     #[test]
     fn local_table_matches_the_whole_token_and_resource_until_expiry() {
         let mut local = LocalTokens::new(8);
         local.insert(0, "tok", &identity(1000));
-        assert_eq!(local.lookup(0, "tok", 999), Some(&identity(1000)));
-        assert_eq!(local.lookup(0, "tok", 1000), None, "expired");
-        assert_eq!(local.lookup(1, "tok", 10), None, "entries are per resource");
-        assert_eq!(local.lookup(0, "tok2", 10), None);
-        assert_eq!(local.lookup(0, "to", 10), None);
+        assert_eq!(
+            local.lookup(0, "tok", 999, &published),
+            Some(&identity(1000))
+        );
+        assert_eq!(local.lookup(0, "tok", 1000, &published), None, "expired");
+        assert_eq!(
+            local.lookup(1, "tok", 10, &published),
+            None,
+            "entries are per resource"
+        );
+        assert_eq!(local.lookup(0, "tok2", 10, &published), None);
+        assert_eq!(local.lookup(0, "to", 10, &published), None);
     }
 
     #[test]
@@ -411,22 +462,56 @@ mod tests {
         local.insert(0, "first", &identity(1000));
         local.insert(0, "second", &identity(2000));
         assert_eq!(
-            local.lookup(0, "first", 1),
+            local.lookup(0, "first", 1, &published),
             None,
             "evicted by the other token"
         );
-        assert_eq!(local.lookup(0, "second", 1), Some(&identity(2000)));
+        assert_eq!(
+            local.lookup(0, "second", 1, &published),
+            Some(&identity(2000))
+        );
         let mut local = LocalTokens::new(4);
         for i in 0..100 {
             local.insert(0, &format!("token-{i}"), &identity(1000));
         }
         let hits = (0..100)
-            .filter(|i| local.lookup(0, &format!("token-{i}"), 1).is_some())
+            .filter(|i| {
+                local
+                    .lookup(0, &format!("token-{i}"), 1, &published)
+                    .is_some()
+            })
             .count();
         assert!((1..=4).contains(&hits), "{hits}");
         let mut off = LocalTokens::new(0);
         off.insert(0, "tok", &identity(1000));
-        assert_eq!(off.lookup(0, "tok", 1), None);
+        assert_eq!(off.lookup(0, "tok", 1, &published), None);
+    }
+
+    #[test]
+    fn an_entry_whose_key_is_no_longer_published_is_a_miss() {
+        let store = MemStore::default();
+        let mut verifier = TokenCache::new("f", 16);
+        verifier.insert(&store, Miss::default(), 0, "tok", &identity(1000));
+        let removed = |_: usize, _: &KeyFingerprint| false;
+        let other_issuer = |issuer: usize, key: &KeyFingerprint| issuer == 0 && *key == KEY;
+        for gone in [&removed as KeyPublished<'_>, &other_issuer] {
+            assert_eq!(
+                verifier.lookup(&store, 0, "tok", 1, gone).ok(),
+                None,
+                "own table"
+            );
+            let mut other = TokenCache::new("f", 16);
+            assert_eq!(
+                other.lookup(&store, 0, "tok", 1, gone).ok(),
+                None,
+                "shared data"
+            );
+        }
+        assert_eq!(
+            verifier.lookup(&store, 0, "tok", 1, &published).ok(),
+            Some(identity(1000)),
+            "published again (a JWKS refresh that brought the key back)"
+        );
     }
 
     #[test]
@@ -434,6 +519,6 @@ mod tests {
         let store = MemStore::default();
         let mut cache = TokenCache::new("f", 1);
         store.set("mcp_auth.tc.f.0", b"\x01garbage");
-        assert_eq!(cache.lookup(&store, 0, "tok", 1).ok(), None);
+        assert_eq!(cache.lookup(&store, 0, "tok", 1, &published).ok(), None);
     }
 }

@@ -8,7 +8,7 @@ use crate::challenge::{Denial, LocalResponse, metadata_not_found};
 use crate::config::{Config, UnmatchedPaths};
 use crate::cors::{self, OriginCheck};
 use crate::identity::Identity;
-use crate::jwks::KeySet;
+use crate::jwks::{KeyFingerprint, KeySet};
 use crate::mcp_request::{self, McpCall, McpHeaders};
 use crate::policy;
 use crate::routing::{Route, route};
@@ -331,7 +331,7 @@ pub fn verify_token<'k>(
         skew: cfg.clock_skew,
     };
     match jwt.verify(key_set, &expect) {
-        Ok(verified) => match Identity::from_token(&cfg.identity_headers, &verified) {
+        Ok(verified) => match Identity::from_token(&cfg.identity_headers, issuer_idx, &verified) {
             Ok(id) => TokenOutcome::Verified(Rc::new(id)),
             Err(e) => invalid(e),
         },
@@ -352,7 +352,9 @@ pub fn authenticate<'k>(
     now: u64,
 ) -> (TokenOutcome, Option<bool>) {
     let enabled = cfg.token_cache_slots > 0;
-    let miss = match cache.lookup(store, resource, token, now) {
+    let published =
+        |issuer: usize, key: &KeyFingerprint| keys(issuer).is_some_and(|k| k.contains(key));
+    let miss = match cache.lookup(store, resource, token, now, &published) {
         Ok(id) => return (TokenOutcome::Verified(id), Some(true)),
         Err(miss) => miss,
     };
@@ -427,7 +429,7 @@ pub fn upstream_edits<'a>(
 mod tests {
     use super::*;
     use crate::config::tests::{demo_json, parse};
-    use crate::testkeys::{ed_key, rsa_key};
+    use crate::testkeys::{TestKey, ed_key, rsa_key};
     use serde_json::{Value, json};
     use std::cell::RefCell;
     use std::collections::HashMap;
@@ -744,12 +746,11 @@ mod tests {
         let mut cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
         let token = key.jwt(&claims());
         let ready = |_: usize| Some(&ks);
-        let no_keys = |_: usize| None;
         let (first, hit) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW);
         assert!(matches!(first, TokenOutcome::Verified(_)));
         assert_eq!(hit, Some(false));
-        let (second, hit) = authenticate(&c, &mut cache, &store, 0, &token, &no_keys, NOW + 1);
-        assert_eq!(second, first, "cache hit needs no keys");
+        let (second, hit) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 1);
+        assert_eq!(second, first);
         assert_eq!(hit, Some(true));
         let (late, hit) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 600);
         assert_eq!(hit, Some(false));
@@ -765,6 +766,55 @@ mod tests {
         let (bad, _) = authenticate(&c, &mut cache, &store, 0, "x.y.z", &ready, NOW);
         assert!(matches!(bad, TokenOutcome::Denied(_)));
         assert_eq!(store.0.borrow().len(), 1, "failures are never cached");
+    }
+
+    #[test]
+    fn a_cached_token_is_revoked_when_its_key_leaves_the_jwks() {
+        let c = cfg();
+        let (old, new) = (ed_key("k1"), ed_key("k2"));
+        let jwks = |keys: Vec<Value>| {
+            KeySet::from_value(&json!({ "keys": keys }))
+                .expect("keys")
+                .keys
+        };
+        let both = jwks(vec![old.public_jwk(), new.public_jwk()]);
+        let rotated = jwks(vec![new.public_jwk()]);
+        // The same kid now naming another key is a removal too.
+        let impostor = TestKey {
+            kid: "k1".into(),
+            ..ed_key("k3")
+        };
+        let reused_kid = jwks(vec![impostor.public_jwk()]);
+        let store = MemStore::default();
+        let mut cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
+        let token = old.jwt(&claims());
+        let (first, _) = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&both), NOW);
+        assert!(matches!(first, TokenOutcome::Verified(_)));
+        let (still, hit) = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&both), NOW);
+        assert_eq!(
+            (still, hit),
+            (first.clone(), Some(true)),
+            "a new key changes nothing"
+        );
+        let (gone, hit) = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&rotated), NOW);
+        assert_eq!(gone, TokenOutcome::UnknownKid { issuer: 0 });
+        assert_eq!(hit, Some(false));
+        let (replaced, _) = authenticate(
+            &c,
+            &mut cache,
+            &store,
+            0,
+            &token,
+            &|_| Some(&reused_kid),
+            NOW,
+        );
+        assert_eq!(
+            replaced,
+            TokenOutcome::Denied(Denial::InvalidToken("signature verification failed"))
+        );
+        let (awaiting, hit) = authenticate(&c, &mut cache, &store, 0, &token, &|_| None, NOW);
+        assert_eq!(awaiting, TokenOutcome::AwaitKeys { issuer: 0 });
+        assert_eq!(hit, Some(false));
     }
 
     #[test]

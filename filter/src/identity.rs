@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::config::IdentityHeader;
+use crate::jwks::KeyFingerprint;
 use crate::token::{TokenError, VerifiedToken};
 
 const MAX_HEADER_VALUE: usize = 8 * 1024;
@@ -12,6 +13,11 @@ const MAX_HEADER_VALUE: usize = 8 * 1024;
 pub struct Identity {
     /// Token `exp`, seconds since the Unix epoch.
     pub exp: u64,
+    /// The issuer (index in the configuration) and key that verified the token: the cached
+    /// identity is used only while that issuer still publishes that key.
+    pub issuer: usize,
+    /// See `issuer`.
+    pub key: KeyFingerprint,
     /// Granted scopes.
     pub scopes: Vec<String>,
     /// One value per configured identity header, in configuration order (`None`: claim absent).
@@ -40,9 +46,11 @@ fn header_safe(s: &str) -> bool {
 }
 
 impl Identity {
-    /// Extracts the configured claims; a claim value that cannot be a header value fails closed.
+    /// Extracts the configured claims of a token `issuer` (configuration index) signed; a claim
+    /// value that cannot be a header value fails closed.
     pub fn from_token(
         headers: &[IdentityHeader],
+        issuer: usize,
         token: &VerifiedToken,
     ) -> Result<Identity, TokenError> {
         let mut header_values = Vec::with_capacity(headers.len());
@@ -61,6 +69,8 @@ impl Identity {
         }
         Ok(Identity {
             exp: token.exp,
+            issuer,
+            key: token.key,
             scopes: token.scopes.clone(),
             header_values,
         })
@@ -93,6 +103,7 @@ mod tests {
             claims: claims.as_object().expect("object").clone(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             exp: 99,
+            key: [5; 16],
         }
     }
 
@@ -102,7 +113,7 @@ mod tests {
             json!({"sub": "alice", "client_id": "c1", "groups": ["a", "b"], "n": 5}),
             &["mcp:tools", "x"],
         );
-        let id = Identity::from_token(&headers(), &t).expect("valid");
+        let id = Identity::from_token(&headers(), 2, &t).expect("valid");
         assert_eq!(
             id.header_values,
             [
@@ -114,13 +125,13 @@ mod tests {
             ]
             .map(|v| v.map(String::from))
         );
-        assert_eq!(id.exp, 99);
+        assert_eq!((id.exp, id.issuer, id.key), (99, 2, [5; 16]));
     }
 
     #[test]
     fn absent_or_structured_claims_set_no_header() {
         let t = token(json!({"sub": {"nested": 1}, "groups": [1, 2]}), &[]);
-        let id = Identity::from_token(&headers(), &t).expect("valid");
+        let id = Identity::from_token(&headers(), 2, &t).expect("valid");
         assert!(id.header_values.iter().all(Option::is_none));
     }
 
@@ -129,7 +140,7 @@ mod tests {
         for bad in ["alice\r\nx-admin: 1", "caf\u{e9}", " padded", "a\u{0}b"] {
             let t = token(json!({"sub": bad}), &[]);
             assert_eq!(
-                Identity::from_token(&headers(), &t),
+                Identity::from_token(&headers(), 2, &t),
                 Err(TokenError::IdentityClaim),
                 "{bad:?}"
             );

@@ -6,6 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::es256::EcPublicKey;
 use crate::rs256::RsaPublicKey;
@@ -47,14 +48,26 @@ enum KeyMaterial {
     Rsa(RsaPublicKey),
 }
 
+/// Names one published key across JWKS refreshes: SHA-256 of its `kid` and public key bytes,
+/// truncated. A cached verification records the key that made it and is used only while a key
+/// with the same fingerprint is still published, so removing a key from the JWKS revokes every
+/// token it signed at the next refresh, not at their `exp`.
+pub type KeyFingerprint = [u8; 16];
+
 /// One usable verification key.
 #[derive(Debug, Clone)]
 pub struct Jwk {
     kid: Option<String>,
     material: KeyMaterial,
+    fingerprint: KeyFingerprint,
 }
 
 impl Jwk {
+    /// See [`KeyFingerprint`].
+    pub fn fingerprint(&self) -> &KeyFingerprint {
+        &self.fingerprint
+    }
+
     /// The key id, if the JWK had one.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
@@ -171,6 +184,11 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// True when a key with this fingerprint is in the set.
+    pub fn contains(&self, fingerprint: &KeyFingerprint) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == *fingerprint)
+    }
+
     /// The key for a token: by `kid` when the token has one, otherwise the only key.
     pub fn select(&self, kid: Option<&str>) -> KeySelection<'_> {
         match kid {
@@ -234,9 +252,19 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
     let kid = str_field(obj, "kid")?.map(str::to_string);
     let kty = str_field(obj, "kty")?.ok_or("kty missing")?;
     let crv = str_field(obj, "crv")?;
+    // Each field length-prefixed, so no two different keys feed the same bytes.
+    let mut fingerprint = Sha256::new();
+    let mut absorb = |field: &[u8]| {
+        fingerprint.update(u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
+        fingerprint.update(field);
+    };
+    absorb(kty.as_bytes());
+    absorb(kid.as_deref().unwrap_or_default().as_bytes());
+    absorb(&[u8::from(kid.is_some())]);
     let material = match (kty, crv) {
         ("OKP", Some("Ed25519")) => {
             let x: [u8; 32] = b64_fixed(obj, "x")?;
+            absorb(&x);
             let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
                 .map_err(|_| "x is not an Ed25519 point")?;
             if key.is_weak() {
@@ -247,6 +275,8 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
         ("EC", Some("P-256")) => {
             let x: [u8; 32] = b64_fixed(obj, "x")?;
             let y: [u8; 32] = b64_fixed(obj, "y")?;
+            absorb(&x);
+            absorb(&y);
             let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
             let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
                 .ok()
@@ -258,6 +288,8 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
         ("RSA", _) => {
             let n = b64_field(obj, "n")?;
             let e_bytes = b64_field(obj, "e")?;
+            absorb(&n);
+            absorb(&e_bytes);
             let e = (e_bytes.len() <= 4)
                 .then(|| {
                     e_bytes
@@ -278,7 +310,15 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
         ("OKP" | "EC", _) => return Err(format!("unsupported curve for {kty}")),
         _ => return Err(format!("unsupported kty {kty:?}")),
     };
-    let jwk = Jwk { kid, material };
+    let digest = fingerprint.finalize();
+    let jwk = Jwk {
+        kid,
+        material,
+        fingerprint: digest
+            .get(..16)
+            .and_then(|head| head.try_into().ok())
+            .unwrap_or_default(),
+    };
     if let Some(alg) = str_field(obj, "alg")?
         && alg != jwk.algorithm().name()
     {
@@ -454,5 +494,46 @@ mod tests {
         assert!(matches!(keys.select(Some("b")), KeySelection::Found(k) if k.kid() == Some("b")));
         assert!(matches!(keys.select(Some("zzz")), KeySelection::UnknownKid));
         assert!(matches!(keys.select(None), KeySelection::Ambiguous));
+    }
+
+    #[test]
+    fn fingerprints_name_the_key_and_its_kid_across_refreshes() {
+        let fingerprint = |jwk: Value| {
+            let set = KeySet::from_value(&json!({ "keys": [jwk] }))
+                .expect("valid")
+                .keys;
+            let fp = *set.keys.first().expect("one key").fingerprint();
+            assert!(set.contains(&fp));
+            fp
+        };
+        let mut seen = Vec::new();
+        for key in [ed_key("a"), ec_key("a"), rsa_key("a")] {
+            let fp = fingerprint(key.public_jwk());
+            assert_eq!(fingerprint(key.public_jwk()), fp, "stable across parses");
+            let mut renamed = key.public_jwk();
+            renamed["kid"] = json!("b");
+            let mut no_kid = key.public_jwk();
+            no_kid.as_object_mut().expect("object").remove("kid");
+            let mut empty_kid = key.public_jwk();
+            empty_kid["kid"] = json!("");
+            seen.extend([
+                fp,
+                fingerprint(renamed),
+                fingerprint(no_kid),
+                fingerprint(empty_kid),
+            ]);
+        }
+        seen.push(fingerprint(ed_key("other").public_jwk()));
+        for (i, fp) in seen.iter().enumerate() {
+            assert_eq!(
+                seen.iter().filter(|o| *o == fp).count(),
+                1,
+                "#{i} is unique"
+            );
+        }
+        let set = KeySet::from_value(&json!({"keys": [ed_key("a").public_jwk()]}))
+            .expect("valid")
+            .keys;
+        assert!(!set.contains(&fingerprint(ed_key("other").public_jwk())));
     }
 }

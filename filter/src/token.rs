@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::jwks::{Algorithm, KeySelection, KeySet};
+use crate::jwks::{Algorithm, KeyFingerprint, KeySelection, KeySet};
 
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -126,6 +126,8 @@ pub struct VerifiedToken {
     pub scopes: Vec<String>,
     /// `exp`, seconds since the Unix epoch.
     pub exp: u64,
+    /// The key whose signature verified.
+    pub key: KeyFingerprint,
 }
 
 fn decode_part(part: &str) -> Result<Vec<u8>, TokenError> {
@@ -243,7 +245,7 @@ impl UnverifiedJwt<'_> {
     }
 
     /// Only the signature step: `Ok` when a key of `keys` verifies the token.
-    pub fn check_signature(&self, keys: &KeySet) -> Result<(), TokenError> {
+    pub fn check_signature(&self, keys: &KeySet) -> Result<KeyFingerprint, TokenError> {
         let key = match keys.select(self.kid.as_deref()) {
             KeySelection::Found(k) => k,
             KeySelection::UnknownKid => return Err(TokenError::UnknownKid),
@@ -255,7 +257,7 @@ impl UnverifiedJwt<'_> {
         if !key.verify(self.signing_input.as_bytes(), &self.signature) {
             return Err(TokenError::Signature);
         }
-        Ok(())
+        Ok(*key.fingerprint())
     }
 
     /// Signature, then `iss`, `aud`, `exp`, `nbf`, `iat`, scopes.
@@ -264,7 +266,7 @@ impl UnverifiedJwt<'_> {
         keys: &KeySet,
         expect: &Expectations<'_>,
     ) -> Result<VerifiedToken, TokenError> {
-        self.check_signature(keys)?;
+        let key = self.check_signature(keys)?;
         check_issuer(&self.claims, expect.issuer)?;
         check_audience(&self.claims, expect.audiences)?;
         let exp = check_times(&self.claims, expect.now, expect.skew)?;
@@ -273,6 +275,7 @@ impl UnverifiedJwt<'_> {
             claims: self.claims,
             scopes,
             exp,
+            key,
         })
     }
 }

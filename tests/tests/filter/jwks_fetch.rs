@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use mcp_auth_tests::{Action, Callback};
+use mcp_auth_tests::{Action, Callback, Host};
 use serde_json::json;
 
-use crate::keys::{Key, keys};
+use crate::keys::{Key, jwks, keys};
 use crate::support::{
-    Gateway, JWKS_CLUSTER, KEY_WAIT_MS, MIN_REFETCH_SECONDS, Request, answer_jwks,
+    Exchange, Gateway, JWKS_CLUSTER, KEY_WAIT_MS, MIN_REFETCH_SECONDS, Request, answer_jwks,
+    jwks_fetch, look, send,
 };
 
 /// The filter's tick period (README: it ticks every 500 ms).
@@ -146,6 +147,64 @@ fn unknown_kid_triggers_a_refetch_and_the_rotated_key_is_then_accepted() {
             .reached_upstream()
     );
     assert_eq!(gw.metric("jwks_fetch.ok"), 2);
+}
+
+/// Sends `token` to `host`; if the filter waits for a kid refetch, answers it with `keys`.
+fn send_answering_a_refetch(host: &mut Host, token: &str, keys: &[&Key]) -> Exchange {
+    let got = send(host, Request::get("/mcp").bearer(token));
+    if got.reply.is_some() || got.reached_upstream() {
+        return got;
+    }
+    let fetch = jwks_fetch(host);
+    answer_jwks(host, fetch, 200, &jwks(keys).to_string());
+    look(host, got.stream)
+}
+
+#[test]
+fn a_cached_token_is_refused_once_its_key_leaves_the_jwks() {
+    let mut gw = Gateway::remote();
+    let k = keys();
+    gw.serve_jwks(&[&k.ed, &k.rotated]);
+    // Valid well past the scheduled refresh, so only the key's removal can end the cache entry.
+    let long_lived = |key: &Key| {
+        gw.jws(key, "mcp:tools")
+            .claim("exp", json!(gw.now() + 3600))
+            .sign(key)
+    };
+    let (retired, current) = (long_lived(&k.ed), long_lived(&k.rotated));
+    for _ in 0..2 {
+        assert!(
+            gw.send(Request::get("/mcp").bearer(&retired))
+                .reached_upstream()
+        );
+    }
+    assert_eq!(
+        gw.metric("cache.hit"),
+        1,
+        "cached in this worker and in shared data"
+    );
+
+    // A worker that loads the rotated JWKS finds the entry in shared data but not its key.
+    let mut other = gw.another_worker();
+    let fetch = jwks_fetch(&mut other);
+    answer_jwks(&mut other, fetch, 200, &jwks(&[&k.rotated]).to_string());
+    // The verifying worker drops the key at its scheduled refresh.
+    gw.serve_jwks(&[&k.rotated]);
+
+    for host in [&mut other, &mut gw.host] {
+        let refused = send_answering_a_refetch(host, &retired, &[&k.rotated]);
+        assert_eq!(refused.status(), 401);
+        assert!(!refused.reached_upstream());
+        assert_eq!(
+            refused
+                .challenge()
+                .get("error_description")
+                .map(String::as_str),
+            Some("unknown key id")
+        );
+        let accepted = send_answering_a_refetch(host, &current, &[&k.rotated]);
+        assert!(accepted.reached_upstream(), "{:?}", accepted.reply);
+    }
 }
 
 #[test]
