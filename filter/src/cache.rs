@@ -518,7 +518,7 @@ mod tests {
     fn garbage_in_the_store_is_a_miss() {
         let store = MemStore::default();
         let mut cache = TokenCache::new("f", 1);
-        store.set("mcp_auth.tc.f.0", b"\x01garbage");
+        store.set("mcp_auth.tc.f.0", b"\x02garbage");
         assert_eq!(cache.lookup(&store, 0, "tok", 1, &published).ok(), None);
     }
 }
