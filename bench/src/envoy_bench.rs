@@ -277,15 +277,19 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
         probe: vec![],
     };
     for alg in Alg::ALL {
-        let tokens = keys.tokens(alg, plan.fresh_tokens, now);
+        let tokens = keys.tokens(alg, plan.fresh_tokens + 1, now);
+        // The readiness probe's token is verified (and cached) before the load starts, so it
+        // must not be in the rotation: the miss cells' one-slot cache would still hold it when
+        // wrk's first requests arrive, and one of them could be a hit.
+        let (probe, rotation) = tokens.split_last().ok_or("no tokens generated")?;
+        let first = rotation.first().ok_or("no tokens generated")?;
         let one = dir.join(format!("one-{}.txt", alg.jose()));
         let fresh = dir.join(format!("fresh-{}.txt", alg.jose()));
-        let first = tokens.first().cloned().ok_or("no tokens generated")?;
         std::fs::write(&one, format!("{first}\n")).map_err(|e| e.to_string())?;
-        std::fs::write(&fresh, tokens.join("\n") + "\n").map_err(|e| e.to_string())?;
+        std::fs::write(&fresh, rotation.join("\n") + "\n").map_err(|e| e.to_string())?;
         files.one.push(one);
         files.fresh.push(fresh);
-        files.probe.push(first);
+        files.probe.push(probe.clone());
     }
     Ok(files)
 }
