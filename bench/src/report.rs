@@ -77,11 +77,16 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[mid]
+    let middle = if v.len() % 2 == 1 {
+        v.get(mid..=mid)
     } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    })
+        v.get(mid - 1..=mid)
+    };
+    match middle? {
+        [middle] => Some(*middle),
+        [low, high] => Some((low + high) / 2.0),
+        _ => None,
+    }
 }
 
 /// Median over rounds of `metric(a) / metric(b)`, pairing rounds by index.
