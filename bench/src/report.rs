@@ -1,4 +1,5 @@
-//! Turning per-round samples into the Markdown table: medians, ratios and the targets.
+//! Turning per-round samples into the Markdown table: medians, ratios and the performance
+//! targets listed in bench/README.md.
 //!
 //! Ratios are the median over rounds of the per-round ratio (cells of one round run back to
 //! back, so a ratio within a round cancels slow drifts of the shared machine).
@@ -111,7 +112,7 @@ pub struct Verdict {
     pub pass: bool,
 }
 
-/// The per-row target, if the row has one.
+/// The row's performance target (bench/README.md), if it has one.
 pub fn row_target(cells: &[CellResult], cell: &CellResult) -> Option<Verdict> {
     match cell.kind {
         Kind::Filter { hit: true, .. } => {
