@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::oauth::AuthMethod;
 use crate::redirect_uri;
 
 /// Prefix of environment variables that override configuration fields. Nested fields are
@@ -60,33 +61,6 @@ impl SigningAlgorithm {
             "EdDSA" => Some(SigningAlgorithm::EdDsa),
             "ES256" => Some(SigningAlgorithm::Es256),
             "RS256" => Some(SigningAlgorithm::Rs256),
-            _ => None,
-        }
-    }
-}
-
-/// How a client authenticates at the token and revocation endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    None,
-    ClientSecretBasic,
-    ClientSecretPost,
-}
-
-impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::None => "none",
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::ClientSecretPost => "client_secret_post",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "none" => Some(AuthMethod::None),
-            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
-            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
             _ => None,
         }
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use mcp_auth_server::{app, config, keyring, secrets, store, time};
+use mcp_auth_server::{config, keyring, secrets, server, store, time};
 
 /// OAuth 2.1 authorization server for MCP clients.
 #[derive(Parser)]
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.listen))?;
-                app::serve(config, listener, shutdown_signal()).await
+                server::serve(config, listener, shutdown_signal()).await
             })
         }
         Command::Keys { command } => {

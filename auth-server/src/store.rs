@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::config::{AuthMethod, SigningAlgorithm};
+use crate::config::SigningAlgorithm;
 use crate::keys::KeyMeta;
+use crate::oauth::AuthMethod;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -83,7 +83,7 @@ redirect_uris = ["{PUBLIC_REDIRECT}", "https://app.example.com/callback"]
         let (tx, rx) = oneshot::channel::<()>();
         self.shutdown = Some(tx);
         self.task = Some(tokio::spawn(async move {
-            mcp_auth_server::app::serve(config, listener, async {
+            mcp_auth_server::server::serve(config, listener, async {
                 let _ = rx.await;
             })
             .await
@@ -117,7 +117,7 @@ redirect_uris = ["{PUBLIC_REDIRECT}", "https://app.example.com/callback"]
         let config = mcp_auth_server::config::load(&path, Vec::new()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        tokio::spawn(mcp_auth_server::app::serve(
+        tokio::spawn(mcp_auth_server::server::serve(
             config,
             listener,
             std::future::pending(),
