@@ -87,8 +87,11 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 KeysCommand::List => {
-                    for (kid, alg, active_from, state) in keyring::describe(&conn, &config, now)? {
-                        println!("{kid}\t{alg}\tactive_from={active_from}\t{state}");
+                    for key in keyring::describe(&conn, &config, now)? {
+                        println!(
+                            "{}\t{}\tactive_from={}\t{}",
+                            key.kid, key.alg, key.active_from, key.state
+                        );
                     }
                 }
             }

@@ -86,7 +86,7 @@ async fn access_token(
     audience: &str,
 ) -> Result<String, OAuthError> {
     let now = time::now();
-    let (_kid, key) = state.keyring.signing_key(now).await?;
+    let key = state.keyring.signing_key(now).await?;
     let jti = secrets::random_token()?;
     let claims = Claims::with_custom_claims(
         AccessClaims {
