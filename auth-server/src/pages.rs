@@ -1,4 +1,5 @@
-//! HTML pages (login, consent, errors). maud escapes every interpolated value.
+//! HTML pages (login, consent, errors) and browser redirects. maud escapes every interpolated
+//! value.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
