@@ -1,17 +1,20 @@
 //! The router: every endpoint module's routes, merged, with the layers that apply across them
 //! (CORS, body limits, the request timeout, request logging, panic recovery).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{Method, Request, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::error::ErrorCode;
 use crate::state::AppState;
 use crate::{authorize, jwks, metadata, register, revoke, token};
 
@@ -40,7 +43,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(cors_routes)
         .merge(authorize::routes(&config))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -54,4 +57,47 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(CatchPanicLayer::new())
+        // Outermost, so timeouts, oversized bodies and panics are counted too.
+        .layer(middleware::from_fn_with_state(state, count_request))
+}
+
+/// Counts every answered request with its endpoint, status, OAuth error code and duration.
+async fn count_request(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let endpoint = endpoint_name(
+        &state.config.issuer_path,
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let error = response.extensions().get::<ErrorCode>().map(|c| c.as_str());
+    state.metrics.request(
+        endpoint,
+        response.status().as_u16(),
+        error,
+        started.elapsed(),
+    );
+    response
+}
+
+/// The metrics label of a matched route (`unmatched` when no route matched).
+fn endpoint_name(issuer_path: &str, matched: Option<&str>) -> &'static str {
+    let Some(path) = matched else {
+        return "unmatched";
+    };
+    match path.strip_prefix(issuer_path) {
+        Some("/authorize") => "authorize",
+        Some("/token") => "token",
+        Some("/register") => "register",
+        Some("/revoke") => "revoke",
+        Some("/jwks.json") => "jwks",
+        _ if path.contains("/.well-known/") => "metadata",
+        _ => "other",
+    }
 }

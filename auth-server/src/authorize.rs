@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 
+use crate::audit::{self, SignInFailure};
 use crate::clients::Client;
 use crate::config::{Config, Resource};
 use crate::error::{AuthorizeError, ErrorCode};
@@ -334,7 +335,15 @@ async fn decide(
             &[],
         ));
     };
-    if decision == Action::Deny {
+    let approved = decision == Action::Approve;
+    audit::consent(
+        approved,
+        &username,
+        &v.client.client_id,
+        &resource::join(&v.request.scopes),
+        &v.request.resource.url,
+    );
+    if !approved {
         return Err(AuthorizeError::Redirect {
             to: v.request.redirect,
             error: ErrorCode::AccessDenied,
@@ -355,10 +364,15 @@ async fn sign_in(
 ) -> Result<Response, AuthorizeError> {
     let field = |name| form.single(name).ok().flatten().unwrap_or_default();
     let (username, password) = (field("username"), field("password"));
+    let client_id = &v.client.client_id;
+    let failed = |reason: SignInFailure| {
+        audit::sign_in_failed(username, client_id, peer.ip(), reason);
+        state.metrics.sign_in(reason.as_str());
+    };
     // Brute-force bound: once an address has used up its failures for the minute, no password
     // is checked at all, right or wrong.
     if state.login_limiter.exhausted(peer.ip(), Instant::now()) {
-        tracing::warn!(address = %peer.ip(), "login refused: too many failed attempts");
+        failed(SignInFailure::RateLimited);
         let mut response = login_page(
             state,
             v,
@@ -377,7 +391,11 @@ async fn sign_in(
     }
     if !session::check_password(state, username, password).await {
         state.login_limiter.allow(peer.ip(), Instant::now());
-        tracing::info!(address = %peer.ip(), "failed login attempt");
+        failed(if state.config.users.contains_key(username) {
+            SignInFailure::WrongPassword
+        } else {
+            SignInFailure::UnknownUser
+        });
         return Ok(login_page(
             state,
             v,
@@ -388,6 +406,8 @@ async fn sign_in(
         ));
     }
     let cookie = session::start(state, username).await?;
+    audit::sign_in_succeeded(username, client_id, peer.ip());
+    state.metrics.sign_in("success");
     Ok(pages::see_other(
         &format!("{}?{}", action_path(state), v.params.to_query()),
         &[cookie],

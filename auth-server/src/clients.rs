@@ -6,9 +6,11 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::audit;
 use crate::cimd::{self, Fetcher};
 use crate::config::Config;
 use crate::error::OAuthError;
+use crate::metrics::Metrics;
 use crate::oauth::AuthMethod;
 use crate::params::Params;
 use crate::password_check::PasswordChecker;
@@ -46,6 +48,7 @@ pub struct Clients<'a> {
     pub store: &'a Store,
     pub fetcher: &'a Fetcher,
     pub password_checker: &'a PasswordChecker,
+    pub metrics: &'a Metrics,
 }
 
 /// How a client's secret is stored.
@@ -66,7 +69,11 @@ impl Clients<'_> {
     /// Finds the client for an authorization request. Errors are shown on an error page.
     pub async fn resolve(&self, client_id: &str) -> Result<Client, String> {
         if cimd::is_metadata_url(client_id) {
-            let doc = self.fetcher.resolve(client_id).await?;
+            let fetched = self.fetcher.resolve(client_id).await;
+            self.metrics.client_metadata_fetch(fetched.is_ok());
+            let doc = fetched.inspect_err(|reason| {
+                audit::client_metadata_fetch_failed(client_id, reason);
+            })?;
             return Ok(Client {
                 client_id: doc.client_id,
                 client_name: doc.client_name,

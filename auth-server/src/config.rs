@@ -204,6 +204,8 @@ pub struct Config {
     /// Cookies are `Secure` when the issuer is https.
     pub issuer_is_https: bool,
     pub listen: SocketAddr,
+    /// Where `GET /metrics` is served; `None` serves no metrics.
+    pub admin_listen: Option<SocketAddr>,
     /// Resolved against the configuration file's directory.
     pub storage_path: PathBuf,
     pub signing_algorithm: SigningAlgorithm,
@@ -247,6 +249,9 @@ struct RawConfig {
     issuer: String,
     /// Socket address to listen on. Default [`DEFAULT_LISTEN`].
     listen: Option<String>,
+    /// Socket address of the admin listener, which serves Prometheus metrics at `/metrics` and
+    /// nothing else. Must differ from `listen`. Default: none (no admin listener, no metrics).
+    admin_listen: Option<String>,
     /// SQLite database file, relative to the configuration file's directory; created with mode
     /// 0600 (and its directory) if missing. Default [`DEFAULT_STORAGE_PATH`].
     storage_path: Option<String>,
@@ -445,6 +450,21 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         .unwrap_or(DEFAULT_LISTEN)
         .parse()
         .map_err(|e| field_error("listen", format!("not a socket address: {e}")))?;
+    let admin_listen = match raw.admin_listen.as_deref() {
+        None => None,
+        Some(text) => {
+            let address: SocketAddr = text
+                .parse()
+                .map_err(|e| field_error("admin_listen", format!("not a socket address: {e}")))?;
+            if address == listen {
+                return Err(field_error(
+                    "admin_listen",
+                    "must differ from listen (metrics are never served on the public port)",
+                ));
+            }
+            Some(address)
+        }
+    };
     let storage = raw
         .storage_path
         .unwrap_or_else(|| DEFAULT_STORAGE_PATH.to_string());
@@ -504,6 +524,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         issuer_path: issuer.path,
         issuer_is_https: issuer.is_https,
         listen,
+        admin_listen,
         storage_path,
         signing_algorithm,
         allow_insecure_localhost_client_metadata: raw.allow_insecure_localhost_client_metadata,
@@ -763,6 +784,7 @@ default_scopes = ["mcp:tools"]
         assert_eq!(c.access_token_lifetime, Duration::from_secs(600));
         assert!(!c.allow_insecure_localhost_client_metadata);
         assert!(c.registration.enabled);
+        assert_eq!(c.admin_listen, None);
     }
 
     #[test]
@@ -812,6 +834,10 @@ default_scopes = ["mcp:tools"]
             (
                 "issuer = \"http://localhost:9000\"\nlisten = \"nowhere\"",
                 "listen",
+            ),
+            (
+                "issuer = \"http://localhost:9000\"\nadmin_listen = \"127.0.0.1:9000\"",
+                "admin_listen",
             ),
         ];
         for (head, field) in cases {

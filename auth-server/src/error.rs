@@ -116,6 +116,8 @@ impl IntoResponse for OAuthError {
             "error_description": self.description,
         });
         let mut response = (self.code.status(), axum::Json(body)).into_response();
+        // For the metrics: which OAuth error this response carries.
+        response.extensions_mut().insert(self.code);
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -187,13 +189,17 @@ impl IntoResponse for AuthorizeError {
                 to,
                 error,
                 description,
-            } => pages::see_other(
-                &to.location(&[
-                    ("error", error.as_str()),
-                    ("error_description", &description),
-                ]),
-                &[],
-            ),
+            } => {
+                let mut response = pages::see_other(
+                    &to.location(&[
+                        ("error", error.as_str()),
+                        ("error_description", &description),
+                    ]),
+                    &[],
+                );
+                response.extensions_mut().insert(error);
+                response
+            }
         }
     }
 }

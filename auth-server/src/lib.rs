@@ -12,6 +12,7 @@
 )]
 
 pub(crate) mod app;
+pub(crate) mod audit;
 pub(crate) mod authorize;
 pub mod cimd;
 pub(crate) mod clients;
@@ -22,6 +23,7 @@ pub(crate) mod jwks;
 pub mod keyring;
 pub mod keys;
 pub(crate) mod metadata;
+pub(crate) mod metrics;
 pub(crate) mod oauth;
 pub(crate) mod pages;
 pub(crate) mod params;

@@ -18,7 +18,7 @@ use crate::oauth::{AuthMethod, GrantType, RESPONSE_TYPE_CODE};
 use crate::params::has_content_type;
 use crate::state::AppState;
 use crate::store::{self, RegisteredClient};
-use crate::{ratelimit, redirect_uri, secrets, time};
+use crate::{audit, ratelimit, redirect_uri, secrets, time};
 
 /// `/register` while registration is enabled; otherwise the path answers 404.
 pub fn routes(config: &Config) -> Router<AppState> {
@@ -179,8 +179,13 @@ async fn register(
         .store
         .run(move |conn| store::insert_client(conn, &client, now))
         .await?;
-    tracing::info!(client_id = %client_id, "client registered");
     let grant_types: Vec<&str> = grant_types.iter().map(|g| g.as_str()).collect();
+    audit::client_registered(
+        &client_id,
+        method.as_str(),
+        &grant_types.join(" "),
+        peer.ip(),
+    );
     let mut body = serde_json::json!({
         "client_id": client_id,
         "client_id_issued_at": now,

@@ -13,7 +13,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::form::OAuthForm;
 use crate::state::AppState;
 use crate::store::{self, RevokeOutcome};
-use crate::{secrets, time};
+use crate::{audit, secrets, time};
 
 pub fn routes(config: &Config) -> Router<AppState> {
     Router::new().route(&format!("{}/revoke", config.issuer_path), post(revoke))
@@ -50,8 +50,8 @@ async fn revoke(
         .run(move |conn| store::revoke_refresh(conn, &hash, &id, time::now()))
         .await?;
     match outcome {
-        RevokeOutcome::Revoked => {
-            tracing::info!(client_id = %client_id, "refresh token family revoked");
+        RevokeOutcome::Revoked(family) => {
+            audit::refresh_family_revoked(&client_id, &family.username, &family.resource);
             Ok(Revoked)
         }
         RevokeOutcome::OtherClient => Err(OAuthError::new(

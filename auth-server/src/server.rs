@@ -1,8 +1,10 @@
 //! Running the server: startup (storage, the first signing key, the hourly purge) and the accept
-//! loop, a hyper HTTP/1 server with bounds on request heads and a graceful shutdown.
+//! loop, a hyper HTTP/1 server with bounds on request heads and a graceful shutdown. The public
+//! listener serves the OAuth endpoints; the optional admin listener serves only the metrics.
 
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
@@ -10,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::state::AppState;
-use crate::{app, keyring, store, time};
+use crate::{app, keyring, metrics, store, time};
 
 /// Largest accepted request line plus headers; beyond it hyper answers 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -23,12 +25,51 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Pause after a failed accept (out of file descriptors and the like) instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Where the server accepts connections.
+pub struct Listeners {
+    /// The OAuth endpoints.
+    pub public: TcpListener,
+    /// `GET /metrics` only; none unless configured (`admin_listen`).
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `listen`, and `admin_listen` when it is set.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let public = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (admin_listen)"))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners { public, admin })
+    }
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(public: TcpListener) -> Self {
+        Listeners {
+            public,
+            admin: None,
+        }
+    }
+}
+
 /// Opens storage, makes sure a signing key exists, and serves until `shutdown` resolves.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        public: listener,
+        admin,
+    } = listeners.into();
     let state = AppState::open(config)?;
     let cfg = state.config.clone();
     state
@@ -53,8 +94,27 @@ pub async fn serve(
     });
     tracing::info!(address = %listener.local_addr()?, issuer = %state.config.issuer, "listening");
     let header_read_timeout = state.config.header_read_timeout;
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_server = match admin {
+        Some(admin) => {
+            tracing::info!(address = %admin.local_addr()?, "serving metrics on the admin listener");
+            Some(tokio::spawn(serve_connections(
+                metrics::admin_router(state.metrics.clone()),
+                admin,
+                header_read_timeout,
+                async {
+                    let _ = admin_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     let result =
         serve_connections(app::router(state), listener, header_read_timeout, shutdown).await;
+    drop(stop_admin);
+    if let Some(admin_server) = admin_server {
+        admin_server.await??;
+    }
     purger.abort();
     result
 }

@@ -7,6 +7,7 @@ use crate::cimd::Fetcher;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::keyring::KeyRing;
+use crate::metrics::Metrics;
 use crate::password_check::{MAX_CONCURRENT_CHECKS, PasswordChecker};
 use crate::ratelimit::RateLimiter;
 use crate::secrets;
@@ -24,12 +25,15 @@ pub struct AppState {
     pub dummy_password_hash: Arc<String>,
     /// Bounds concurrent argon2 verifications (logins and static client secrets).
     pub password_checker: PasswordChecker,
+    /// Served on the admin listener only.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     /// Opens the database and prepares what the handlers share.
     pub fn open(config: Config) -> anyhow::Result<Self> {
-        let store = Store::open(&config.storage_path)?;
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::open(&config.storage_path, metrics.database_errors())?;
         let dummy = secrets::dummy_hash_like(secrets::costliest_hash(config.users.values()))
             .map_err(|e| StoreError::Worker(format!("cannot prepare the login check: {e}")))?;
         let config = Arc::new(config);
@@ -45,6 +49,7 @@ impl AppState {
             login_limiter: Arc::new(RateLimiter::new(config.login_failures_per_minute)),
             dummy_password_hash: Arc::new(dummy),
             password_checker: PasswordChecker::new(MAX_CONCURRENT_CHECKS),
+            metrics,
             store,
             config,
         })
@@ -57,6 +62,7 @@ impl AppState {
             store: &self.store,
             fetcher: &self.fetcher,
             password_checker: &self.password_checker,
+            metrics: &self.metrics,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::oauth::GrantType;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::store::{self, Redemption, Rotation};
-use crate::{pkce, resource, secrets, time};
+use crate::{audit, pkce, resource, secrets, time};
 
 pub fn routes(config: &Config) -> Router<AppState> {
     Router::new().route(&format!("{}/token", config.issuer_path), post(token))
@@ -78,28 +78,53 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
 }
 
-async fn access_token(
+/// What an access token is issued for.
+struct Grant<'a> {
+    grant_type: GrantType,
+    client_id: &'a str,
+    username: &'a str,
+    scope: String,
+    resource: &'a str,
+}
+
+/// Signs the access token of `grant`, records the issuance (audit event, metric) and builds the
+/// response, with `refresh_token` when one was stored.
+async fn issue(
     state: &AppState,
-    username: &str,
-    client_id: &str,
-    scope: &str,
-    audience: &str,
-) -> Result<String, OAuthError> {
+    grant: Grant<'_>,
+    refresh_token: Option<String>,
+) -> Result<Issued, OAuthError> {
     let now = time::now();
     let key = state.keyring.signing_key(now).await?;
     let jti = secrets::random_token()?;
     let claims = Claims::with_custom_claims(
         AccessClaims {
-            client_id: client_id.to_string(),
-            scope: scope.to_string(),
+            client_id: grant.client_id.to_string(),
+            scope: grant.scope.clone(),
         },
         Duration::from_secs(state.config.access_token_lifetime.as_secs()),
     )
     .with_issuer(&state.config.issuer)
-    .with_subject(username)
-    .with_audience(audience)
-    .with_jwt_id(jti);
-    key.sign(claims).map_err(OAuthError::server_error)
+    .with_subject(grant.username)
+    .with_audience(grant.resource)
+    .with_jwt_id(&jti);
+    let access_token = key.sign(claims).map_err(OAuthError::server_error)?;
+    audit::token_issued(
+        grant.grant_type.as_str(),
+        grant.client_id,
+        grant.username,
+        grant.resource,
+        &grant.scope,
+        &jti,
+        refresh_token.is_some(),
+    );
+    state.metrics.token_issued(grant.grant_type.as_str());
+    Ok(Issued {
+        access_token,
+        expires_in: state.config.access_token_lifetime.as_secs(),
+        scope: grant.scope,
+        refresh_token,
+    })
 }
 
 /// A successful token response; never cached.
@@ -220,24 +245,19 @@ async fn authorization_code(
             grant,
             refresh_token_issued,
         } => {
-            let access = access_token(
-                state,
-                &grant.username,
-                &client_id,
-                &grant.scope,
-                &grant.resource,
-            )
-            .await?;
-            Ok(Issued {
-                access_token: access,
-                expires_in: state.config.access_token_lifetime.as_secs(),
-                scope: grant.scope,
-                refresh_token: refresh_token_issued.then_some(refresh),
-            })
+            let granted = Grant {
+                grant_type: GrantType::AuthorizationCode,
+                client_id: &client_id,
+                username: &grant.username,
+                scope: grant.scope.clone(),
+                resource: &grant.resource,
+            };
+            issue(state, granted, refresh_token_issued.then_some(refresh)).await
         }
         Redemption::Rejected(e) => Err(e),
         Redemption::Replayed => {
-            tracing::warn!(client_id = %client_id, "authorization code replayed; its refresh tokens are revoked");
+            audit::authorization_code_replayed(&client_id);
+            state.metrics.authorization_code_replayed();
             Err(OAuthError::invalid_grant(
                 "the authorization code was already used",
             ))
@@ -289,25 +309,19 @@ async fn refresh_token(
             let scopes =
                 resource::narrow(&resource::split(&family.scope), requested_scope.as_deref())
                     .map_err(OAuthError::invalid_scope)?;
-            let scope = resource::join(&scopes);
-            let access = access_token(
-                state,
-                &family.username,
-                &client_id,
-                &scope,
-                &family.resource,
-            )
-            .await?;
-            Ok(Issued {
-                access_token: access,
-                expires_in: state.config.access_token_lifetime.as_secs(),
-                scope,
-                refresh_token: Some(new_refresh),
-            })
+            let granted = Grant {
+                grant_type: GrantType::RefreshToken,
+                client_id: &client_id,
+                username: &family.username,
+                scope: resource::join(&scopes),
+                resource: &family.resource,
+            };
+            issue(state, granted, Some(new_refresh)).await
         }
         Rotation::Rejected(e) => Err(e),
-        Rotation::Reused => {
-            tracing::warn!(client_id = %client_id, "refresh token reused; the token family is revoked");
+        Rotation::Reused(family) => {
+            audit::refresh_token_reused(&client_id, &family.username, &family.resource);
+            state.metrics.refresh_token_reused();
             Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the grant is revoked",
             ))
