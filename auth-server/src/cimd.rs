@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use url::{Host, Url};
 
+use crate::oauth::{GrantType, RESPONSE_TYPE_CODE};
 use crate::redirect_uri;
 use crate::ssrf;
 
@@ -130,19 +131,19 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
         Some(m) => return Err(format!("token_endpoint_auth_method `{m}` is not supported")),
     }
     if let Some(rt) = &doc.response_types
-        && rt.iter().any(|t| t != "code")
+        && rt.iter().any(|t| t != RESPONSE_TYPE_CODE)
     {
         return Err("only the `code` response type is supported".into());
     }
-    let grant_types = doc
-        .grant_types
-        .unwrap_or_else(|| vec!["authorization_code".into()]);
-    if let Some(g) = grant_types
-        .iter()
-        .find(|g| *g != "authorization_code" && *g != "refresh_token")
-    {
-        return Err(format!("grant type `{g}` is not supported"));
-    }
+    let grant_types = match doc.grant_types {
+        None => vec![GrantType::AuthorizationCode],
+        Some(names) => names
+            .iter()
+            .map(|g| {
+                GrantType::parse(g).ok_or_else(|| format!("grant type `{g}` is not supported"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let redirect_uris = doc.redirect_uris.unwrap_or_default();
     if redirect_uris.is_empty() {
         return Err("metadata document has no redirect_uris".into());
@@ -155,7 +156,7 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
         client_id: url.to_string(),
         client_name,
         redirect_uris,
-        allows_refresh: grant_types.iter().any(|g| g == "refresh_token"),
+        allows_refresh: grant_types.contains(&GrantType::RefreshToken),
     })
 }
 

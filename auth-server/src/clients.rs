@@ -6,13 +6,16 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::app::AppState;
-use crate::cimd;
-use crate::config::AuthMethod;
+use crate::audit;
+use crate::cimd::{self, Fetcher};
+use crate::config::Config;
 use crate::error::OAuthError;
+use crate::metrics::Metrics;
+use crate::oauth::AuthMethod;
 use crate::params::Params;
+use crate::password_check::PasswordChecker;
 use crate::secrets;
-use crate::store;
+use crate::store::{self, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
@@ -38,45 +41,137 @@ impl Client {
     }
 }
 
-/// Finds the client for an authorization request. Errors are shown on an error page.
-pub async fn resolve(state: &AppState, client_id: &str) -> Result<Client, String> {
-    if cimd::is_metadata_url(client_id) {
-        let doc = state.fetcher.resolve(client_id).await?;
-        return Ok(Client {
-            client_id: doc.client_id,
-            client_name: doc.client_name,
-            redirect_uris: doc.redirect_uris,
-            kind: ClientKind::MetadataDocument,
-            allows_refresh: doc.allows_refresh,
-        });
+/// Where clients come from (the configuration file, the registration table, metadata
+/// documents) and what checking their secrets needs.
+pub struct Clients<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub fetcher: &'a Fetcher,
+    pub password_checker: &'a PasswordChecker,
+    pub metrics: &'a Metrics,
+}
+
+/// How a client's secret is stored.
+enum StoredSecret {
+    /// Chosen by the operator (static clients): argon2 PHC string.
+    Argon2(String),
+    /// Generated at registration (256 random bits): hex SHA-256.
+    Sha256(String),
+}
+
+/// What a client must present at the token and revocation endpoints.
+struct Credentials {
+    method: AuthMethod,
+    secret: Option<StoredSecret>,
+}
+
+impl Clients<'_> {
+    /// Finds the client for an authorization request. Errors are shown on an error page.
+    pub async fn resolve(&self, client_id: &str) -> Result<Client, String> {
+        if cimd::is_metadata_url(client_id) {
+            let fetched = self.fetcher.resolve(client_id).await;
+            self.metrics.client_metadata_fetch(fetched.is_ok());
+            let doc = fetched.inspect_err(|reason| {
+                audit::client_metadata_fetch_failed(client_id, reason);
+            })?;
+            return Ok(Client {
+                client_id: doc.client_id,
+                client_name: doc.client_name,
+                redirect_uris: doc.redirect_uris,
+                kind: ClientKind::MetadataDocument,
+                allows_refresh: doc.allows_refresh,
+            });
+        }
+        if let Some(c) = self.config.static_client(client_id) {
+            return Ok(Client {
+                client_id: c.client_id.clone(),
+                client_name: Some(c.client_name.clone()),
+                redirect_uris: c.redirect_uris.clone(),
+                kind: ClientKind::Static,
+                allows_refresh: true,
+            });
+        }
+        let id = client_id.to_string();
+        let registered = self
+            .store
+            .run(move |conn| store::get_client(conn, &id))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "client lookup failed");
+                "internal error while looking up the client".to_string()
+            })?;
+        match registered {
+            Some(c) => Ok(Client {
+                client_id: c.client_id,
+                client_name: c.client_name,
+                redirect_uris: c.redirect_uris,
+                kind: ClientKind::Registered,
+                allows_refresh: c.allows_refresh,
+            }),
+            None => Err("unknown client_id".into()),
+        }
     }
-    if let Some(c) = state.config.static_client(client_id) {
-        return Ok(Client {
-            client_id: c.client_id.clone(),
-            client_name: Some(c.client_name.clone()),
-            redirect_uris: c.redirect_uris.clone(),
-            kind: ClientKind::Static,
-            allows_refresh: true,
-        });
-    }
-    let id = client_id.to_string();
-    let registered = state
-        .store
-        .run(move |conn| store::get_client(conn, &id))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "client lookup failed");
-            "internal error while looking up the client".to_string()
-        })?;
-    match registered {
-        Some(c) => Ok(Client {
-            client_id: c.client_id,
-            client_name: c.client_name,
-            redirect_uris: c.redirect_uris,
-            kind: ClientKind::Registered,
-            allows_refresh: c.allows_refresh,
-        }),
-        None => Err("unknown client_id".into()),
+
+    /// Authenticates the client of a token or revocation request; returns its client_id.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<String, OAuthError> {
+        let p = presented_credentials(headers, params)?;
+        let fail = |msg: &str| OAuthError::invalid_client(msg).with_basic_challenge(p.via_basic);
+        let expected = if cimd::is_metadata_url(&p.client_id) {
+            cimd::validate_client_id_url(
+                &p.client_id,
+                self.config.allow_insecure_localhost_client_metadata,
+            )
+            .map_err(|e| fail(&e))?;
+            Credentials {
+                method: AuthMethod::None,
+                secret: None,
+            }
+        } else if let Some(c) = self.config.static_client(&p.client_id) {
+            Credentials {
+                method: c.auth_method,
+                secret: c.client_secret_hash.clone().map(StoredSecret::Argon2),
+            }
+        } else {
+            let id = p.client_id.clone();
+            match self
+                .store
+                .run(move |conn| store::get_client(conn, &id))
+                .await?
+            {
+                Some(c) => Credentials {
+                    method: c.auth_method,
+                    secret: c.secret_hash.map(StoredSecret::Sha256),
+                },
+                None => return Err(fail("unknown client")),
+            }
+        };
+        match (expected.method, expected.secret, &p.secret) {
+            (AuthMethod::None, _, None) => Ok(p.client_id),
+            (AuthMethod::None, _, Some(_)) => {
+                Err(fail("this is a public client; it must not send a secret"))
+            }
+            (_, _, None) => Err(fail("client authentication is required")),
+            (_, None, Some(_)) => Err(fail("client has no secret")),
+            (_, Some(stored), Some(secret)) => {
+                let ok = match stored {
+                    StoredSecret::Argon2(hash) => {
+                        self.password_checker.verify(hash, secret.clone()).await
+                    }
+                    StoredSecret::Sha256(hash) => {
+                        secrets::constant_time_eq(&hash, &secrets::token_hash(secret))
+                    }
+                };
+                if ok {
+                    Ok(p.client_id)
+                } else {
+                    Err(fail("client authentication failed"))
+                }
+            }
+        }
     }
 }
 
@@ -121,17 +216,15 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Present
         }
     };
     if headers.contains_key(axum::http::header::AUTHORIZATION) && basic.is_none() {
-        let mut e = OAuthError::invalid_client(
+        return Err(OAuthError::invalid_client(
             "only HTTP Basic client authentication is supported in the Authorization header",
-        );
-        e.basic_challenge = true;
-        return Err(e);
+        )
+        .with_basic_challenge(true));
     }
     if let Some(encoded) = basic {
         let bad = || {
-            let mut e = OAuthError::invalid_client("malformed HTTP Basic credentials");
-            e.basic_challenge = true;
-            e
+            OAuthError::invalid_client("malformed HTTP Basic credentials")
+                .with_basic_challenge(true)
         };
         let decoded = STANDARD.decode(encoded).map_err(|_| bad())?;
         let text = String::from_utf8(decoded).map_err(|_| bad())?;
@@ -167,64 +260,6 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Present
         secret: body_secret.map(str::to_string),
         via_basic: false,
     })
-}
-
-/// Authenticates the client of a token or revocation request; returns its client_id.
-pub async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    params: &Params,
-) -> Result<String, OAuthError> {
-    let p = presented_credentials(headers, params)?;
-    let fail = |msg: &str| {
-        let mut e = OAuthError::invalid_client(msg);
-        e.basic_challenge = p.via_basic;
-        e
-    };
-    // (auth method, stored secret hash, is argon2)
-    let (method, hash, argon) = if cimd::is_metadata_url(&p.client_id) {
-        cimd::validate_client_id_url(
-            &p.client_id,
-            state.config.allow_insecure_localhost_client_metadata,
-        )
-        .map_err(|e| fail(&e))?;
-        (AuthMethod::None, None, false)
-    } else if let Some(c) = state.config.static_client(&p.client_id) {
-        (c.auth_method, c.client_secret_hash.clone(), true)
-    } else {
-        let id = p.client_id.clone();
-        match state
-            .store
-            .run(move |conn| store::get_client(conn, &id))
-            .await?
-        {
-            Some(c) => (c.auth_method, c.secret_hash, false),
-            None => return Err(fail("unknown client")),
-        }
-    };
-    match (method, hash, &p.secret) {
-        (AuthMethod::None, _, None) => Ok(p.client_id),
-        (AuthMethod::None, _, Some(_)) => {
-            Err(fail("this is a public client; it must not send a secret"))
-        }
-        (_, _, None) => Err(fail("client authentication is required")),
-        (_, None, Some(_)) => Err(fail("client has no secret")),
-        (_, Some(hash), Some(secret)) => {
-            let ok = if argon {
-                state
-                    .password_checker
-                    .verify(hash.clone(), secret.clone())
-                    .await
-            } else {
-                secrets::constant_time_eq(&hash, &secrets::token_hash(secret))
-            };
-            if ok {
-                Ok(p.client_id)
-            } else {
-                Err(fail("client authentication failed"))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

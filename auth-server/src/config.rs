@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::oauth::AuthMethod;
 use crate::redirect_uri;
 
 /// Prefix of environment variables that override configuration fields. Nested fields are
@@ -16,6 +17,106 @@ pub const ENV_PREFIX: &str = "MCP_AUTH_SERVER__";
 
 /// The scope that must never be a resource scope (it names a grant property, not an access right).
 pub const OFFLINE_ACCESS: &str = "offline_access";
+
+// Defaults and bounds of the optional fields. The README's configuration tables state the same
+// values; `the_readme_states_every_default_and_bound` below keeps the two in step.
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+pub const DEFAULT_STORAGE_PATH: &str = "mcp-auth-server.sqlite";
+pub const DEFAULT_SIGNING_ALGORITHM: SigningAlgorithm = SigningAlgorithm::EdDsa;
+pub const DEFAULT_REGISTRATION_ENABLED: bool = true;
+pub const DEFAULT_REGISTRATION_RATE_LIMIT_PER_MINUTE: u32 = 20;
+
+/// A numeric field with a default and inclusive bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounded {
+    /// The field's name in the file.
+    pub field: &'static str,
+    pub default: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Bounded {
+    /// The value given, or the default; an error naming the field when out of bounds.
+    fn check(&self, value: Option<u64>) -> Result<u64, ConfigError> {
+        let v = value.unwrap_or(self.default);
+        if (self.min..=self.max).contains(&v) {
+            Ok(v)
+        } else if self.min == 0 {
+            Err(field_error(
+                self.field,
+                format!("must be at most {}", self.max),
+            ))
+        } else {
+            Err(field_error(
+                self.field,
+                format!("must be between {} and {}", self.min, self.max),
+            ))
+        }
+    }
+
+    fn seconds(&self, value: Option<u64>) -> Result<Duration, ConfigError> {
+        self.check(value).map(Duration::from_secs)
+    }
+}
+
+const DAY_SECS: u64 = 86_400;
+
+pub const ACCESS_TOKEN_LIFETIME_SECS: Bounded = Bounded {
+    field: "access_token_lifetime_secs",
+    default: 600,
+    min: 1,
+    max: DAY_SECS,
+};
+pub const REFRESH_TOKEN_LIFETIME_SECS: Bounded = Bounded {
+    field: "refresh_token_lifetime_secs",
+    default: 30 * DAY_SECS,
+    min: 1,
+    max: 365 * DAY_SECS,
+};
+pub const AUTHORIZATION_CODE_LIFETIME_SECS: Bounded = Bounded {
+    field: "authorization_code_lifetime_secs",
+    default: 300,
+    min: 1,
+    max: 600,
+};
+pub const LOGIN_SESSION_LIFETIME_SECS: Bounded = Bounded {
+    field: "login_session_lifetime_secs",
+    default: 8 * 3600,
+    min: 1,
+    max: 30 * DAY_SECS,
+};
+pub const KEY_PUBLISH_DELAY_SECS: Bounded = Bounded {
+    field: "key_publish_delay_secs",
+    default: 300,
+    min: 0,
+    max: 7 * DAY_SECS,
+};
+pub const CLIENT_METADATA_FETCH_TIMEOUT_SECS: Bounded = Bounded {
+    field: "client_metadata_fetch_timeout_secs",
+    default: 5,
+    min: 1,
+    max: 60,
+};
+pub const REQUEST_TIMEOUT_SECS: Bounded = Bounded {
+    field: "request_timeout_secs",
+    default: 30,
+    min: 1,
+    max: 300,
+};
+pub const HEADER_READ_TIMEOUT_SECS: Bounded = Bounded {
+    field: "header_read_timeout_secs",
+    default: 10,
+    min: 1,
+    max: 300,
+};
+pub const LOGIN_FAILURES_PER_MINUTE: Bounded = Bounded {
+    field: "login_failures_per_minute",
+    default: 10,
+    min: 1,
+    max: 10_000,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -65,33 +166,6 @@ impl SigningAlgorithm {
     }
 }
 
-/// How a client authenticates at the token and revocation endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    None,
-    ClientSecretBasic,
-    ClientSecretPost,
-}
-
-impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::None => "none",
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::ClientSecretPost => "client_secret_post",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "none" => Some(AuthMethod::None),
-            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
-            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
-            _ => None,
-        }
-    }
-}
-
 /// A protected resource the server issues tokens for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
@@ -111,20 +185,28 @@ pub struct StaticClient {
     pub auth_method: AuthMethod,
 }
 
+/// Dynamic client registration (the `[registration]` table).
 #[derive(Debug, Clone)]
 pub struct Registration {
     pub enabled: bool,
+    /// Registrations allowed per client address per minute (at least 1).
     pub rate_limit_per_minute: u32,
 }
 
+/// The validated configuration. Each field is the checked form of the file field of the same
+/// name (see [`RawConfig`] for what each means, its default and its bounds).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Exact issuer identifier, no trailing slash.
     pub issuer: String,
     /// Path component of the issuer ("" when the issuer has no path), prefix of every endpoint.
     pub issuer_path: String,
+    /// Cookies are `Secure` when the issuer is https.
     pub issuer_is_https: bool,
     pub listen: SocketAddr,
+    /// Where `GET /metrics` is served; `None` serves no metrics.
+    pub admin_listen: Option<SocketAddr>,
+    /// Resolved against the configuration file's directory.
     pub storage_path: PathBuf,
     pub signing_algorithm: SigningAlgorithm,
     pub allow_insecure_localhost_client_metadata: bool,
@@ -135,9 +217,7 @@ pub struct Config {
     pub key_publish_delay: Duration,
     pub client_metadata_fetch_timeout: Duration,
     pub request_timeout: Duration,
-    /// How long a client may take to send the request line and headers.
     pub header_read_timeout: Duration,
-    /// Failed logins allowed per client address per minute.
     pub login_failures_per_minute: u32,
     pub registration: Registration,
     pub resources: Vec<Resource>,
@@ -157,30 +237,66 @@ impl Config {
     }
 }
 
+/// The configuration file as written (after environment overrides). These comments and the
+/// README's configuration tables say the same thing.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// Required. The issuer identifier, used byte for byte in metadata, in the token `iss`
+    /// claim and in the `iss` redirect parameter: `https://` (or `http://` for local
+    /// development), no trailing slash, query, fragment or user information, in normalized form.
+    /// A path prefixes every endpoint, and the RFC 8414 metadata is served path-inserted.
     issuer: String,
+    /// Socket address to listen on. Default [`DEFAULT_LISTEN`].
     listen: Option<String>,
+    /// Socket address of the admin listener, which serves Prometheus metrics at `/metrics` and
+    /// nothing else. Must differ from `listen`. Default: none (no admin listener, no metrics).
+    admin_listen: Option<String>,
+    /// SQLite database file, relative to the configuration file's directory; created with mode
+    /// 0600 (and its directory) if missing. Default [`DEFAULT_STORAGE_PATH`].
     storage_path: Option<String>,
+    /// Algorithm for new signing keys: `EdDSA`, `ES256` or `RS256`; a change takes effect at
+    /// the next `keys rotate`. Default [`DEFAULT_SIGNING_ALGORITHM`].
     signing_algorithm: Option<String>,
+    /// Development switch: also fetch Client ID Metadata Documents from `http://` loopback
+    /// URLs, then from loopback addresses only. Default `false`.
     #[serde(default)]
     allow_insecure_localhost_client_metadata: bool,
+    /// Access token lifetime, seconds. [`ACCESS_TOKEN_LIFETIME_SECS`].
     access_token_lifetime_secs: Option<u64>,
+    /// Absolute lifetime of a refresh-token family from the code exchange, seconds.
+    /// [`REFRESH_TOKEN_LIFETIME_SECS`].
     refresh_token_lifetime_secs: Option<u64>,
+    /// Authorization code lifetime, seconds. [`AUTHORIZATION_CODE_LIFETIME_SECS`].
     authorization_code_lifetime_secs: Option<u64>,
+    /// Lifetime of the login session cookie and its stored session, seconds.
+    /// [`LOGIN_SESSION_LIFETIME_SECS`].
     login_session_lifetime_secs: Option<u64>,
+    /// How long `keys rotate` publishes a new key before it signs, seconds.
+    /// [`KEY_PUBLISH_DELAY_SECS`].
     key_publish_delay_secs: Option<u64>,
+    /// Timeout for resolving and fetching a Client ID Metadata Document, seconds.
+    /// [`CLIENT_METADATA_FETCH_TIMEOUT_SECS`].
     client_metadata_fetch_timeout_secs: Option<u64>,
+    /// Timeout for handling any request (slower ones get 408), seconds.
+    /// [`REQUEST_TIMEOUT_SECS`].
     request_timeout_secs: Option<u64>,
+    /// How long a client may take to send the request line and headers, and how long a
+    /// kept-alive connection may sit idle, seconds. [`HEADER_READ_TIMEOUT_SECS`].
     header_read_timeout_secs: Option<u64>,
+    /// Failed sign-ins allowed per client IP address per minute; beyond them every sign-in
+    /// from that address gets 429 until the minute is over. [`LOGIN_FAILURES_PER_MINUTE`].
     login_failures_per_minute: Option<u32>,
+    /// `[registration]`: dynamic client registration.
     #[serde(default)]
     registration: RawRegistration,
+    /// `[[resources]]`: at least one.
     #[serde(default)]
     resources: Vec<RawResource>,
+    /// `[[users]]`: the built-in login.
     #[serde(default)]
     users: Vec<RawUser>,
+    /// `[[clients]]`: static clients, shown as verified.
     #[serde(default)]
     clients: Vec<RawClient>,
 }
@@ -188,15 +304,24 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRegistration {
+    /// Serve `/register` and advertise `registration_endpoint`; when `false`, `/register`
+    /// answers 404. Default [`DEFAULT_REGISTRATION_ENABLED`].
     enabled: Option<bool>,
+    /// Registrations allowed per client IP address per minute, at least 1; further ones get
+    /// 429 `temporarily_unavailable`. Default [`DEFAULT_REGISTRATION_RATE_LIMIT_PER_MINUTE`].
     rate_limit_per_minute: Option<u32>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawResource {
+    /// The resource URL, exactly as clients send it in `resource` and as the token `aud`:
+    /// http(s), no fragment, unique.
     url: String,
+    /// The scopes that can be granted for this resource (never `offline_access`).
     scopes: Vec<String>,
+    /// Granted when a request names no scope; a subset of `scopes`. When empty, requests must
+    /// name scopes.
     #[serde(default)]
     default_scopes: Vec<String>,
 }
@@ -204,17 +329,25 @@ struct RawResource {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUser {
+    /// Login name, also the token `sub` claim.
     username: String,
+    /// Argon2 PHC string from `mcp-auth-server hash-password`.
     password_hash: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClient {
+    /// Any id without spaces; URL-shaped ids are reserved for metadata documents.
     client_id: String,
+    /// Name shown on the login and consent pages. Default: the id.
     client_name: Option<String>,
+    /// Registered redirect URIs, at least one.
     redirect_uris: Vec<String>,
+    /// Argon2 hash of the client secret; makes the client confidential. Default: none (public).
     client_secret_hash: Option<String>,
+    /// `none`, `client_secret_basic` or `client_secret_post`. Default: `none`, or
+    /// `client_secret_basic` with a secret.
     token_endpoint_auth_method: Option<String>,
 }
 
@@ -310,22 +443,37 @@ fn env_value(value: &str) -> toml::Value {
 }
 
 fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
-    let (issuer, issuer_path, issuer_is_https) = validate_issuer(&raw.issuer)?;
+    let issuer = validate_issuer(&raw.issuer)?;
     let listen: SocketAddr = raw
         .listen
         .as_deref()
-        .unwrap_or("127.0.0.1:9000")
+        .unwrap_or(DEFAULT_LISTEN)
         .parse()
         .map_err(|e| field_error("listen", format!("not a socket address: {e}")))?;
+    let admin_listen = match raw.admin_listen.as_deref() {
+        None => None,
+        Some(text) => {
+            let address: SocketAddr = text
+                .parse()
+                .map_err(|e| field_error("admin_listen", format!("not a socket address: {e}")))?;
+            if address == listen {
+                return Err(field_error(
+                    "admin_listen",
+                    "must differ from listen (metrics are never served on the public port)",
+                ));
+            }
+            Some(address)
+        }
+    };
     let storage = raw
         .storage_path
-        .unwrap_or_else(|| "mcp-auth-server.sqlite".to_string());
+        .unwrap_or_else(|| DEFAULT_STORAGE_PATH.to_string());
     if storage.trim().is_empty() {
         return Err(field_error("storage_path", "must not be empty"));
     }
     let storage_path = base_dir.join(storage);
     let signing_algorithm = match raw.signing_algorithm.as_deref() {
-        None => SigningAlgorithm::EdDsa,
+        None => DEFAULT_SIGNING_ALGORITHM,
         Some(name) => SigningAlgorithm::from_jwa_name(name).ok_or_else(|| {
             field_error(
                 "signing_algorithm",
@@ -333,68 +481,32 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
             )
         })?,
     };
-    let secs = |field: &str, value: Option<u64>, default: u64, max: u64| {
-        let v = value.unwrap_or(default);
-        if v == 0 || v > max {
-            Err(field_error(field, format!("must be between 1 and {max}")))
-        } else {
-            Ok(Duration::from_secs(v))
-        }
-    };
-    let access_token_lifetime = secs(
-        "access_token_lifetime_secs",
-        raw.access_token_lifetime_secs,
-        600,
-        86_400,
-    )?;
-    let refresh_token_lifetime = secs(
-        "refresh_token_lifetime_secs",
-        raw.refresh_token_lifetime_secs,
-        30 * 86_400,
-        365 * 86_400,
-    )?;
-    let authorization_code_lifetime = secs(
-        "authorization_code_lifetime_secs",
-        raw.authorization_code_lifetime_secs,
-        300,
-        600,
-    )?;
-    let login_session_lifetime = secs(
-        "login_session_lifetime_secs",
-        raw.login_session_lifetime_secs,
-        8 * 3600,
-        30 * 86_400,
-    )?;
-    let key_publish_delay = Duration::from_secs(raw.key_publish_delay_secs.unwrap_or(300));
-    if key_publish_delay > Duration::from_secs(7 * 86_400) {
-        return Err(field_error(
-            "key_publish_delay_secs",
-            "must be at most 604800",
-        ));
-    }
-    let client_metadata_fetch_timeout = secs(
-        "client_metadata_fetch_timeout_secs",
-        raw.client_metadata_fetch_timeout_secs,
-        5,
-        60,
-    )?;
-    let request_timeout = secs("request_timeout_secs", raw.request_timeout_secs, 30, 300)?;
-    let header_read_timeout = secs(
-        "header_read_timeout_secs",
-        raw.header_read_timeout_secs,
-        10,
-        300,
-    )?;
-    let login_failures_per_minute = raw.login_failures_per_minute.unwrap_or(10);
-    if !(1..=10_000).contains(&login_failures_per_minute) {
-        return Err(field_error(
-            "login_failures_per_minute",
-            "must be between 1 and 10000",
-        ));
-    }
+    let access_token_lifetime =
+        ACCESS_TOKEN_LIFETIME_SECS.seconds(raw.access_token_lifetime_secs)?;
+    let refresh_token_lifetime =
+        REFRESH_TOKEN_LIFETIME_SECS.seconds(raw.refresh_token_lifetime_secs)?;
+    let authorization_code_lifetime =
+        AUTHORIZATION_CODE_LIFETIME_SECS.seconds(raw.authorization_code_lifetime_secs)?;
+    let login_session_lifetime =
+        LOGIN_SESSION_LIFETIME_SECS.seconds(raw.login_session_lifetime_secs)?;
+    let key_publish_delay = KEY_PUBLISH_DELAY_SECS.seconds(raw.key_publish_delay_secs)?;
+    let client_metadata_fetch_timeout =
+        CLIENT_METADATA_FETCH_TIMEOUT_SECS.seconds(raw.client_metadata_fetch_timeout_secs)?;
+    let request_timeout = REQUEST_TIMEOUT_SECS.seconds(raw.request_timeout_secs)?;
+    let header_read_timeout = HEADER_READ_TIMEOUT_SECS.seconds(raw.header_read_timeout_secs)?;
+    let login_failures_per_minute = u32::try_from(
+        LOGIN_FAILURES_PER_MINUTE.check(raw.login_failures_per_minute.map(u64::from))?,
+    )
+    .map_err(|_| field_error(LOGIN_FAILURES_PER_MINUTE.field, "out of range"))?;
     let registration = Registration {
-        enabled: raw.registration.enabled.unwrap_or(true),
-        rate_limit_per_minute: raw.registration.rate_limit_per_minute.unwrap_or(20),
+        enabled: raw
+            .registration
+            .enabled
+            .unwrap_or(DEFAULT_REGISTRATION_ENABLED),
+        rate_limit_per_minute: raw
+            .registration
+            .rate_limit_per_minute
+            .unwrap_or(DEFAULT_REGISTRATION_RATE_LIMIT_PER_MINUTE),
     };
     if registration.rate_limit_per_minute == 0 {
         return Err(field_error(
@@ -408,10 +520,11 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let clients = validate_clients(raw.clients)?;
 
     Ok(Config {
-        issuer,
-        issuer_path,
-        issuer_is_https,
+        issuer: issuer.identifier,
+        issuer_path: issuer.path,
+        issuer_is_https: issuer.is_https,
         listen,
+        admin_listen,
         storage_path,
         signing_algorithm,
         allow_insecure_localhost_client_metadata: raw.allow_insecure_localhost_client_metadata,
@@ -431,7 +544,15 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-fn validate_issuer(issuer: &str) -> Result<(String, String, bool), ConfigError> {
+/// A checked issuer identifier and what the server derives from it.
+struct Issuer {
+    identifier: String,
+    /// The path without a trailing slash ("" when there is none).
+    path: String,
+    is_https: bool,
+}
+
+fn validate_issuer(issuer: &str) -> Result<Issuer, ConfigError> {
     let err = |m: &str| field_error("issuer", m);
     let url = url::Url::parse(issuer).map_err(|e| err(&format!("not a URL: {e}")))?;
     let https = match url.scheme() {
@@ -460,7 +581,11 @@ fn validate_issuer(issuer: &str) -> Result<(String, String, bool), ConfigError> 
             "must be written in normalized form (`{normalized}`)"
         )));
     }
-    Ok((issuer.to_string(), path, https))
+    Ok(Issuer {
+        identifier: issuer.to_string(),
+        path,
+        is_https: https,
+    })
 }
 
 fn validate_scope_token(field: &str, scope: &str) -> Result<(), ConfigError> {
@@ -659,6 +784,7 @@ default_scopes = ["mcp:tools"]
         assert_eq!(c.access_token_lifetime, Duration::from_secs(600));
         assert!(!c.allow_insecure_localhost_client_metadata);
         assert!(c.registration.enabled);
+        assert_eq!(c.admin_listen, None);
     }
 
     #[test]
@@ -709,6 +835,10 @@ default_scopes = ["mcp:tools"]
                 "issuer = \"http://localhost:9000\"\nlisten = \"nowhere\"",
                 "listen",
             ),
+            (
+                "issuer = \"http://localhost:9000\"\nadmin_listen = \"127.0.0.1:9000\"",
+                "admin_listen",
+            ),
         ];
         for (head, field) in cases {
             let text = format!("{head}\n[[resources]]\nurl = \"http://r/mcp\"\nscopes = [\"a\"]\n");
@@ -752,5 +882,83 @@ default_scopes = ["mcp:tools"]
     fn user_hash_must_be_a_phc_string() {
         let text = format!("{MINIMAL}\n[[users]]\nusername = \"demo\"\npassword_hash = \"demo\"\n");
         assert_eq!(field_of(parse_with(&text, &[])), "users[0].password_hash");
+    }
+
+    /// The cells of the README's configuration table row for `field`.
+    fn readme_row(field: &str) -> Vec<&'static str> {
+        let readme = include_str!("../README.md");
+        let start = format!("| `{field}` |");
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(&start))
+            .unwrap_or_else(|| panic!("the README has no row for `{field}`"));
+        line.trim_start_matches("| ")
+            .trim_end_matches(" |")
+            .splitn(3, " | ")
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_states_every_default_and_bound() {
+        for b in [
+            ACCESS_TOKEN_LIFETIME_SECS,
+            REFRESH_TOKEN_LIFETIME_SECS,
+            AUTHORIZATION_CODE_LIFETIME_SECS,
+            LOGIN_SESSION_LIFETIME_SECS,
+            KEY_PUBLISH_DELAY_SECS,
+            CLIENT_METADATA_FETCH_TIMEOUT_SECS,
+            REQUEST_TIMEOUT_SECS,
+            HEADER_READ_TIMEOUT_SECS,
+            LOGIN_FAILURES_PER_MINUTE,
+        ] {
+            let row = readme_row(b.field);
+            assert!(
+                row[1].starts_with(&format!("`{}`", b.default)),
+                "{}: {row:?}",
+                b.field
+            );
+            assert!(
+                row[2].contains(&format!("({} to {})", b.min, b.max)),
+                "{}: {row:?}",
+                b.field
+            );
+        }
+        let defaults = [
+            ("listen", DEFAULT_LISTEN.to_string()),
+            ("storage_path", DEFAULT_STORAGE_PATH.to_string()),
+            (
+                "signing_algorithm",
+                DEFAULT_SIGNING_ALGORITHM.jwa_name().to_string(),
+            ),
+            ("allow_insecure_localhost_client_metadata", "false".into()),
+            ("enabled", DEFAULT_REGISTRATION_ENABLED.to_string()),
+            (
+                "rate_limit_per_minute",
+                DEFAULT_REGISTRATION_RATE_LIMIT_PER_MINUTE.to_string(),
+            ),
+        ];
+        for (field, default) in defaults {
+            assert_eq!(readme_row(field)[1], format!("`{default}`"), "{field}");
+        }
+    }
+
+    #[test]
+    fn out_of_bounds_numbers_are_refused_with_their_bounds() {
+        let cases = [
+            (
+                "access_token_lifetime_secs = 0",
+                "must be between 1 and 86400",
+            ),
+            ("key_publish_delay_secs = 604801", "must be at most 604800"),
+            (
+                "login_failures_per_minute = 10001",
+                "must be between 1 and 10000",
+            ),
+        ];
+        for (line, message) in cases {
+            let text = MINIMAL.replace("\n[[resources]]", &format!("\n{line}\n[[resources]]"));
+            let err = parse_with(&text, &[]).unwrap_err().to_string();
+            assert!(err.contains(message), "{line}: {err}");
+        }
     }
 }

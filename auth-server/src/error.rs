@@ -1,7 +1,13 @@
-//! OAuth errors: one enum of RFC 6749 / 7591 / 8707 codes, rendered in one place.
+//! The errors handlers return, each rendered in one place: [`OAuthError`] as RFC 6749 JSON
+//! (token, revocation, registration, JWKS) and [`AuthorizeError`] as an error page or a redirect
+//! back to the client (the authorization endpoint).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::pages;
+use crate::redirect_uri::ClientRedirect;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -49,12 +55,15 @@ impl ErrorCode {
     }
 }
 
+/// An OAuth error response: `{error, error_description}` with the code's status, never cached.
 #[derive(Debug, Clone)]
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: String,
     /// Answer `invalid_client` with `WWW-Authenticate: Basic` (the client used HTTP Basic).
-    pub basic_challenge: bool,
+    basic_challenge: bool,
+    /// Seconds the client should wait before trying again (`Retry-After`).
+    retry_after_secs: Option<u64>,
 }
 
 impl OAuthError {
@@ -63,7 +72,19 @@ impl OAuthError {
             code,
             description: description.into(),
             basic_challenge: false,
+            retry_after_secs: None,
         }
+    }
+
+    /// Challenges for HTTP Basic when the answer is `invalid_client` and `via_basic` holds.
+    pub fn with_basic_challenge(mut self, via_basic: bool) -> Self {
+        self.basic_challenge = via_basic;
+        self
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn invalid_request(d: impl Into<String>) -> Self {
@@ -95,6 +116,8 @@ impl IntoResponse for OAuthError {
             "error_description": self.description,
         });
         let mut response = (self.code.status(), axum::Json(body)).into_response();
+        // For the metrics: which OAuth error this response carries.
+        response.extensions_mut().insert(self.code);
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -104,12 +127,91 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static("Basic realm=\"mcp-auth-server\""),
             );
         }
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }
 
-impl From<crate::store::StoreError> for OAuthError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
         OAuthError::server_error(e)
+    }
+}
+
+impl From<getrandom::Error> for OAuthError {
+    fn from(e: getrandom::Error) -> Self {
+        OAuthError::server_error(e)
+    }
+}
+
+/// Why the authorization endpoint refuses a request, and how the refusal reaches the user.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// Shown on an error page and never sent to the client: the client or its redirect URI is
+    /// not verified, the form is forged, or the server failed.
+    Page { status: StatusCode, message: String },
+    /// Sent to the verified redirect URI as `error` and `error_description`, with `state` and
+    /// `iss`.
+    Redirect {
+        to: ClientRedirect,
+        error: ErrorCode,
+        description: String,
+    },
+}
+
+impl AuthorizeError {
+    pub fn page(status: StatusCode, message: impl Into<String>) -> Self {
+        AuthorizeError::Page {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// Internal failure: logged with its cause, shown without details.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "authorization endpoint failure");
+        Self::page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error; please try again.",
+        )
+    }
+}
+
+impl IntoResponse for AuthorizeError {
+    fn into_response(self) -> Response {
+        match self {
+            AuthorizeError::Page { status, message } => {
+                pages::respond(status, pages::error("Authorization failed", &message), &[])
+            }
+            AuthorizeError::Redirect {
+                to,
+                error,
+                description,
+            } => {
+                let mut response = pages::see_other(
+                    &to.location(&[
+                        ("error", error.as_str()),
+                        ("error_description", &description),
+                    ]),
+                    &[],
+                );
+                response.extensions_mut().insert(error);
+                response
+            }
+        }
+    }
+}
+
+impl From<StoreError> for AuthorizeError {
+    fn from(e: StoreError) -> Self {
+        AuthorizeError::internal(e)
+    }
+}
+
+impl From<getrandom::Error> for AuthorizeError {
+    fn from(e: getrandom::Error) -> Self {
+        AuthorizeError::internal(e)
     }
 }

@@ -124,12 +124,21 @@ pub fn rotate(
     })
 }
 
-/// Key listing for `keys list`: (kid, alg, active_from, state).
+/// One stored key as `keys list` shows it.
+pub struct KeyListing {
+    pub kid: String,
+    pub alg: &'static str,
+    pub active_from: i64,
+    /// signing, pending, retiring or expired, with what that means.
+    pub state: &'static str,
+}
+
+/// The stored keys and their state at `now`, for `keys list`.
 pub fn describe(
     conn: &Connection,
     config: &Config,
     now: i64,
-) -> Result<Vec<(String, &'static str, i64, &'static str)>, StoreError> {
+) -> Result<Vec<KeyListing>, StoreError> {
     let (rows, sched) = scheduled(conn, now, retention_secs(config))?;
     Ok(rows
         .iter()
@@ -144,12 +153,12 @@ pub fn describe(
             } else {
                 "expired (pruned on next rotate)"
             };
-            (
-                r.meta.kid.clone(),
-                r.alg.jwa_name(),
-                r.meta.active_from,
+            KeyListing {
+                kid: r.meta.kid.clone(),
+                alg: r.alg.jwa_name(),
+                active_from: r.meta.active_from,
                 state,
-            )
+            }
         })
         .collect())
 }
@@ -170,8 +179,8 @@ impl KeyRing {
         }
     }
 
-    /// The current signing key.
-    pub async fn signing_key(&self, now: i64) -> Result<(String, Arc<KeyPair>), StoreError> {
+    /// The current signing key (it carries its `kid`).
+    pub async fn signing_key(&self, now: i64) -> Result<Arc<KeyPair>, StoreError> {
         let cache = self.cache.clone();
         let retention = self.retention_secs;
         self.store
@@ -181,8 +190,7 @@ impl KeyRing {
                     .signing
                     .and_then(|i| rows.get(i))
                     .ok_or_else(|| StoreError::Corrupt("no active signing key".into()))?;
-                let pair = cache.get(conn, &row.meta.kid, row.alg)?;
-                Ok((row.meta.kid.clone(), pair))
+                cache.get(conn, &row.meta.kid, row.alg)
             })
             .await
     }

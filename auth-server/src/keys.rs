@@ -50,14 +50,6 @@ impl KeyPair {
         })
     }
 
-    pub fn algorithm(&self) -> SigningAlgorithm {
-        match self {
-            KeyPair::Ed(_) => SigningAlgorithm::EdDsa,
-            KeyPair::Es(_) => SigningAlgorithm::Es256,
-            KeyPair::Rs(_) => SigningAlgorithm::Rs256,
-        }
-    }
-
     pub fn private_der(&self) -> Result<Vec<u8>, jwt_simple::Error> {
         match self {
             KeyPair::Ed(k) => Ok(k.to_der()),

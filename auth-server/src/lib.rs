@@ -1,26 +1,35 @@
 //! OAuth 2.1 authorization server for MCP clients. See README.md for configuration, endpoints
-//! and operations.
+//! and operations. The binary and the integration tests use the public modules; the rest is
+//! crate-private so that the compiler reports what nothing uses.
 
-pub mod app;
-pub mod authorize;
+pub(crate) mod app;
+pub(crate) mod audit;
+pub(crate) mod authorize;
 pub mod cimd;
-pub mod clients;
+pub(crate) mod clients;
 pub mod config;
-pub mod error;
+pub(crate) mod error;
+pub(crate) mod form;
+pub(crate) mod jwks;
 pub mod keyring;
 pub mod keys;
-pub mod metadata;
-pub mod pages;
-pub mod params;
-pub mod password_check;
-pub mod pkce;
-pub mod ratelimit;
-pub mod redirect_uri;
-pub mod register;
-pub mod resource;
-pub mod revoke;
+pub(crate) mod metadata;
+pub(crate) mod metrics;
+pub(crate) mod oauth;
+pub(crate) mod pages;
+pub(crate) mod params;
+pub(crate) mod password_check;
+pub(crate) mod pkce;
+pub(crate) mod ratelimit;
+pub(crate) mod redirect_uri;
+pub(crate) mod register;
+pub(crate) mod resource;
+pub(crate) mod revoke;
 pub mod secrets;
-pub mod ssrf;
+pub mod server;
+pub(crate) mod session;
+pub(crate) mod ssrf;
+pub(crate) mod state;
 pub mod store;
 pub mod time;
-pub mod token;
+pub(crate) mod token;

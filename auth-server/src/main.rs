@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use mcp_auth_server::{app, config, keyring, secrets, store, time};
+use mcp_auth_server::{config, keyring, secrets, server, store, time};
 
 /// OAuth 2.1 authorization server for MCP clients.
 #[derive(Parser)]
@@ -13,8 +13,37 @@ struct Cli {
     /// Configuration file (TOML); `MCP_AUTH_SERVER__*` environment variables override fields.
     #[arg(long, global = true, env = "MCP_AUTH_SERVER_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines as human-readable text or as one JSON object each.
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_AUTH_SERVER_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to standard error, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        // Event fields at the top level of each object, so `event` and its fields are easy to
+        // select in a log pipeline.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -49,22 +78,14 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<config::Config> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = load_config(cli.config)?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(config.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {}", config.listen))?;
-                app::serve(config, listener, shutdown_signal()).await
+                let listeners = server::Listeners::bind(&config).await?;
+                server::serve(config, listeners, shutdown_signal()).await
             })
         }
         Command::Keys { command } => {
@@ -87,8 +108,11 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 KeysCommand::List => {
-                    for (kid, alg, active_from, state) in keyring::describe(&conn, &config, now)? {
-                        println!("{kid}\t{alg}\tactive_from={active_from}\t{state}");
+                    for key in keyring::describe(&conn, &config, now)? {
+                        println!(
+                            "{}\t{}\tactive_from={}\t{}",
+                            key.kid, key.alg, key.active_from, key.state
+                        );
                     }
                 }
             }

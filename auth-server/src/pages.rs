@@ -1,4 +1,5 @@
-//! HTML pages (login, consent, errors). maud escapes every interpolated value.
+//! HTML pages (login, consent, errors) and browser redirects. maud escapes every interpolated
+//! value.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +33,22 @@ pub fn respond(status: StatusCode, markup: Markup, cookies: &[String]) -> Respon
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+/// A `303 See Other` to `location`, never cached, setting `cookies`.
+pub fn see_other(location: &str, cookies: &[String]) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             h.append(header::SET_COOKIE, v);

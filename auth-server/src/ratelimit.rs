@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const WINDOW: Duration = Duration::from_secs(60);
+/// The span each address's allowance covers; refusals tell clients to retry after it.
+pub const WINDOW: Duration = Duration::from_secs(60);
 const MAX_TRACKED: usize = 10_000;
 
 /// Bounded memory: when the table is full of live windows, an address not in it cannot be

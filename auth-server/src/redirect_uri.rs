@@ -96,6 +96,27 @@ pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
     }
 }
 
+/// Where an authorization response goes: a verified redirect URI, the client's `state` (when
+/// it sent one) and the issuer, which every response names as `iss` (RFC 9207).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRedirect {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub issuer: String,
+}
+
+impl ClientRedirect {
+    /// The redirect URI with `params`, then `state` and `iss`.
+    pub fn location(&self, params: &[(&str, &str)]) -> String {
+        let mut all: Vec<(&str, &str)> = params.to_vec();
+        if let Some(s) = &self.state {
+            all.push(("state", s));
+        }
+        all.push(("iss", &self.issuer));
+        with_params(&self.redirect_uri, &all)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,18 +2,33 @@
 //! and a per-address rate limit. Generated secrets are stored as SHA-256 hashes.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use serde::Deserialize;
 
-use crate::app::AppState;
-use crate::config::AuthMethod;
+use crate::config::Config;
 use crate::error::{ErrorCode, OAuthError};
+use crate::oauth::{AuthMethod, GrantType, RESPONSE_TYPE_CODE};
+use crate::params::has_content_type;
+use crate::state::AppState;
 use crate::store::{self, RegisteredClient};
-use crate::{redirect_uri, secrets, time};
+use crate::{audit, ratelimit, redirect_uri, secrets, time};
+
+/// `/register` while registration is enabled; otherwise the path answers 404.
+pub fn routes(config: &Config) -> Router<AppState> {
+    let path = format!("{}/register", config.issuer_path);
+    if config.registration.enabled {
+        Router::new().route(&path, post(register))
+    } else {
+        Router::new().route(&path, post(|| async { StatusCode::NOT_FOUND }))
+    }
+}
 
 pub const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 const MAX_REDIRECT_URIS: usize = 10;
@@ -37,7 +52,7 @@ struct Accepted {
     redirect_uris: Vec<String>,
     client_name: Option<String>,
     method: AuthMethod,
-    grant_types: Vec<String>,
+    grant_types: Vec<GrantType>,
 }
 
 /// Validates a registration request into the client to store (without id and secret).
@@ -83,20 +98,21 @@ fn validate(body: &[u8]) -> Result<Accepted, OAuthError> {
             "token_endpoint_auth_method `{method_name}` is not supported"
         ))
     })?;
-    let grant_types = req
-        .grant_types
-        .unwrap_or_else(|| vec!["authorization_code".into()]);
-    if grant_types.is_empty() {
-        return Err(metadata_error("grant_types must not be empty"));
-    }
-    if let Some(g) = grant_types
-        .iter()
-        .find(|g| *g != "authorization_code" && *g != "refresh_token")
-    {
-        return Err(metadata_error(format!("grant type `{g}` is not supported")));
-    }
+    let grant_types = match req.grant_types {
+        None => vec![GrantType::AuthorizationCode],
+        Some(names) if names.is_empty() => {
+            return Err(metadata_error("grant_types must not be empty"));
+        }
+        Some(names) => names
+            .iter()
+            .map(|g| {
+                GrantType::parse(g)
+                    .ok_or_else(|| metadata_error(format!("grant type `{g}` is not supported")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
     if let Some(rt) = req.response_types
-        && rt.iter().any(|t| t != "code")
+        && rt.iter().any(|t| t != RESPONSE_TYPE_CODE)
     {
         return Err(metadata_error("only the `code` response type is supported"));
     }
@@ -108,41 +124,33 @@ fn validate(body: &[u8]) -> Result<Accepted, OAuthError> {
     })
 }
 
-pub async fn handler(
+/// A registered client's metadata, answered with 201 and never cached.
+struct Registered(serde_json::Value);
+
+impl IntoResponse for Registered {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::CREATED, axum::Json(self.0)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if !state.config.registration.enabled {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    if !state
-        .registration_limiter
-        .allow(peer.ip(), std::time::Instant::now())
-    {
-        let mut r = OAuthError::new(
+) -> Result<Registered, OAuthError> {
+    if !state.registration_limiter.allow(peer.ip(), Instant::now()) {
+        return Err(OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many registrations from this address; try again in a minute",
         )
-        .into_response();
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return r;
+        .with_retry_after(ratelimit::WINDOW.as_secs()));
     }
-    match handle(&state, &headers, &body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn handle(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, OAuthError> {
-    let is_json = crate::params::has_content_type(headers, "application/json");
-    if !is_json {
+    if !has_content_type(&headers, "application/json") {
         return Err(OAuthError::invalid_request(
             "the body must be application/json",
         ));
@@ -152,11 +160,11 @@ async fn handle(
         client_name,
         method,
         grant_types,
-    } = validate(body)?;
-    let client_id = secrets::random_token().map_err(OAuthError::server_error)?;
+    } = validate(&body)?;
+    let client_id = secrets::random_token()?;
     let secret = match method {
         AuthMethod::None => None,
-        _ => Some(secrets::random_token().map_err(OAuthError::server_error)?),
+        _ => Some(secrets::random_token()?),
     };
     let client = RegisteredClient {
         client_id: client_id.clone(),
@@ -164,20 +172,26 @@ async fn handle(
         redirect_uris: redirect_uris.clone(),
         secret_hash: secret.as_deref().map(secrets::token_hash),
         auth_method: method,
-        allows_refresh: grant_types.iter().any(|g| g == "refresh_token"),
+        allows_refresh: grant_types.contains(&GrantType::RefreshToken),
     };
     let now = time::now();
     state
         .store
         .run(move |conn| store::insert_client(conn, &client, now))
         .await?;
-    tracing::info!(client_id = %client_id, "client registered");
+    let grant_types: Vec<&str> = grant_types.iter().map(|g| g.as_str()).collect();
+    audit::client_registered(
+        &client_id,
+        method.as_str(),
+        &grant_types.join(" "),
+        peer.ip(),
+    );
     let mut body = serde_json::json!({
         "client_id": client_id,
         "client_id_issued_at": now,
         "redirect_uris": redirect_uris,
         "grant_types": grant_types,
-        "response_types": ["code"],
+        "response_types": [RESPONSE_TYPE_CODE],
         "token_endpoint_auth_method": method.as_str(),
     });
     if let Some(obj) = body.as_object_mut() {
@@ -189,11 +203,7 @@ async fn handle(
             obj.insert("client_secret_expires_at".into(), serde_json::json!(0));
         }
     }
-    let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(Registered(body))
 }
 
 #[cfg(test)]

@@ -2,40 +2,47 @@
 //! are self-contained JWTs: revoking one is accepted (200) but it stays valid at resource
 //! servers until it expires.
 
-use axum::body::Bytes;
+use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 
-use crate::app::AppState;
+use crate::config::Config;
 use crate::error::{ErrorCode, OAuthError};
-use crate::params::Params;
+use crate::form::OAuthForm;
+use crate::state::AppState;
 use crate::store::{self, RevokeOutcome};
-use crate::{clients, secrets, time, token};
+use crate::{audit, secrets, time};
 
-pub async fn handler(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&state, &headers, &body).await {
-        Ok(()) => {
-            let mut r = StatusCode::OK.into_response();
-            r.headers_mut().insert(
-                axum::http::header::CACHE_CONTROL,
-                axum::http::HeaderValue::from_static("no-store"),
-            );
-            r
-        }
-        Err(e) => e.into_response(),
+pub fn routes(config: &Config) -> Router<AppState> {
+    Router::new().route(&format!("{}/revoke", config.issuer_path), post(revoke))
+}
+
+/// The answer to every accepted revocation, whether or not the token was known: 200, not cached.
+struct Revoked;
+
+impl IntoResponse for Revoked {
+    fn into_response(self) -> Response {
+        let mut response = StatusCode::OK.into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
-    token::require_form(headers)?;
-    let params = Params::parse(body);
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Result<Revoked, OAuthError> {
     let presented = params
         .single("token")
         .map_err(OAuthError::invalid_request)?
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
         .to_string();
-    let client_id = clients::authenticate(state, headers, &params).await?;
+    let client_id = state.clients().authenticate(&headers, &params).await?;
     let hash = secrets::token_hash(&presented);
     let id = client_id.clone();
     let outcome = state
@@ -43,15 +50,15 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
         .run(move |conn| store::revoke_refresh(conn, &hash, &id, time::now()))
         .await?;
     match outcome {
-        RevokeOutcome::Revoked => {
-            tracing::info!(client_id = %client_id, "refresh token family revoked");
-            Ok(())
+        RevokeOutcome::Revoked(family) => {
+            audit::refresh_family_revoked(&client_id, &family.username, &family.resource);
+            Ok(Revoked)
         }
         RevokeOutcome::OtherClient => Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "the token was issued to another client",
         )),
         // Unknown tokens and access tokens: 200 with no effect (RFC 7009 §2.2).
-        RevokeOutcome::NotFound => Ok(()),
+        RevokeOutcome::NotFound => Ok(Revoked),
     }
 }

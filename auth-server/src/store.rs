@@ -4,10 +4,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::counter::Counter;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::config::{AuthMethod, SigningAlgorithm};
+use crate::config::SigningAlgorithm;
 use crate::keys::KeyMeta;
+use crate::oauth::AuthMethod;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -120,12 +122,15 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Incremented on every failed operation (a metric).
+    errors: Counter,
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, errors: Counter) -> Result<Self, StoreError> {
         Ok(Store {
             conn: Arc::new(Mutex::new(open_connection(path)?)),
+            errors,
         })
     }
 
@@ -135,14 +140,21 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
+        let result = match tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| StoreError::Worker("connection mutex poisoned".into()))?;
             f(&mut guard)
         })
         .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
+        {
+            Ok(done) => done,
+            Err(e) => Err(StoreError::Worker(e.to_string())),
+        };
+        if result.is_err() {
+            self.errors.inc();
+        }
+        result
     }
 }
 
@@ -475,7 +487,7 @@ pub enum Rotation<E> {
     /// The request was refused by `check`; nothing changed.
     Rejected(E),
     /// An already rotated token came back: the family is now revoked.
-    Reused,
+    Reused(Family),
     Revoked,
     Expired,
     Unknown,
@@ -528,7 +540,7 @@ pub fn rotate_refresh<E>(
     if used_at.is_some() {
         revoke_family_in(&tx, &family.family_id, now)?;
         tx.commit()?;
-        return Ok(Rotation::Reused);
+        return Ok(Rotation::Reused(family));
     }
     if let Err(e) = check(&family) {
         return Ok(Rotation::Rejected(e));
@@ -541,7 +553,7 @@ pub fn rotate_refresh<E>(
         params![now, token_hash],
     )?;
     if changed != 1 {
-        return Ok(Rotation::Reused);
+        return Ok(Rotation::Reused(family));
     }
     tx.execute(
         "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?1, ?2, ?3)",
@@ -551,9 +563,10 @@ pub fn rotate_refresh<E>(
     Ok(Rotation::Rotated(family))
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RevokeOutcome {
-    Revoked,
+    /// The token's family is revoked (it may have been already).
+    Revoked(Family),
     OtherClient,
     NotFound,
 }
@@ -572,7 +585,7 @@ pub fn revoke_refresh(
         return Ok(RevokeOutcome::OtherClient);
     }
     revoke_family_in(conn, &family.family_id, now)?;
-    Ok(RevokeOutcome::Revoked)
+    Ok(RevokeOutcome::Revoked(family))
 }
 
 /// Deletes expired codes, sessions and families; run periodically.

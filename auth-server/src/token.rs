@@ -1,37 +1,38 @@
 //! The token endpoint: `authorization_code` (PKCE, single use, replay revokes the family) and
 //! `refresh_token` (rotation, reuse detection, scope narrowing). Access tokens follow RFC 9068.
 
-use axum::body::Bytes;
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use jwt_simple::prelude::{Claims, Duration};
 
-use crate::app::AppState;
+use crate::config::{Config, Resource};
 use crate::error::{ErrorCode, OAuthError};
+use crate::form::OAuthForm;
 use crate::keys::AccessClaims;
+use crate::oauth::GrantType;
 use crate::params::Params;
+use crate::state::AppState;
 use crate::store::{self, Redemption, Rotation};
-use crate::{clients, pkce, resource, secrets, time};
+use crate::{audit, pkce, resource, secrets, time};
 
-pub fn require_form(headers: &HeaderMap) -> Result<(), OAuthError> {
-    if crate::params::has_content_type(headers, "application/x-www-form-urlencoded") {
-        Ok(())
-    } else {
-        Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ))
-    }
+pub fn routes(config: &Config) -> Router<AppState> {
+    Router::new().route(&format!("{}/token", config.issuer_path), post(token))
 }
 
 /// Checks a `resource` parameter at the token endpoint against the resource of the grant.
-fn check_resource(state: &AppState, params: &Params, granted: &str) -> Result<(), OAuthError> {
+fn check_resource(
+    resources: &[Resource],
+    params: &Params,
+    granted: &str,
+) -> Result<(), OAuthError> {
     let requested = params.all("resource");
     if requested.is_empty() {
         return Ok(());
     }
-    let selected = resource::select(&state.config.resources, &requested)
-        .map_err(OAuthError::invalid_target)?;
+    let selected = resource::select(resources, &requested).map_err(OAuthError::invalid_target)?;
     if selected.url != granted {
         return Err(OAuthError::invalid_target(
             "resource differs from the one authorized",
@@ -44,22 +45,17 @@ fn check_resource(state: &AppState, params: &Params, granted: &str) -> Result<()
 /// every one of its scopes are still in the configuration: removing a user or a resource ends
 /// the grants made for it.
 fn check_still_configured(
-    state: &AppState,
+    config: &Config,
     username: &str,
     resource_url: &str,
     scope: &str,
 ) -> Result<(), OAuthError> {
-    if !state.config.users.contains_key(username) {
+    if !config.users.contains_key(username) {
         return Err(OAuthError::invalid_grant(
             "the user of this grant no longer exists",
         ));
     }
-    let Some(resource) = state
-        .config
-        .resources
-        .iter()
-        .find(|r| r.url == resource_url)
-    else {
+    let Some(resource) = config.resources.iter().find(|r| r.url == resource_url) else {
         return Err(OAuthError::invalid_grant(
             "the resource of this grant is no longer served",
         ));
@@ -82,80 +78,98 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
 }
 
-async fn access_token(
+/// What an access token is issued for.
+struct Grant<'a> {
+    grant_type: GrantType,
+    client_id: &'a str,
+    username: &'a str,
+    scope: String,
+    resource: &'a str,
+}
+
+/// Signs the access token of `grant`, records the issuance (audit event, metric) and builds the
+/// response, with `refresh_token` when one was stored.
+async fn issue(
     state: &AppState,
-    username: &str,
-    client_id: &str,
-    scope: &str,
-    audience: &str,
-) -> Result<String, OAuthError> {
+    grant: Grant<'_>,
+    refresh_token: Option<String>,
+) -> Result<Issued, OAuthError> {
     let now = time::now();
-    let (_kid, key) = state.keyring.signing_key(now).await?;
-    let jti = secrets::random_token().map_err(OAuthError::server_error)?;
+    let key = state.keyring.signing_key(now).await?;
+    let jti = secrets::random_token()?;
     let claims = Claims::with_custom_claims(
         AccessClaims {
-            client_id: client_id.to_string(),
-            scope: scope.to_string(),
+            client_id: grant.client_id.to_string(),
+            scope: grant.scope.clone(),
         },
         Duration::from_secs(state.config.access_token_lifetime.as_secs()),
     )
     .with_issuer(&state.config.issuer)
-    .with_subject(username)
-    .with_audience(audience)
-    .with_jwt_id(jti);
-    key.sign(claims).map_err(OAuthError::server_error)
+    .with_subject(grant.username)
+    .with_audience(grant.resource)
+    .with_jwt_id(&jti);
+    let access_token = key.sign(claims).map_err(OAuthError::server_error)?;
+    audit::token_issued(
+        grant.grant_type.as_str(),
+        grant.client_id,
+        grant.username,
+        grant.resource,
+        &grant.scope,
+        &jti,
+        refresh_token.is_some(),
+    );
+    state.metrics.token_issued(grant.grant_type.as_str());
+    Ok(Issued {
+        access_token,
+        expires_in: state.config.access_token_lifetime.as_secs(),
+        scope: grant.scope,
+        refresh_token,
+    })
 }
 
-fn token_response(
-    state: &AppState,
-    access: String,
-    scope: &str,
-    refresh: Option<String>,
-) -> Response {
-    let mut body = serde_json::json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": state.config.access_token_lifetime.as_secs(),
-        "scope": scope,
-    });
-    if let (Some(r), Some(obj)) = (refresh, body.as_object_mut()) {
-        obj.insert("refresh_token".into(), serde_json::Value::String(r));
-    }
-    let mut response = axum::Json(body).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
+/// A successful token response; never cached.
+struct Issued {
+    access_token: String,
+    expires_in: u64,
+    scope: String,
+    refresh_token: Option<String>,
 }
 
-pub async fn handler(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&state, &headers, &body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn handle(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, OAuthError> {
-    require_form(headers)?;
-    let params = Params::parse(body);
-    let grant_type = required(&params, "grant_type")?;
-    match grant_type {
-        "authorization_code" => {
-            let client_id = clients::authenticate(state, headers, &params).await?;
-            authorization_code(state, &params, client_id).await
+impl IntoResponse for Issued {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        });
+        if let (Some(r), Some(obj)) = (self.refresh_token, body.as_object_mut()) {
+            obj.insert("refresh_token".into(), serde_json::Value::String(r));
         }
-        "refresh_token" => {
-            let client_id = clients::authenticate(state, headers, &params).await?;
-            refresh_token(state, &params, client_id).await
-        }
-        other => Err(OAuthError::new(
+        let mut response = axum::Json(body).into_response();
+        let h = response.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Result<Issued, OAuthError> {
+    let name = required(&params, "grant_type")?;
+    let grant_type = GrantType::parse(name).ok_or_else(|| {
+        OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            format!("grant_type `{other}` is not supported"),
-        )),
+            format!("grant_type `{name}` is not supported"),
+        )
+    })?;
+    let client_id = state.clients().authenticate(&headers, &params).await?;
+    match grant_type {
+        GrantType::AuthorizationCode => authorization_code(&state, &params, client_id).await,
+        GrantType::RefreshToken => refresh_token(&state, &params, client_id).await,
     }
 }
 
@@ -163,7 +177,7 @@ async fn authorization_code(
     state: &AppState,
     params: &Params,
     client_id: String,
-) -> Result<Response, OAuthError> {
+) -> Result<Issued, OAuthError> {
     let code = required(params, "code")?;
     let redirect_uri = required(params, "redirect_uri")?.to_string();
     let verifier = params
@@ -180,13 +194,13 @@ async fn authorization_code(
         resource::select(&state.config.resources, &refs).map_err(OAuthError::invalid_target)?;
     }
     let code_hash = secrets::token_hash(code);
-    let family_id = secrets::random_token().map_err(OAuthError::server_error)?;
-    let refresh = secrets::random_token().map_err(OAuthError::server_error)?;
+    let family_id = secrets::random_token()?;
+    let refresh = secrets::random_token()?;
     let refresh_hash = secrets::token_hash(&refresh);
     let now = time::now();
     let family_expires = now + state.config.refresh_token_lifetime.as_secs() as i64;
     let authenticated = client_id.clone();
-    let check_state = state.clone();
+    let config = state.config.clone();
     let outcome = state
         .store
         .run(move |conn| {
@@ -221,7 +235,7 @@ async fn authorization_code(
                             "resource differs from the one authorized",
                         ));
                     }
-                    check_still_configured(&check_state, &g.username, &g.resource, &g.scope)
+                    check_still_configured(&config, &g.username, &g.resource, &g.scope)
                 },
             )
         })
@@ -231,24 +245,19 @@ async fn authorization_code(
             grant,
             refresh_token_issued,
         } => {
-            let access = access_token(
-                state,
-                &grant.username,
-                &client_id,
-                &grant.scope,
-                &grant.resource,
-            )
-            .await?;
-            Ok(token_response(
-                state,
-                access,
-                &grant.scope,
-                refresh_token_issued.then_some(refresh),
-            ))
+            let granted = Grant {
+                grant_type: GrantType::AuthorizationCode,
+                client_id: &client_id,
+                username: &grant.username,
+                scope: grant.scope.clone(),
+                resource: &grant.resource,
+            };
+            issue(state, granted, refresh_token_issued.then_some(refresh)).await
         }
         Redemption::Rejected(e) => Err(e),
         Redemption::Replayed => {
-            tracing::warn!(client_id = %client_id, "authorization code replayed; its refresh tokens are revoked");
+            audit::authorization_code_replayed(&client_id);
+            state.metrics.authorization_code_replayed();
             Err(OAuthError::invalid_grant(
                 "the authorization code was already used",
             ))
@@ -264,18 +273,18 @@ async fn refresh_token(
     state: &AppState,
     params: &Params,
     client_id: String,
-) -> Result<Response, OAuthError> {
+) -> Result<Issued, OAuthError> {
     let presented = required(params, "refresh_token")?;
     let requested_scope = params
         .single("scope")
         .map_err(OAuthError::invalid_request)?
         .map(str::to_string);
     let token_hash = secrets::token_hash(presented);
-    let new_refresh = secrets::random_token().map_err(OAuthError::server_error)?;
+    let new_refresh = secrets::random_token()?;
     let new_hash = secrets::token_hash(&new_refresh);
     let now = time::now();
     let authenticated = client_id.clone();
-    let check_state = state.clone();
+    let config = state.config.clone();
     let check_params = params.clone();
     let scope_for_check = requested_scope.clone();
     let outcome = state
@@ -287,8 +296,8 @@ async fn refresh_token(
                         "the refresh token was issued to another client",
                     ));
                 }
-                check_resource(&check_state, &check_params, &f.resource)?;
-                check_still_configured(&check_state, &f.username, &f.resource, &f.scope)?;
+                check_resource(&config.resources, &check_params, &f.resource)?;
+                check_still_configured(&config, &f.username, &f.resource, &f.scope)?;
                 resource::narrow(&resource::split(&f.scope), scope_for_check.as_deref())
                     .map_err(OAuthError::invalid_scope)?;
                 Ok(())
@@ -300,20 +309,19 @@ async fn refresh_token(
             let scopes =
                 resource::narrow(&resource::split(&family.scope), requested_scope.as_deref())
                     .map_err(OAuthError::invalid_scope)?;
-            let scope = resource::join(&scopes);
-            let access = access_token(
-                state,
-                &family.username,
-                &client_id,
-                &scope,
-                &family.resource,
-            )
-            .await?;
-            Ok(token_response(state, access, &scope, Some(new_refresh)))
+            let granted = Grant {
+                grant_type: GrantType::RefreshToken,
+                client_id: &client_id,
+                username: &family.username,
+                scope: resource::join(&scopes),
+                resource: &family.resource,
+            };
+            issue(state, granted, Some(new_refresh)).await
         }
         Rotation::Rejected(e) => Err(e),
-        Rotation::Reused => {
-            tracing::warn!(client_id = %client_id, "refresh token reused; the token family is revoked");
+        Rotation::Reused(family) => {
+            audit::refresh_token_reused(&client_id, &family.username, &family.resource);
+            state.metrics.refresh_token_reused();
             Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the grant is revoked",
             ))

@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_simple::prelude::*;
 use mcp_auth_server::keys::AccessClaims;
+use mcp_auth_server::server::Listeners;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use sha2::Digest;
@@ -23,6 +24,8 @@ pub const DEMO_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$0LQGysyfTNAzlfElyTi+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The admin (metrics) listener, when the server has one.
+    pub admin_addr: Option<SocketAddr>,
     pub issuer: String,
     pub config_path: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -33,6 +36,15 @@ impl TestServer {
     /// Starts a server whose config is the base config plus `extra` TOML (top-level fields
     /// must come before the tables, so `extra_top` is inserted first).
     pub async fn start_with(extra_top: &str, extra_tables: &str) -> TestServer {
+        Self::launch(extra_top, extra_tables, false).await
+    }
+
+    /// Starts the base server with an admin (metrics) listener on another loopback port.
+    pub async fn start_with_admin() -> TestServer {
+        Self::launch("", "", true).await
+    }
+
+    async fn launch(extra_top: &str, extra_tables: &str, with_admin: bool) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -62,15 +74,24 @@ redirect_uris = ["{PUBLIC_REDIRECT}", "https://app.example.com/callback"]
 "#
         );
         std::fs::write(&config_path, text).unwrap();
+        let admin = if with_admin {
+            Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        } else {
+            None
+        };
         let mut server = TestServer {
             dir,
             addr,
+            admin_addr: admin.as_ref().map(|l| l.local_addr().unwrap()),
             issuer,
             config_path,
             shutdown: None,
             task: None,
         };
-        server.run(listener);
+        server.run(Listeners {
+            public: listener,
+            admin,
+        });
         server
     }
 
@@ -78,12 +99,12 @@ redirect_uris = ["{PUBLIC_REDIRECT}", "https://app.example.com/callback"]
         Self::start_with("", "").await
     }
 
-    fn run(&mut self, listener: tokio::net::TcpListener) {
+    fn run(&mut self, listeners: Listeners) {
         let config = mcp_auth_server::config::load(&self.config_path, Vec::new()).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         self.shutdown = Some(tx);
         self.task = Some(tokio::spawn(async move {
-            mcp_auth_server::app::serve(config, listener, async {
+            mcp_auth_server::server::serve(config, listeners, async {
                 let _ = rx.await;
             })
             .await
@@ -94,8 +115,12 @@ redirect_uris = ["{PUBLIC_REDIRECT}", "https://app.example.com/callback"]
     /// Stops the server (closing the database) and starts a new one on the same port and file.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        self.run(listener);
+        let public = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let admin = match self.admin_addr {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.unwrap()),
+            None => None,
+        };
+        self.run(Listeners { public, admin });
     }
 
     pub async fn stop(&mut self) {
@@ -117,7 +142,7 @@ redirect_uris = ["{PUBLIC_REDIRECT}", "https://app.example.com/callback"]
         let config = mcp_auth_server::config::load(&path, Vec::new()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        tokio::spawn(mcp_auth_server::app::serve(
+        tokio::spawn(mcp_auth_server::server::serve(
             config,
             listener,
             std::future::pending(),

@@ -1,0 +1,76 @@
+//! The OAuth vocabulary this server supports: grant types and client authentication methods.
+//! The handlers match these enums and the metadata document lists [`GrantType::ALL`] and
+//! [`AuthMethod::ALL`], so a value accepted by one is advertised by the other.
+
+/// The only response type `/authorize` accepts.
+pub const RESPONSE_TYPE_CODE: &str = "code";
+
+/// A grant the token endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+}
+
+impl GrantType {
+    /// Every grant type, in the order the metadata lists them. Parsing goes through this list,
+    /// so a grant that is missing here is refused everywhere rather than served unadvertised.
+    pub const ALL: [GrantType; 2] = [GrantType::AuthorizationCode, GrantType::RefreshToken];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == name)
+    }
+}
+
+/// How a client authenticates at the token and revocation endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    None,
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+impl AuthMethod {
+    /// Every method, in the order the metadata lists them; parsing goes through this list.
+    pub const ALL: [AuthMethod; 3] = [
+        AuthMethod::None,
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_grant_type_and_method_parses_from_its_own_name() {
+        for g in GrantType::ALL {
+            assert_eq!(GrantType::parse(g.as_str()), Some(g));
+        }
+        for m in AuthMethod::ALL {
+            assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(GrantType::parse("password"), None);
+        assert_eq!(AuthMethod::parse("private_key_jwt"), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! The browser side of the authorization endpoint: its cookies, the login session, the sign-in
+//! password check, and the CSRF token that ties the login and consent forms to the browser that
+//! was shown them.
+
+use std::convert::Infallible;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cookie::{Cookie, SameSite};
+
+use crate::config::Config;
+use crate::error::AuthorizeError;
+use crate::params::Params;
+use crate::state::AppState;
+use crate::store::{self, StoreError};
+use crate::{secrets, time};
+
+/// Carries the login session id (only its SHA-256 hash is stored).
+pub const SESSION_COOKIE: &str = "mcp_as_session";
+/// Carries the browser's CSRF token, which every posted form must repeat.
+pub const CSRF_COOKIE: &str = "mcp_as_csrf";
+
+/// The cookies a request carries, in the order sent.
+pub struct Cookies(Vec<(String, String)>);
+
+impl Cookies {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        Cookies(
+            headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| Cookie::split_parse(v.to_string()))
+                .filter_map(Result::ok)
+                .map(|c| (c.name().to_string(), c.value().to_string()))
+                .collect(),
+        )
+    }
+
+    /// The value of the first cookie with this name; an empty value counts as absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Cookies {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Cookies::from_headers(&parts.headers))
+    }
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, scoped to the issuer path, Secure when the
+/// issuer is https.
+fn set_cookie(config: &Config, name: &str, value: &str, max_age_secs: i64) -> String {
+    let path = if config.issuer_path.is_empty() {
+        "/".to_string()
+    } else {
+        config.issuer_path.clone()
+    };
+    Cookie::build((name.to_string(), value.to_string()))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(config.issuer_is_https)
+        .path(path)
+        .max_age(cookie::time::Duration::seconds(max_age_secs))
+        .build()
+        .to_string()
+}
+
+fn session_lifetime_secs(config: &Config) -> i64 {
+    config.login_session_lifetime.as_secs() as i64
+}
+
+/// The CSRF token of this browser: its cookie's value, or a fresh one with the cookie to set.
+pub struct CsrfToken {
+    pub value: String,
+    /// The `Set-Cookie` value when the token is new.
+    pub set_cookie: Option<String>,
+}
+
+impl CsrfToken {
+    pub fn for_browser(config: &Config, cookies: &Cookies) -> Result<Self, getrandom::Error> {
+        if let Some(value) = cookies.get(CSRF_COOKIE) {
+            return Ok(CsrfToken {
+                value: value.to_string(),
+                set_cookie: None,
+            });
+        }
+        let value = secrets::random_token()?;
+        let set_cookie = set_cookie(config, CSRF_COOKIE, &value, session_lifetime_secs(config));
+        Ok(CsrfToken {
+            value,
+            set_cookie: Some(set_cookie),
+        })
+    }
+}
+
+/// A form posted by the browser it was shown to: its `csrf_token` field equals the browser's
+/// CSRF cookie. Anything else is refused with 403 before the form is looked at.
+pub struct CsrfCheckedForm {
+    pub fields: Params,
+    /// The checked token, repeated in any form shown in answer.
+    pub csrf: String,
+}
+
+impl<S: Send + Sync> FromRequest<S> for CsrfCheckedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let cookies = Cookies::from_headers(request.headers());
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let fields = Params::parse(&body);
+        let csrf = match (cookies.get(CSRF_COOKIE), fields.single("csrf_token")) {
+            (Some(cookie), Ok(Some(field))) if secrets::constant_time_eq(cookie, field) => {
+                field.to_string()
+            }
+            _ => {
+                return Err(AuthorizeError::page(
+                    StatusCode::FORBIDDEN,
+                    "The form is missing a valid CSRF token. Go back to the application and start again.",
+                )
+                .into_response());
+            }
+        };
+        Ok(CsrfCheckedForm { fields, csrf })
+    }
+}
+
+/// The user signed in on this browser: its session is live and the user is still configured
+/// (removing a user from the configuration signs them out).
+pub async fn signed_in_user(
+    state: &AppState,
+    cookies: &Cookies,
+) -> Result<Option<String>, StoreError> {
+    let Some(session) = cookies.get(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let hash = secrets::token_hash(session);
+    let user = state
+        .store
+        .run(move |conn| store::session_user(conn, &hash, time::now()))
+        .await?;
+    Ok(user.filter(|u| state.config.users.contains_key(u)))
+}
+
+/// Stores a new login session for `username`; returns the `Set-Cookie` value that carries it.
+pub async fn start(state: &AppState, username: &str) -> Result<String, AuthorizeError> {
+    let session = secrets::random_token()?;
+    let lifetime = session_lifetime_secs(&state.config);
+    let hash = secrets::token_hash(&session);
+    let user = username.to_string();
+    let expires_at = time::now() + lifetime;
+    state
+        .store
+        .run(move |conn| store::insert_session(conn, &hash, &user, expires_at))
+        .await?;
+    Ok(set_cookie(
+        &state.config,
+        SESSION_COOKIE,
+        &session,
+        lifetime,
+    ))
+}
+
+/// Does `password` belong to `username`? Takes about as long for unknown users as for known
+/// ones, so response times do not reveal which usernames exist.
+pub async fn check_password(state: &AppState, username: &str, password: &str) -> bool {
+    let (hash, known) = match state.config.users.get(username) {
+        Some(h) => (h.clone(), true),
+        None => (state.dummy_password_hash.to_string(), false),
+    };
+    let ok = state
+        .password_checker
+        .verify(hash, password.to_string())
+        .await;
+    ok && known
+}

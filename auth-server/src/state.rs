@@ -1,0 +1,68 @@
+//! The state every handler shares: configuration, storage, signing keys, the metadata document
+//! fetcher, the per-address limits and the bound on password checks.
+
+use std::sync::Arc;
+
+use crate::cimd::Fetcher;
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::keyring::KeyRing;
+use crate::metrics::Metrics;
+use crate::password_check::{MAX_CONCURRENT_CHECKS, PasswordChecker};
+use crate::ratelimit::RateLimiter;
+use crate::secrets;
+use crate::store::{Store, StoreError};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keyring: KeyRing,
+    pub fetcher: Arc<Fetcher>,
+    pub registration_limiter: Arc<RateLimiter>,
+    pub login_limiter: Arc<RateLimiter>,
+    /// Verified against for unknown usernames (same cost as the configured hashes).
+    pub dummy_password_hash: Arc<String>,
+    /// Bounds concurrent argon2 verifications (logins and static client secrets).
+    pub password_checker: PasswordChecker,
+    /// Served on the admin listener only.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Opens the database and prepares what the handlers share.
+    pub fn open(config: Config) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::open(&config.storage_path, metrics.database_errors())?;
+        let dummy = secrets::dummy_hash_like(secrets::costliest_hash(config.users.values()))
+            .map_err(|e| StoreError::Worker(format!("cannot prepare the login check: {e}")))?;
+        let config = Arc::new(config);
+        Ok(AppState {
+            keyring: KeyRing::new(store.clone(), &config),
+            fetcher: Arc::new(Fetcher::new(
+                config.allow_insecure_localhost_client_metadata,
+                config.client_metadata_fetch_timeout,
+            )),
+            registration_limiter: Arc::new(RateLimiter::new(
+                config.registration.rate_limit_per_minute,
+            )),
+            login_limiter: Arc::new(RateLimiter::new(config.login_failures_per_minute)),
+            dummy_password_hash: Arc::new(dummy),
+            password_checker: PasswordChecker::new(MAX_CONCURRENT_CHECKS),
+            metrics,
+            store,
+            config,
+        })
+    }
+
+    /// The client sources and the means to check client credentials.
+    pub fn clients(&self) -> Clients<'_> {
+        Clients {
+            config: &self.config,
+            store: &self.store,
+            fetcher: &self.fetcher,
+            password_checker: &self.password_checker,
+            metrics: &self.metrics,
+        }
+    }
+}
