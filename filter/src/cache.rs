@@ -291,23 +291,27 @@ pub fn decode(bytes: &[u8]) -> Option<(Hash, Identity)> {
     ))
 }
 
+/// Shared data in memory: the store of the unit tests of the cache and of the decisions that
+/// consult it.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MemStore(
+    pub(crate) std::cell::RefCell<std::collections::HashMap<String, Vec<u8>>>,
+);
+
+#[cfg(test)]
+impl SharedStore for MemStore {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.borrow().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct MemStore(RefCell<HashMap<String, Vec<u8>>>);
-
-    impl SharedStore for MemStore {
-        fn get(&self, key: &str) -> Option<Vec<u8>> {
-            self.0.borrow().get(key).cloned()
-        }
-        fn set(&self, key: &str, value: &[u8]) {
-            self.0.borrow_mut().insert(key.to_string(), value.to_vec());
-        }
-    }
 
     const KEY: KeyFingerprint = [9; 16];
 
