@@ -16,6 +16,7 @@ use std::{cell::RefCell, mem};
 
 use proxy_wasm::types::Action;
 
+use crate::audit::{self, Audit};
 use crate::cache::{SharedStore, TokenCache};
 use crate::config::Config;
 use crate::front::{
@@ -170,6 +171,43 @@ impl Checks {
         self.held = true;
         Next::Hold
     }
+
+    /// The audit record of a decision (`next` allows or denies), with what is known by then.
+    fn audit(&self, next: &Next) -> Option<Box<Audit>> {
+        let denial = match next {
+            Next::Deny(denied) => Some(&denied.denial),
+            Next::Allow { .. } => None,
+            Next::Serve(..) | Next::Hold | Next::Continue { .. } => return None,
+        };
+        let identity = match &self.token {
+            TokenCheck::Verified(identity) => Some(identity),
+            TokenCheck::Unchecked | TokenCheck::Waiting(_) => None,
+        };
+        let granted = identity.map_or(&[][..], |i| i.scopes.as_slice());
+        let mut audit = Audit::new(
+            audit::decision(denial, granted),
+            Some(self.auth.resource),
+            identity.cloned(),
+        );
+        match &self.calls {
+            Calls::Known(calls) => audit.add_calls(calls),
+            Calls::AwaitingBody(McpHeaders {
+                method: Some(method),
+                name,
+            }) => audit.add_call(method, name.as_deref()),
+            Calls::AwaitingBody(_) | Calls::NotNeeded | Calls::Rejected(_) => {}
+        }
+        Some(Box::new(audit))
+    }
+
+    /// A denial as a step, with its audit record.
+    fn deny(&self, denial: Denial) -> Step {
+        let next = Next::Deny(self.denied(denial));
+        Step {
+            audit: self.audit(&next),
+            ..Step::only(next)
+        }
+    }
 }
 
 /// Who moves a request forward.
@@ -227,11 +265,14 @@ impl UpstreamHeaders {
     }
 }
 
-/// Everything one decision asks of the glue, in this order: count the cache lookup, apply the
-/// header edits (before anything goes on: Envoy forwards the headers as soon as the header phase
-/// continues), then [`Next`].
+/// Everything one decision asks of the glue, in this order: record the audit fields (before the
+/// request can complete), count the cache lookup, apply the header edits (before anything goes
+/// on: Envoy forwards the headers as soon as the header phase continues), then [`Next`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
+    /// For the access log, when the request is decided (allowed or denied). Boxed: most steps
+    /// have none, and steps move by value.
+    pub audit: Option<Box<Audit>>,
     /// Whether the token cache answered.
     pub cache: CacheLookup,
     /// Header edits to apply now.
@@ -243,6 +284,7 @@ pub struct Step {
 impl Step {
     fn only(next: Next) -> Step {
         Step {
+            audit: None,
             cache: CacheLookup::Skipped,
             upstream_headers: None,
             next,
@@ -285,14 +327,14 @@ pub struct Waiter {
 impl Waiter {
     /// The deadline passed: the denial to answer with (the request is then answered), or `None`
     /// if the request was decided meanwhile.
-    pub fn deadline_passed(&self) -> Option<Denied> {
+    pub fn deadline_passed(&self) -> Option<Step> {
         let mut state = self.request.try_borrow_mut().ok()?;
         let RequestState::Checking(checks) = &*state else {
             return None;
         };
-        let denied = checks.denied(self.wait.reason.denial());
+        let step = checks.deny(self.wait.reason.denial());
         *state = RequestState::Answered;
-        Some(denied)
+        Some(step)
     }
 }
 
@@ -348,7 +390,15 @@ impl Runtime {
             }
             HeadDecision::Deny(denied) => {
                 set(request, RequestState::Answered);
-                return Step::only(Next::Deny(denied));
+                let audit = Audit::new(
+                    audit::decision(Some(&denied.denial), &[]),
+                    denied.resource,
+                    None,
+                );
+                return Step {
+                    audit: Some(Box::new(audit)),
+                    ..Step::only(Next::Deny(denied))
+                };
             }
             HeadDecision::Authenticate(pending) => pending,
         };
@@ -398,10 +448,10 @@ impl Runtime {
             return BodyStep::Done(Step::only(checks.hold()));
         }
         if body_size > self.cfg.max_body_bytes {
-            let denied = checks.denied(Denial::BodyTooLarge);
+            let step = checks.deny(Denial::BodyTooLarge);
             self.waiters.remove(&id);
             *state = RequestState::Answered;
-            return BodyStep::Done(Step::only(Next::Deny(denied)));
+            return BodyStep::Done(step);
         }
         if !end_of_stream {
             return BodyStep::Done(Step::only(checks.hold()));
@@ -472,7 +522,8 @@ impl Runtime {
         let RequestState::Checking(checks) = &mut *state else {
             return Step::only(Next::Continue { resume: false });
         };
-        let step = self.check(store, id, request, checks, caller, now_ms);
+        let mut step = self.check(store, id, request, checks, caller, now_ms);
+        step.audit = checks.audit(&step.next);
         state.conclude(&step.next);
         step
     }
@@ -834,6 +885,12 @@ mod tests {
             Some("http://localhost:6274"),
             "the upstream's response gets CORS headers for the allowed origin"
         );
+        let audit = step.audit.as_ref().expect("decided");
+        assert_eq!(audit.decision, "allowed");
+        assert_eq!(
+            audit.identity.as_ref().map(|i| i.subject.as_deref()),
+            Some(Some("alice"))
+        );
         let (_, _, again) = w.request(&get(&bearer(&key)), true, NOW_MS + 1);
         assert_eq!(again.cache, CacheLookup::Hit);
         assert_eq!(again.next, Next::Allow { resume: false });
@@ -858,6 +915,12 @@ mod tests {
         let (_, missing, step) = w.request(&[(":method", "GET"), (":path", "/mcp")], true, NOW_MS);
         assert_eq!(denial(&step), &Denial::MissingToken);
         assert_eq!(step.cache, CacheLookup::Skipped);
+        assert_eq!(
+            step.audit
+                .as_ref()
+                .map(|a| (a.decision.as_str(), a.resource)),
+            Some(("missing_token", Some(0)))
+        );
         assert!(is_answered(&missing));
         let mut pass = demo_json();
         pass["unmatched_paths"] = json!("pass");
@@ -878,6 +941,7 @@ mod tests {
         assert_eq!(step.next, Next::Hold);
         assert_eq!(step.next.action(), Action::Pause);
         assert!(step.upstream_headers.is_none());
+        assert_eq!(step.audit, None, "not decided yet");
         w.keys_arrive(&[&key], NOW_MS + 300);
         let woken = w.wake(NOW_MS + 300);
         assert_eq!(woken.len(), 1);
@@ -904,9 +968,16 @@ mod tests {
         );
         let expired = w.rt.take_expired(NOW_MS + WAIT_MS);
         assert_eq!(expired.len(), 1);
-        let denied = expired[0].1.deadline_passed().expect("still checking");
-        assert_eq!(denied.denial, Denial::KeysUnavailable);
+        let step = expired[0].1.deadline_passed().expect("still checking");
+        assert_eq!(denial(&step), &Denial::KeysUnavailable);
+        let Next::Deny(denied) = &step.next else {
+            unreachable!()
+        };
         assert_eq!(denied.response(&w.rt.cfg).status, 503);
+        assert_eq!(
+            step.audit.map(|a| a.decision),
+            Some("keys_unavailable".into())
+        );
         assert!(is_answered(&request));
         assert_eq!(expired[0].1.deadline_passed(), None, "answered once");
     }
@@ -963,8 +1034,11 @@ mod tests {
         w.keys_arrive(&[&ed_key("k1")], NOW_MS - 60_000);
         w.request(&get(&bearer(&ed_key("k2"))), true, NOW_MS);
         let expired = w.rt.take_expired(NOW_MS + WAIT_MS);
-        let denied = expired[0].1.deadline_passed().expect("still checking");
-        assert_eq!(denied.denial, Denial::InvalidToken("unknown key id"));
+        let step = expired[0].1.deadline_passed().expect("still checking");
+        assert_eq!(denial(&step), &Denial::InvalidToken("unknown key id"));
+        let Next::Deny(denied) = &step.next else {
+            unreachable!()
+        };
         assert_eq!(denied.response(&w.rt.cfg).status, 401);
     }
 
@@ -993,6 +1067,17 @@ mod tests {
         assert_eq!(
             denial(&step),
             &Denial::InsufficientScope(vec!["mcp:tools".into(), "mcp:admin".into()])
+        );
+        let audit = step.audit.as_ref().expect("decided");
+        assert_eq!(audit.decision, "insufficient_scope: mcp:admin");
+        assert_eq!(
+            (audit.mcp_method.as_str(), audit.mcp_name.as_str()),
+            ("tools/call", "admin_report"),
+            "the tool call of the body"
+        );
+        assert!(
+            audit.identity.is_some(),
+            "denied after the token was verified"
         );
         assert!(
             step.upstream_headers.is_none(),
@@ -1036,6 +1121,10 @@ mod tests {
             panic!("decided without reading");
         };
         assert_eq!(denial(&step), &Denial::BodyTooLarge);
+        assert_eq!(
+            step.audit.map(|a| a.decision),
+            Some("body_too_large".into())
+        );
         assert!(is_answered(&request));
     }
 

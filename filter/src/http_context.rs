@@ -34,6 +34,9 @@ impl Plugin {
 
     /// Carries out a step in the current (effective) HTTP context; returns the callback's action.
     pub fn apply(&self, step: Step) -> Action {
+        if let Some(audit) = &step.audit {
+            audit.fields(&self.runtime.cfg, host::set_property);
+        }
         match step.cache {
             CacheLookup::Hit => self.count(Counter::CacheHit),
             CacheLookup::Miss => self.count(Counter::CacheMiss),
@@ -68,8 +71,7 @@ impl Plugin {
         action
     }
 
-    /// Answers the current HTTP context with a denial: debug log line, counter, response.
-    pub fn deny(&self, denied: &Denied) {
+    fn deny(&self, denied: &Denied) {
         let cfg = &self.runtime.cfg;
         let resp = denied.response(cfg);
         let prefix = denied

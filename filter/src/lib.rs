@@ -3,13 +3,15 @@
 //! Pure modules (no host calls, unit-tested natively): [`config`] with [`resource`] and
 //! [`issuer`], [`routing`], [`metadata`], [`response`], [`token`], [`jwks`], [`keys`],
 //! [`mcp_request`], [`policy`], [`cors`], [`cache`], [`identity`], [`front`] (the decisions on
-//! one request) and [`flow`] (those decisions over the request's callbacks, waiting for keys).
+//! one request), [`flow`] (those decisions over the request's callbacks, waiting for keys) and
+//! [`audit`] (what the access log records about them).
 //! The proxy-wasm glue, which only moves data between the host and them: [`root_context`]
 //! (configuration, JWKS fetches, tick), [`http_context`] (one request) and [`host`].
 //!
 //! Nothing links this crate as a library: the modules are private, so the compiler reports
 //! whatever the filter no longer uses.
 
+mod audit;
 mod cache;
 mod config;
 mod cors;

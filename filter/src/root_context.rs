@@ -232,8 +232,8 @@ impl RootContext for Root {
             if hostcalls::set_effective_context(id).is_err() {
                 continue;
             }
-            if let Some(denied) = waiter.deadline_passed() {
-                plugin.deny(&denied);
+            if let Some(step) = waiter.deadline_passed() {
+                plugin.apply(step);
             }
         }
     }
