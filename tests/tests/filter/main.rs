@@ -5,6 +5,7 @@
 mod keys;
 mod support;
 
+mod audit;
 mod bad_input;
 mod bad_tokens;
 mod challenges;
