@@ -12,9 +12,10 @@
 //! in its own memory, holding the whole token, so a token the worker has seen before is found
 //! without a host call or a SHA-256 (the common case: a client reuses its access token).
 //!
-//! Value encoding (big endian): `version:u8 = 2`, `hash:[u8; 32]`, `exp:u64`, `issuer:u16`,
-//! `key:[u8; 16]`, `n_scopes:u16`, `n_scopes × (len:u16, bytes)`, `n_headers:u16`,
-//! `n_headers × (present:u8, [len:u16, bytes])`.
+//! Value encoding (big endian): `version:u8 = 3`, `hash:[u8; 32]`, `exp:u64`, `issuer:u16`,
+//! `key:[u8; 16]`, `n_scopes:u16`, `n_scopes × (len:u16, bytes)`, `n_headers:u16`, then
+//! `n_headers + 2` optional strings `(present:u8, [len:u16, bytes])`: the header values, the
+//! subject and the client ID.
 
 use std::hash::Hasher as _;
 use std::rc::Rc;
@@ -25,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use crate::identity::Identity;
 use crate::jwks::KeyFingerprint;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 /// Whether an issuer (configuration index) currently publishes a key.
 pub type KeyPublished<'a> = &'a dyn Fn(usize, &KeyFingerprint) -> bool;
@@ -205,6 +206,17 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Option<()> {
     Some(())
 }
 
+fn put_optional(out: &mut Vec<u8>, value: &Option<String>) -> Option<()> {
+    match value {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            put_bytes(out, v.as_bytes())?;
+        }
+    }
+    Some(())
+}
+
 /// Encodes an entry; `None` if a field is too long to encode.
 pub fn encode(hash: &Hash, id: &Identity) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(64);
@@ -219,14 +231,10 @@ pub fn encode(hash: &Hash, id: &Identity) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(&u16::try_from(id.header_values.len()).ok()?.to_be_bytes());
     for v in &id.header_values {
-        match v {
-            None => out.push(0),
-            Some(v) => {
-                out.push(1);
-                put_bytes(&mut out, v.as_bytes())?;
-            }
-        }
+        put_optional(&mut out, v)?;
     }
+    put_optional(&mut out, &id.subject)?;
+    put_optional(&mut out, &id.client_id)?;
     Some(out)
 }
 
@@ -269,13 +277,15 @@ pub fn decode(bytes: &[u8]) -> Option<(Hash, Identity)> {
         .collect::<Option<Vec<_>>>()?;
     let n_headers = r.u16()?;
     let mut header_values = Vec::new();
-    for _ in 0..n_headers {
+    for _ in 0..usize::from(n_headers) + 2 {
         header_values.push(match r.u8()? {
             0 => None,
             1 => Some(r.string()?),
             _ => return None,
         });
     }
+    let client_id = header_values.pop()?;
+    let subject = header_values.pop()?;
     if !r.0.is_empty() {
         return None;
     }
@@ -287,27 +297,33 @@ pub fn decode(bytes: &[u8]) -> Option<(Hash, Identity)> {
             key,
             scopes,
             header_values,
+            subject,
+            client_id,
         },
     ))
+}
+
+/// Shared data in memory: the store of the unit tests of the cache and of the decisions that
+/// consult it.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MemStore(
+    pub(crate) std::cell::RefCell<std::collections::HashMap<String, Vec<u8>>>,
+);
+
+#[cfg(test)]
+impl SharedStore for MemStore {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.borrow().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct MemStore(RefCell<HashMap<String, Vec<u8>>>);
-
-    impl SharedStore for MemStore {
-        fn get(&self, key: &str) -> Option<Vec<u8>> {
-            self.0.borrow().get(key).cloned()
-        }
-        fn set(&self, key: &str, value: &[u8]) {
-            self.0.borrow_mut().insert(key.to_string(), value.to_vec());
-        }
-    }
 
     const KEY: KeyFingerprint = [9; 16];
 
@@ -322,6 +338,8 @@ mod tests {
             key: KEY,
             scopes: vec!["mcp:tools".into(), "mcp:admin".into()],
             header_values: vec![Some("alice".into()), None, Some("".into())],
+            subject: Some("alice".into()),
+            client_id: None,
         })
     }
 
@@ -337,7 +355,7 @@ mod tests {
         extra.push(0);
         assert_eq!(decode(&extra), None);
         let mut wrong_version = bytes.clone();
-        wrong_version[0] = 1;
+        wrong_version[0] = 2;
         assert_eq!(decode(&wrong_version), None);
         assert_eq!(decode(b""), None);
     }
@@ -518,7 +536,7 @@ mod tests {
     fn garbage_in_the_store_is_a_miss() {
         let store = MemStore::default();
         let mut cache = TokenCache::new("f", 1);
-        store.set("mcp_auth.tc.f.0", b"\x02garbage");
+        store.set("mcp_auth.tc.f.0", b"\x03garbage");
         assert_eq!(cache.lookup(&store, 0, "tok", 1, &published).ok(), None);
     }
 }

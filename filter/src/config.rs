@@ -1,4 +1,8 @@
 //! Plugin configuration: JSON → [`Config`], validated once. Every error names its field.
+//!
+//! The raw (serde) structs below are the configuration as written; their doc comments are the
+//! field reference that `filter/README.md`'s tables repeat, and every default and accepted range
+//! is a named constant in [`limits`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,10 +11,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use crate::issuer::{Issuer, JwksSource, RemoteJwks};
 use crate::jwks::KeySet;
 use crate::policy::ToolRule;
+use crate::resource::Resource;
 use crate::urls::{check_origin, parse_http_url, parse_resource_url};
-use crate::{challenge, metadata};
+use crate::{metadata, response};
 
 /// A configuration error: `field.path: what is wrong`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,124 +43,244 @@ pub enum UnmatchedPaths {
     Pass,
 }
 
+/// Default and accepted range of every numeric setting, in the unit its field name says.
+pub mod limits {
+    /// A numeric setting's default and inclusive range.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Bounds {
+        /// Used when the field is absent.
+        pub default: u64,
+        /// Smallest accepted value.
+        pub min: u64,
+        /// Largest accepted value.
+        pub max: u64,
+    }
+
+    /// `clock_skew_seconds`.
+    pub const CLOCK_SKEW_SECONDS: Bounds = Bounds {
+        default: 60,
+        min: 0,
+        max: 600,
+    };
+    /// `max_body_bytes`.
+    pub const MAX_BODY_BYTES: Bounds = Bounds {
+        default: 1024 * 1024,
+        min: 1,
+        max: 16 * 1024 * 1024,
+    };
+    /// `key_wait_timeout_ms`.
+    pub const KEY_WAIT_TIMEOUT_MS: Bounds = Bounds {
+        default: 5_000,
+        min: 1,
+        max: 60_000,
+    };
+    /// `token_cache.max_entries`.
+    pub const TOKEN_CACHE_MAX_ENTRIES: Bounds = Bounds {
+        default: 1024,
+        min: 0,
+        max: 1_000_000,
+    };
+    /// `metadata_max_age_seconds`.
+    pub const METADATA_MAX_AGE_SECONDS: Bounds = Bounds {
+        default: 3600,
+        min: 0,
+        max: 86_400,
+    };
+    /// `issuers[].jwks.refresh_interval_seconds`.
+    pub const JWKS_REFRESH_INTERVAL_SECONDS: Bounds = Bounds {
+        default: 300,
+        min: 10,
+        max: 86_400,
+    };
+    /// `issuers[].jwks.fetch_timeout_ms`.
+    pub const JWKS_FETCH_TIMEOUT_MS: Bounds = Bounds {
+        default: 5_000,
+        min: 100,
+        max: 60_000,
+    };
+    /// `issuers[].jwks.min_refetch_interval_seconds`.
+    pub const JWKS_MIN_REFETCH_INTERVAL_SECONDS: Bounds = Bounds {
+        default: 30,
+        min: 0,
+        max: 3600,
+    };
+}
+
+use limits::Bounds;
+
 // ---------- raw (as written) ----------
 
+/// The plugin configuration, one JSON object. Unknown fields are rejected.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// The protected MCP endpoints; at least one.
     resources: Vec<RawResource>,
+    /// Optional; must equal the `resource` of one entry, whose metadata is then also served at
+    /// the root `/.well-known/oauth-protected-resource`.
     #[serde(default)]
     root_metadata_resource: Option<String>,
+    /// Trusted token issuers and where their keys come from; at least one, issuer strings
+    /// unique.
     issuers: Vec<RawIssuer>,
-    #[serde(default = "defaults::clock_skew")]
+    /// Tolerance for `exp`, `nbf`, `iat` ([`limits::CLOCK_SKEW_SECONDS`]).
+    #[serde(default = "default_clock_skew")]
     clock_skew_seconds: u64,
+    /// Claim name → upstream header name, set from the verified token (default none). Header
+    /// names are lower-cased, distinct, and not one the filter or HTTP itself relies on.
     #[serde(default)]
     identity_headers: BTreeMap<String, String>,
+    /// Browser origins allowed to call the MCP endpoints (default none).
     #[serde(default)]
     cors: RawCors,
-    #[serde(default = "defaults::max_body")]
+    /// Largest JSON-RPC body buffered on routes with `tool_scopes`; larger gets 413
+    /// ([`limits::MAX_BODY_BYTES`]).
+    #[serde(default = "default_max_body")]
     max_body_bytes: u64,
-    #[serde(default = "defaults::key_wait")]
+    /// How long a request waits (paused) for its issuer's first keys or an unknown-`kid`
+    /// refetch ([`limits::KEY_WAIT_TIMEOUT_MS`]).
+    #[serde(default = "default_key_wait")]
     key_wait_timeout_ms: u64,
+    /// The verified-token cache.
     #[serde(default)]
     token_cache: RawCache,
-    #[serde(default = "defaults::max_age")]
+    /// `Cache-Control: public, max-age` of metadata responses
+    /// ([`limits::METADATA_MAX_AGE_SECONDS`]).
+    #[serde(default = "default_max_age")]
     metadata_max_age_seconds: u64,
+    /// Paths that match no resource and no metadata path: `reject` (404, the default) or
+    /// `pass` (forwarded untouched).
     #[serde(default)]
     unmatched_paths: UnmatchedPaths,
 }
 
-mod defaults {
-    pub fn clock_skew() -> u64 {
-        60
-    }
-    pub fn max_body() -> u64 {
-        1024 * 1024
-    }
-    pub fn key_wait() -> u64 {
-        5000
-    }
-    pub fn max_age() -> u64 {
-        3600
-    }
-    pub fn cache_entries() -> u64 {
-        1024
-    }
+// serde's `default = "…"` takes a function path.
+fn default_clock_skew() -> u64 {
+    limits::CLOCK_SKEW_SECONDS.default
+}
+fn default_max_body() -> u64 {
+    limits::MAX_BODY_BYTES.default
+}
+fn default_key_wait() -> u64 {
+    limits::KEY_WAIT_TIMEOUT_MS.default
+}
+fn default_max_age() -> u64 {
+    limits::METADATA_MAX_AGE_SECONDS.default
+}
+fn default_cache_entries() -> u64 {
+    limits::TOKEN_CACHE_MAX_ENTRIES.default
 }
 
+/// One entry of `resources`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawResource {
+    /// Request paths this resource protects: exactly the prefix, or it followed by `/` or `?`.
+    /// Starts with `/`, no trailing `/` (except `/`), no `?`, `#`, `//`, `.` or `..` segments;
+    /// unique; the longest matching prefix wins.
     path_prefix: String,
+    /// Public resource URL (RFC 9728 `resource`, RFC 8707 audience): absolute http(s), no
+    /// userinfo, query, fragment or trailing `/`. Unique. Never taken from `Host`.
     resource: String,
+    /// Metadata `authorization_servers`: absolute http(s) URLs, not empty.
     authorization_servers: Vec<String>,
+    /// Accepted `iss` values, each listed in the top-level `issuers` (default:
+    /// `authorization_servers`).
     #[serde(default)]
     issuers: Option<Vec<String>>,
+    /// Accepted `aud` values; the token's `aud` must contain one (default: `[resource]`).
     #[serde(default)]
     audiences: Option<Vec<String>>,
+    /// Metadata `scopes_supported` (default none; `offline_access` is refused: a resource
+    /// never needs a refresh token).
     #[serde(default)]
     scopes_supported: Vec<String>,
+    /// Scopes every request needs, also the `scope` of the 401 challenge (default none).
     #[serde(default)]
     required_scopes: Vec<String>,
+    /// Per-method / per-tool extra scopes (default none).
     #[serde(default)]
     tool_scopes: Vec<RawToolRule>,
+    /// Metadata `resource_name` (optional, not empty).
     #[serde(default)]
     resource_name: Option<String>,
+    /// Metadata `resource_documentation` (optional absolute http(s) URL).
     #[serde(default)]
     resource_documentation: Option<String>,
 }
 
+/// One entry of `tool_scopes`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawToolRule {
+    /// Glob (`*`, `?`) on the JSON-RPC method.
     method: String,
+    /// Glob on the tool/prompt name or resource URI; absent: every name, and methods without one.
     #[serde(default)]
     name: Option<String>,
+    /// Scopes a matching call needs in addition (not empty).
     scopes: Vec<String>,
 }
 
+/// One entry of `issuers`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawIssuer {
+    /// Exact `iss` value (byte comparison).
     issuer: String,
+    /// Exactly one of `inline` or `cluster` + `uri`.
     jwks: RawJwks,
 }
 
+/// Where an issuer's keys come from.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJwks {
+    /// The JWKS document itself: keys ready at configure time.
     #[serde(default)]
     inline: Option<Value>,
+    /// Envoy cluster the JWKS is fetched through.
     #[serde(default)]
     cluster: Option<String>,
+    /// Absolute http(s) URL of the JWKS: its path and query become `:path`, its authority
+    /// `:authority`.
     #[serde(default)]
     uri: Option<String>,
+    /// Periodic refetch ([`limits::JWKS_REFRESH_INTERVAL_SECONDS`]).
     #[serde(default)]
     refresh_interval_seconds: Option<u64>,
+    /// Timeout of one fetch ([`limits::JWKS_FETCH_TIMEOUT_MS`]).
     #[serde(default)]
     fetch_timeout_ms: Option<u64>,
+    /// Least time between refetches caused by an unknown `kid`
+    /// ([`limits::JWKS_MIN_REFETCH_INTERVAL_SECONDS`]).
     #[serde(default)]
     min_refetch_interval_seconds: Option<u64>,
 }
 
+/// `cors`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawCors {
+    /// Exact origins (`scheme://host[:port]`, lowercase, no path; `*` is refused).
     #[serde(default)]
     allowed_origins: Vec<String>,
 }
 
+/// `token_cache`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCache {
-    #[serde(default = "defaults::cache_entries")]
+    /// Slots of each of the two cache tables; 0 disables the cache
+    /// ([`limits::TOKEN_CACHE_MAX_ENTRIES`]).
+    #[serde(default = "default_cache_entries")]
     max_entries: u64,
 }
 
 impl Default for RawCache {
     fn default() -> Self {
         RawCache {
-            max_entries: defaults::cache_entries(),
+            max_entries: default_cache_entries(),
         }
     }
 }
@@ -190,74 +316,6 @@ pub struct Config {
     pub fingerprint: String,
 }
 
-/// One protected resource.
-#[derive(Debug, Clone)]
-pub struct Resource {
-    /// Request path prefix.
-    pub path_prefix: String,
-    /// Public resource URL.
-    pub resource: String,
-    /// Path of its metadata document.
-    pub metadata_path: String,
-    /// Absolute URL of its metadata document (`resource_metadata`).
-    pub metadata_url: String,
-    /// Metadata `authorization_servers`.
-    pub authorization_servers: Vec<String>,
-    /// Indexes into [`Config::issuers`] of the accepted issuers.
-    pub issuers: Vec<usize>,
-    /// Accepted audiences.
-    pub audiences: Vec<String>,
-    /// Metadata `scopes_supported`.
-    pub scopes_supported: Vec<String>,
-    /// Scopes every request needs.
-    pub required_scopes: Vec<String>,
-    /// Per-tool rules.
-    pub tool_rules: Vec<ToolRule>,
-    /// Metadata `resource_name`.
-    pub resource_name: Option<String>,
-    /// Metadata `resource_documentation`.
-    pub resource_documentation: Option<String>,
-    /// Pre-rendered metadata JSON.
-    pub metadata_json: String,
-    /// Pre-rendered `resource_metadata="…", scope="…"` challenge parameters.
-    pub challenge_params: String,
-}
-
-/// A trusted issuer.
-#[derive(Debug, Clone)]
-pub struct Issuer {
-    /// Exact `iss`.
-    pub issuer: String,
-    /// Where its keys come from.
-    pub jwks: JwksSource,
-}
-
-/// Inline keys or a remote JWKS.
-#[derive(Debug, Clone)]
-pub enum JwksSource {
-    /// Keys given in the configuration.
-    Inline(KeySet),
-    /// Keys fetched through an Envoy cluster.
-    Remote(RemoteJwks),
-}
-
-/// Remote JWKS location and timing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteJwks {
-    /// Envoy cluster.
-    pub cluster: String,
-    /// `:authority`.
-    pub authority: String,
-    /// `:path`.
-    pub path: String,
-    /// Periodic refresh.
-    pub refresh_interval: Duration,
-    /// One fetch's timeout.
-    pub fetch_timeout: Duration,
-    /// Minimum time between unknown-`kid` refetches.
-    pub min_refetch_interval: Duration,
-}
-
 /// A claim copied to an upstream header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityHeader {
@@ -267,11 +325,14 @@ pub struct IdentityHeader {
     pub header: String,
 }
 
-fn in_range(field: &str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
-    if (lo..=hi).contains(&v) {
+fn in_range(field: &str, v: u64, bounds: Bounds) -> Result<u64, ConfigError> {
+    if (bounds.min..=bounds.max).contains(&v) {
         Ok(v)
     } else {
-        err(field, format!("must be between {lo} and {hi}"))
+        err(
+            field,
+            format!("must be between {} and {}", bounds.min, bounds.max),
+        )
     }
 }
 
@@ -427,42 +488,38 @@ impl Config {
         for (i, o) in raw.cors.allowed_origins.iter().enumerate() {
             check_origin(o).map_err(|m| ConfigError(format!("cors.allowed_origins[{i}]: {m}")))?;
         }
-        let max_body = in_range("max_body_bytes", raw.max_body_bytes, 1, 16 * 1024 * 1024)?;
+        let max_body = in_range("max_body_bytes", raw.max_body_bytes, limits::MAX_BODY_BYTES)?;
         Ok(Config {
             resources,
             root_metadata,
             issuers,
-            clock_skew: in_range("clock_skew_seconds", raw.clock_skew_seconds, 0, 600)?,
+            clock_skew: in_range(
+                "clock_skew_seconds",
+                raw.clock_skew_seconds,
+                limits::CLOCK_SKEW_SECONDS,
+            )?,
             identity_headers,
             allowed_origins: raw.cors.allowed_origins.clone(),
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
             key_wait_timeout: Duration::from_millis(in_range(
                 "key_wait_timeout_ms",
                 raw.key_wait_timeout_ms,
-                1,
-                60_000,
+                limits::KEY_WAIT_TIMEOUT_MS,
             )?),
             token_cache_slots: u32::try_from(in_range(
                 "token_cache.max_entries",
                 raw.token_cache.max_entries,
-                0,
-                1_000_000,
+                limits::TOKEN_CACHE_MAX_ENTRIES,
             )?)
             .unwrap_or(0),
             metadata_max_age: in_range(
                 "metadata_max_age_seconds",
                 raw.metadata_max_age_seconds,
-                0,
-                86_400,
+                limits::METADATA_MAX_AGE_SECONDS,
             )?,
             unmatched_paths: raw.unmatched_paths,
             fingerprint,
         })
-    }
-
-    /// The resource an issuer index is accepted by, for lookups by name.
-    pub fn issuer_index(&self, issuer: &str) -> Option<usize> {
-        self.issuers.iter().position(|i| i.issuer == issuer)
     }
 }
 
@@ -501,33 +558,31 @@ fn validate_issuers(raw: &[RawIssuer]) -> Result<Vec<Issuer>, ConfigError> {
                 }
                 let url = parse_http_url(uri)
                     .map_err(|m| ConfigError(format!("{field}.jwks.uri: {m}")))?;
-                let secs = |name: &str, v: Option<u64>, d: u64, lo: u64, hi: u64| {
-                    in_range(&format!("{field}.jwks.{name}"), v.unwrap_or(d), lo, hi)
+                let setting = |name: &str, v: Option<u64>, bounds: Bounds| {
+                    in_range(
+                        &format!("{field}.jwks.{name}"),
+                        v.unwrap_or(bounds.default),
+                        bounds,
+                    )
                 };
                 JwksSource::Remote(RemoteJwks {
                     cluster: cluster.clone(),
                     authority: url.authority.to_string(),
                     path: url.path_and_query(),
-                    refresh_interval: Duration::from_secs(secs(
+                    refresh_interval: Duration::from_secs(setting(
                         "refresh_interval_seconds",
                         j.refresh_interval_seconds,
-                        300,
-                        10,
-                        86_400,
+                        limits::JWKS_REFRESH_INTERVAL_SECONDS,
                     )?),
-                    fetch_timeout: Duration::from_millis(secs(
+                    fetch_timeout: Duration::from_millis(setting(
                         "fetch_timeout_ms",
                         j.fetch_timeout_ms,
-                        5000,
-                        100,
-                        60_000,
+                        limits::JWKS_FETCH_TIMEOUT_MS,
                     )?),
-                    min_refetch_interval: Duration::from_secs(secs(
+                    min_refetch_interval: Duration::from_secs(setting(
                         "min_refetch_interval_seconds",
                         j.min_refetch_interval_seconds,
-                        30,
-                        0,
-                        3600,
+                        limits::JWKS_MIN_REFETCH_INTERVAL_SECONDS,
                     )?),
                 })
             }
@@ -650,8 +705,7 @@ fn validate_resource(
         challenge_params: String::new(),
     };
     resource.metadata_json = metadata::document(&resource);
-    resource.challenge_params =
-        challenge::params(&resource.metadata_url, &resource.required_scopes);
+    resource.challenge_params = response::params(&resource.metadata_url, &resource.required_scopes);
     Ok(resource)
 }
 
@@ -988,6 +1042,48 @@ pub(crate) mod tests {
         assert_eq!(c.resources[0].resource, "http://localhost:10000/mcp");
         assert_eq!(c.identity_headers.len(), 3);
         assert_eq!(c.unmatched_paths, UnmatchedPaths::Reject);
+    }
+
+    #[test]
+    fn the_readme_tables_state_the_defaults_and_ranges_of_the_code() {
+        let readme = include_str!("../README.md");
+        let table = [
+            ("clock_skew_seconds", limits::CLOCK_SKEW_SECONDS),
+            ("max_body_bytes", limits::MAX_BODY_BYTES),
+            ("key_wait_timeout_ms", limits::KEY_WAIT_TIMEOUT_MS),
+            ("metadata_max_age_seconds", limits::METADATA_MAX_AGE_SECONDS),
+            (
+                "refresh_interval_seconds",
+                limits::JWKS_REFRESH_INTERVAL_SECONDS,
+            ),
+            ("fetch_timeout_ms", limits::JWKS_FETCH_TIMEOUT_MS),
+            (
+                "min_refetch_interval_seconds",
+                limits::JWKS_MIN_REFETCH_INTERVAL_SECONDS,
+            ),
+        ];
+        for (field, bounds) in table {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{field}` |")))
+                .unwrap_or_else(|| panic!("README has no row for {field}"));
+            let range = format!("{}..={}", bounds.min, bounds.max);
+            let default = format!("default `{}`", bounds.default);
+            assert!(
+                row.contains(&range) && row.contains(&default),
+                "{field}: README says {row:?}, the code {range}, {default}"
+            );
+        }
+        let cache = limits::TOKEN_CACHE_MAX_ENTRIES;
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with("| `token_cache` |"))
+            .expect("token_cache row");
+        assert!(
+            row.contains(&format!(r#"{{"max_entries": {}}}"#, cache.default))
+                && row.contains(&format!("`max_entries` {}..={}", cache.min, cache.max)),
+            "token_cache: {row:?}"
+        );
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! The filter's decisions as pure functions of the request and the current key/cache state.
-//! `lib.rs` only moves data between the host and these functions.
+//! The decisions on one request as pure functions of its headers, body and the current
+//! key/cache state: route, CORS, bearer syntax, token verification behind the cache, scopes, and
+//! the header edits for upstream. [`crate::flow`] strings them together over the request's
+//! callbacks; the proxy-wasm glue only moves data between the host and them.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::cache::{SharedStore, TokenCache};
-use crate::challenge::{Denial, LocalResponse, metadata_not_found};
-use crate::config::{Config, UnmatchedPaths};
+use crate::config::{Config, IdentityHeader, UnmatchedPaths};
 use crate::cors::{self, OriginCheck};
 use crate::identity::Identity;
 use crate::jwks::{KeyFingerprint, KeySet};
 use crate::mcp_request::{self, McpCall, McpHeaders};
 use crate::policy;
+use crate::response::{Denial, LocalResponse, json_error, metadata_not_found};
 use crate::routing::{Route, route};
 use crate::stats::Counter;
 use crate::token::{self, Expectations, TokenError};
@@ -30,6 +33,75 @@ pub struct RequestHead<'a> {
     pub mcp_method: Option<&'a str>,
     /// `Mcp-Name`.
     pub mcp_name: Option<&'a str>,
+}
+
+/// The request headers the filter reads (the first value of each, every `Authorization`, how
+/// many values of each identity header), gathered in one pass over the host's header map and
+/// borrowing from its buffer: this runs on every request. Values that are not UTF-8 (client
+/// input) are decoded lossily and then fail the check they are part of.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SeenHeaders<'a> {
+    method: Option<Cow<'a, str>>,
+    path: Option<Cow<'a, str>>,
+    origin: Option<Cow<'a, str>>,
+    mcp_method: Option<Cow<'a, str>>,
+    mcp_name: Option<Cow<'a, str>>,
+    authorization: Vec<Cow<'a, str>>,
+    /// How many values of each configured identity header the client sent, in configuration
+    /// order (saturating at 255).
+    pub identity: Vec<u8>,
+}
+
+impl<'a> SeenHeaders<'a> {
+    /// Gathers from raw `(name, value)` pairs; names compare case-insensitively.
+    pub fn gather(pairs: &[(&'a [u8], &'a [u8])], identity_headers: &[IdentityHeader]) -> Self {
+        let mut seen = SeenHeaders {
+            identity: vec![0; identity_headers.len()],
+            ..SeenHeaders::default()
+        };
+        for &(name, value) in pairs {
+            if name.eq_ignore_ascii_case(b"authorization") {
+                seen.authorization.push(String::from_utf8_lossy(value));
+                continue;
+            }
+            let slot = if name.eq_ignore_ascii_case(b":method") {
+                &mut seen.method
+            } else if name.eq_ignore_ascii_case(b":path") {
+                &mut seen.path
+            } else if name.eq_ignore_ascii_case(b"origin") {
+                &mut seen.origin
+            } else if name.eq_ignore_ascii_case(b"mcp-method") {
+                &mut seen.mcp_method
+            } else if name.eq_ignore_ascii_case(b"mcp-name") {
+                &mut seen.mcp_name
+            } else {
+                if let Some(i) = identity_headers
+                    .iter()
+                    .position(|h| name.eq_ignore_ascii_case(h.header.as_bytes()))
+                    && let Some(n) = seen.identity.get_mut(i)
+                {
+                    *n = n.saturating_add(1);
+                }
+                continue;
+            };
+            if slot.is_none() {
+                *slot = Some(String::from_utf8_lossy(value));
+            }
+        }
+        seen
+    }
+
+    /// The headers as the decisions read them (an absent `:method` or `:path` is empty).
+    pub fn head(&self) -> RequestHead<'_> {
+        RequestHead {
+            method: self.method.as_deref().unwrap_or_default(),
+            path: self.path.as_deref().unwrap_or_default(),
+            origin: self.origin.as_deref(),
+            authorization: self.authorization.iter().map(AsRef::as_ref).collect(),
+            mcp_method: self.mcp_method.as_deref(),
+            mcp_name: self.mcp_name.as_deref(),
+        }
+    }
 }
 
 /// A denial with what is needed to render it.
@@ -130,7 +202,7 @@ fn metadata_response(cfg: &Config, i: usize, method: &str) -> HeadDecision {
             Counter::Preflight,
         ),
         _ => {
-            let mut resp = crate::challenge::json_error(405, "method_not_allowed", "use GET");
+            let mut resp = json_error(405, "method_not_allowed", "use GET");
             resp.headers
                 .push(("allow".into(), "GET, HEAD, OPTIONS".into()));
             resp.headers.extend(cors::metadata_headers());
@@ -302,7 +374,7 @@ pub fn verify_token<'k>(
     keys: &dyn Fn(usize) -> Option<&'k KeySet>,
     now: u64,
 ) -> TokenOutcome {
-    let invalid = |e: TokenError| TokenOutcome::Denied(Denial::InvalidToken(e.description()));
+    let invalid = |e: TokenError| TokenOutcome::Denied(e.into());
     let Some(res) = cfg.resources.get(resource) else {
         return invalid(TokenError::IssMismatch);
     };
@@ -340,8 +412,27 @@ pub fn verify_token<'k>(
     }
 }
 
-/// [`verify_token`] behind the verified-token cache. Returns the outcome and whether the
-/// cache answered (`Some(true)` hit, `Some(false)` miss, `None` cache not consulted/disabled).
+/// Whether the verified-token cache answered a token check (`mcp_auth.cache.hit` / `.miss`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheLookup {
+    /// A valid entry was found.
+    Hit,
+    /// No valid entry (also for tokens that then fail verification).
+    Miss,
+    /// The cache is disabled, or no token was checked.
+    Skipped,
+}
+
+/// The result of [`authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// What the token check decided.
+    pub outcome: TokenOutcome,
+    /// Whether the cache answered.
+    pub cache: CacheLookup,
+}
+
+/// [`verify_token`] behind the verified-token cache.
 pub fn authenticate<'k>(
     cfg: &Config,
     cache: &mut TokenCache,
@@ -350,19 +441,28 @@ pub fn authenticate<'k>(
     token: &str,
     keys: &dyn Fn(usize) -> Option<&'k KeySet>,
     now: u64,
-) -> (TokenOutcome, Option<bool>) {
-    let enabled = cfg.token_cache_slots > 0;
+) -> Authenticated {
     let published =
         |issuer: usize, key: &KeyFingerprint| keys(issuer).is_some_and(|k| k.contains(key));
     let miss = match cache.lookup(store, resource, token, now, &published) {
-        Ok(id) => return (TokenOutcome::Verified(id), Some(true)),
+        Ok(id) => {
+            return Authenticated {
+                outcome: TokenOutcome::Verified(id),
+                cache: CacheLookup::Hit,
+            };
+        }
         Err(miss) => miss,
     };
     let outcome = verify_token(cfg, resource, token, keys, now);
     if let TokenOutcome::Verified(id) = &outcome {
         cache.insert(store, miss, resource, token, id);
     }
-    (outcome, enabled.then_some(false))
+    let cache = if cfg.token_cache_slots > 0 {
+        CacheLookup::Miss
+    } else {
+        CacheLookup::Skipped
+    };
+    Authenticated { outcome, cache }
 }
 
 /// Final decision once identity and calls are known.
@@ -428,24 +528,12 @@ pub fn upstream_edits<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::MemStore;
     use crate::config::tests::{demo_json, parse};
     use mcp_auth_test_support::{TestKey, ed_key, rsa_key};
     use serde_json::{Value, json};
-    use std::cell::RefCell;
-    use std::collections::HashMap;
 
     const NOW: u64 = 1_800_000_000;
-
-    #[derive(Default)]
-    struct MemStore(RefCell<HashMap<String, Vec<u8>>>);
-    impl SharedStore for MemStore {
-        fn get(&self, key: &str) -> Option<Vec<u8>> {
-            self.0.borrow().get(key).cloned()
-        }
-        fn set(&self, key: &str, value: &[u8]) {
-            self.0.borrow_mut().insert(key.into(), value.into());
-        }
-    }
 
     fn cfg() -> Config {
         parse(&demo_json()).expect("valid")
@@ -470,6 +558,47 @@ mod tests {
     fn claims() -> Value {
         json!({"iss": "http://localhost:9000", "sub": "alice", "aud": "http://localhost:10000/mcp",
             "client_id": "c1", "scope": "mcp:tools", "iat": NOW, "exp": NOW + 600})
+    }
+
+    #[test]
+    fn seen_headers_keep_the_first_value_every_authorization_and_identity_counts() {
+        let c = cfg();
+        let pairs: Vec<(&[u8], &[u8])> = vec![
+            (b":method", b"POST"),
+            (b":path", b"/mcp"),
+            (b":PATH", b"/other"),
+            (b"Authorization", b"Bearer a"),
+            (b"authorization", b"Bearer \xff"),
+            (b"Origin", b"http://localhost:6274"),
+            (b"mcp-method", b"tools/call"),
+            (b"MCP-Name", b"echo"),
+            (b"X-MCP-Subject", b"mallory"),
+            (b"x-mcp-subject", b"eve"),
+            (b"x-mcp-scope", b"mcp:admin"),
+            (b"x-other", b"1"),
+        ];
+        let seen = SeenHeaders::gather(&pairs, &c.identity_headers);
+        let head = seen.head();
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.path, "/mcp", "the first value wins");
+        assert_eq!(head.origin, Some("http://localhost:6274"));
+        assert_eq!(head.mcp_method, Some("tools/call"));
+        assert_eq!(head.mcp_name, Some("echo"));
+        assert_eq!(
+            head.authorization,
+            vec!["Bearer a", "Bearer \u{fffd}"],
+            "every value, decoded lossily"
+        );
+        // Configuration order: client_id, scope, sub.
+        assert_eq!(seen.identity, vec![0, 1, 2]);
+        let none = SeenHeaders::gather(&[], &c.identity_headers);
+        assert_eq!((none.head().method, none.head().path), ("", ""));
+        let many: Vec<(&[u8], &[u8])> = vec![(b"x-mcp-scope", b"x"); 300];
+        assert_eq!(
+            SeenHeaders::gather(&many, &c.identity_headers).identity,
+            vec![0, 255, 0],
+            "counts saturate"
+        );
     }
 
     #[test]
@@ -746,24 +875,39 @@ mod tests {
         let mut cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
         let token = key.jwt(&claims());
         let ready = |_: usize| Some(&ks);
-        let (first, hit) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW);
+        let Authenticated {
+            outcome: first,
+            cache: hit,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW);
         assert!(matches!(first, TokenOutcome::Verified(_)));
-        assert_eq!(hit, Some(false));
-        let (second, hit) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 1);
+        assert_eq!(hit, CacheLookup::Miss);
+        let Authenticated {
+            outcome: second,
+            cache: hit,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 1);
         assert_eq!(second, first);
-        assert_eq!(hit, Some(true));
-        let (late, hit) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 600);
-        assert_eq!(hit, Some(false));
+        assert_eq!(hit, CacheLookup::Hit);
+        let Authenticated {
+            outcome: late,
+            cache: hit,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 600);
+        assert_eq!(hit, CacheLookup::Miss);
         assert!(
             matches!(late, TokenOutcome::Verified(_)),
             "within skew the token still verifies"
         );
-        let (expired, _) = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 700);
+        let Authenticated {
+            outcome: expired,
+            cache: _,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &ready, NOW + 700);
         assert_eq!(
             expired,
             TokenOutcome::Denied(Denial::InvalidToken("token expired"))
         );
-        let (bad, _) = authenticate(&c, &mut cache, &store, 0, "x.y.z", &ready, NOW);
+        let Authenticated {
+            outcome: bad,
+            cache: _,
+        } = authenticate(&c, &mut cache, &store, 0, "x.y.z", &ready, NOW);
         assert!(matches!(bad, TokenOutcome::Denied(_)));
         assert_eq!(store.0.borrow().len(), 1, "failures are never cached");
     }
@@ -788,18 +932,30 @@ mod tests {
         let store = MemStore::default();
         let mut cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
         let token = old.jwt(&claims());
-        let (first, _) = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&both), NOW);
+        let Authenticated {
+            outcome: first,
+            cache: _,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&both), NOW);
         assert!(matches!(first, TokenOutcome::Verified(_)));
-        let (still, hit) = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&both), NOW);
+        let Authenticated {
+            outcome: still,
+            cache: hit,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&both), NOW);
         assert_eq!(
             (still, hit),
-            (first.clone(), Some(true)),
+            (first.clone(), CacheLookup::Hit),
             "a new key changes nothing"
         );
-        let (gone, hit) = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&rotated), NOW);
+        let Authenticated {
+            outcome: gone,
+            cache: hit,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&rotated), NOW);
         assert_eq!(gone, TokenOutcome::UnknownKid { issuer: 0 });
-        assert_eq!(hit, Some(false));
-        let (replaced, _) = authenticate(
+        assert_eq!(hit, CacheLookup::Miss);
+        let Authenticated {
+            outcome: replaced,
+            cache: _,
+        } = authenticate(
             &c,
             &mut cache,
             &store,
@@ -812,9 +968,12 @@ mod tests {
             replaced,
             TokenOutcome::Denied(Denial::InvalidToken("signature verification failed"))
         );
-        let (awaiting, hit) = authenticate(&c, &mut cache, &store, 0, &token, &|_| None, NOW);
+        let Authenticated {
+            outcome: awaiting,
+            cache: hit,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &|_| None, NOW);
         assert_eq!(awaiting, TokenOutcome::AwaitKeys { issuer: 0 });
-        assert_eq!(hit, Some(false));
+        assert_eq!(hit, CacheLookup::Miss);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Thin host access: header maps read byte-safely, shared data, metrics, logging, time.
+//! Thin host access: header maps read byte-safely, properties, shared data, metrics, logging,
+//! time.
 //!
 //! The SDK's string getters panic on non-UTF-8 header values (client input), so header maps are
 //! read here through the raw ABI call and decoded by the pure [`parse_header_map`].
@@ -18,7 +19,26 @@ unsafe extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
 }
+
+/// Sets a one-segment property of the current stream (Envoy: filter state `wasm.<name>`). Through
+/// the raw ABI call: the SDK's wrapper panics (traps the VM) on any status but `Ok`, and a
+/// property the host refuses is no reason to fail the request.
+#[cfg(target_arch = "wasm32")]
+pub fn set_property(name: &str, value: &str) {
+    // SAFETY: both buffers are valid for their lengths during the call; the host copies them.
+    let _ = unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+}
+
+/// Native builds (unit tests, clippy) have no host.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_property(_name: &str, _value: &str) {}
 
 /// A header map in the host's serialization (decode with [`parse_header_map`]); empty when the
 /// host has none. One host call for the whole map; the pairs borrow from this buffer.

@@ -22,6 +22,10 @@ pub struct Identity {
     pub scopes: Vec<String>,
     /// One value per configured identity header, in configuration order (`None`: claim absent).
     pub header_values: Vec<Option<String>>,
+    /// The `sub` claim, if a string (for the audit record).
+    pub subject: Option<String>,
+    /// The `client_id` claim, if a string (for the audit record).
+    pub client_id: Option<String>,
 }
 
 fn render_claim(v: &Value) -> Option<String> {
@@ -67,12 +71,21 @@ impl Identity {
             }
             header_values.push(value);
         }
+        let string_claim = |name: &str| {
+            token
+                .claims
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         Ok(Identity {
             exp: token.exp,
             issuer,
             key: token.key,
             scopes: token.scopes.clone(),
             header_values,
+            subject: string_claim("sub"),
+            client_id: string_claim("client_id"),
         })
     }
 }
@@ -126,6 +139,10 @@ mod tests {
             .map(|v| v.map(String::from))
         );
         assert_eq!((id.exp, id.issuer, id.key), (99, 2, [5; 16]));
+        assert_eq!(
+            (id.subject.as_deref(), id.client_id.as_deref()),
+            (Some("alice"), Some("c1"))
+        );
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    const ALL: [Algorithm; 3] = [Algorithm::EdDsa, Algorithm::Es256, Algorithm::Rs256];
+
+    /// The algorithm a JOSE `alg` name (exact, case-sensitive) stands for, if it is accepted.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Self::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+
     /// The JOSE `alg` name.
     pub fn name(self) -> &'static str {
         match self {
@@ -177,11 +184,6 @@ impl KeySet {
     /// Number of usable keys.
     pub fn len(&self) -> usize {
         self.keys.len()
-    }
-
-    /// True when there is no key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     /// True when a key with this fingerprint is in the set.

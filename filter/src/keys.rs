@@ -4,8 +4,8 @@
 
 use std::rc::Rc;
 
-use crate::config::{JwksSource, RemoteJwks};
-use crate::jwks::KeySet;
+use crate::issuer::{JwksSource, RemoteJwks};
+use crate::jwks::{KeySet, ParsedJwks};
 
 /// Retry delay after a failed fetch while no key was ever loaded.
 pub const FIRST_KEYS_RETRY_MS: u64 = 1_000;
@@ -14,6 +14,31 @@ pub const REFRESH_RETRY_MS: u64 = 10_000;
 /// A fetch with no answer this long after its timeout is abandoned (defensive; hosts answer
 /// timed-out calls themselves).
 pub const STALE_FETCH_GRACE_MS: u64 = 5_000;
+
+/// What one answered JWKS fetch did to an issuer's keys, for the log and the counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchReport {
+    /// The document's usable keys replaced the previous ones.
+    Loaded {
+        /// How many keys are now current.
+        keys: usize,
+        /// Why each unusable entry was ignored.
+        skipped: Vec<String>,
+    },
+    /// The fetch failed; the last good keys (if any) stay.
+    Failed(String),
+}
+
+/// Reads a JWKS fetch's answer: the key set of a `200` response, else why it failed. `status`
+/// is the response's `:status`, absent when the host got no response (timeout, connection
+/// failure, unknown cluster).
+pub fn read_fetch_response(status: Option<&[u8]>, body: &[u8]) -> Result<ParsedJwks, String> {
+    match status {
+        Some(b"200") => KeySet::parse(body).map_err(|e| e.to_string()),
+        Some(s) => Err(format!("status {}", String::from_utf8_lossy(s))),
+        None => Err("no response (timeout or connection failure)".to_string()),
+    }
+}
 
 /// Whether keys are available.
 #[derive(Debug, Clone)]
@@ -73,9 +98,9 @@ impl IssuerKeys {
         }
     }
 
-    /// The remote source, if keys are fetched.
-    pub fn remote(&self) -> Option<&RemoteJwks> {
-        self.remote.as_ref()
+    /// The fetch to dispatch now, if one is due (see [`IssuerKeys::fetch_due`]).
+    pub fn fetch_to_start(&self, now_ms: u64) -> Option<&RemoteJwks> {
+        self.remote.as_ref().filter(|_| self.fetch_due(now_ms))
     }
 
     /// The loaded keys, if any.
@@ -150,6 +175,30 @@ impl IssuerKeys {
         self.fetch = FetchState::Idle {
             next_at_ms: now_ms.saturating_add(interval),
         };
+    }
+
+    /// The running fetch was answered (see [`read_fetch_response`]): new keys, or a failure that
+    /// keeps the last good ones.
+    pub fn fetch_answered(
+        &mut self,
+        status: Option<&[u8]>,
+        body: &[u8],
+        now_ms: u64,
+    ) -> FetchReport {
+        match read_fetch_response(status, body) {
+            Ok(parsed) => {
+                let keys = parsed.keys.len();
+                self.fetch_succeeded(parsed.keys, now_ms);
+                FetchReport::Loaded {
+                    keys,
+                    skipped: parsed.skipped,
+                }
+            }
+            Err(why) => {
+                self.fetch_failed(now_ms);
+                FetchReport::Failed(why)
+            }
+        }
     }
 
     /// The fetch failed: keep the last good keys, retry soon.
@@ -260,6 +309,60 @@ mod tests {
         k.fetch_succeeded(keyset(), 1_500);
         assert!(!k.kid_refetch_allowed(30_999));
         assert!(k.kid_refetch_allowed(31_000));
+    }
+
+    #[test]
+    fn a_fetch_answer_is_read_by_status_and_body() {
+        let jwks =
+            json!({"keys": [ed_key("k").public_jwk(), {"kty": "oct", "kid": "h"}]}).to_string();
+        let mut k = IssuerKeys::new(&remote());
+        k.fetch_started(1, 0);
+        assert!(matches!(
+            k.fetch_answered(Some(b"200"), jwks.as_bytes(), 0),
+            FetchReport::Loaded { keys: 1, skipped } if skipped.len() == 1
+        ));
+        assert!(k.key_set().is_some());
+        type Answer<'a> = (Option<&'a [u8]>, &'a [u8], &'a str);
+        let failures: [Answer<'_>; 4] = [
+            (Some(b"503"), jwks.as_bytes(), "status 503"),
+            (None, b"", "no response (timeout or connection failure)"),
+            (
+                Some(b"200"),
+                b"<html>",
+                "not a JWKS document (a JSON object with a keys array)",
+            ),
+            (
+                Some(b"200"),
+                br#"{"keys": []}"#,
+                "JWKS document has no usable signing key",
+            ),
+        ];
+        for (status, body, why) in failures {
+            k.fetch_started(2, 1_000);
+            assert_eq!(
+                k.fetch_answered(status, body, 1_000),
+                FetchReport::Failed(why.into()),
+                "{why}"
+            );
+            assert_eq!(
+                k.key_set().map(KeySet::len),
+                Some(1),
+                "{why}: the last good keys stay"
+            );
+            assert!(k.fetch_due(1_000 + REFRESH_RETRY_MS));
+        }
+    }
+
+    #[test]
+    fn the_fetch_to_start_is_the_remote_source_when_due() {
+        let mut k = IssuerKeys::new(&remote());
+        assert_eq!(k.fetch_to_start(0).map(|r| r.path.as_str()), Some("/j"));
+        k.fetch_started(1, 0);
+        assert_eq!(k.fetch_to_start(1), None, "one fetch at a time");
+        assert_eq!(
+            IssuerKeys::new(&JwksSource::Inline(keyset())).fetch_to_start(0),
+            None
+        );
     }
 
     #[test]

@@ -1,35 +1,44 @@
 //! MCP authorization filter (proxy-wasm): makes any MCP server an OAuth 2.1 protected resource.
 //!
-//! Pure modules (no host calls, unit-tested natively): [`config`], [`routing`], [`metadata`],
-//! [`challenge`], [`token`], [`jwks`], [`keys`], [`mcp_request`], [`policy`], [`cors`], [`cache`],
-//! [`identity`], [`front`]. The proxy-wasm glue lives in `plugin` and [`host`].
+//! Pure modules (no host calls, unit-tested natively): [`config`] with [`resource`] and
+//! [`issuer`], [`routing`], [`metadata`], [`response`], [`token`], [`jwks`], [`keys`],
+//! [`mcp_request`], [`policy`], [`cors`], [`cache`], [`identity`], [`front`] (the decisions on
+//! one request), [`flow`] (those decisions over the request's callbacks, waiting for keys) and
+//! [`audit`] (what the access log records about them).
+//! The proxy-wasm glue, which only moves data between the host and them: [`root_context`]
+//! (configuration, JWKS fetches, tick), [`http_context`] (one request) and [`host`].
+//!
+//! Nothing links this crate as a library: the modules are private, so the compiler reports
+//! whatever the filter no longer uses.
 
-pub mod cache;
-pub mod challenge;
-pub mod config;
-pub mod cors;
-pub mod front;
-pub mod host;
-pub mod identity;
-pub mod jwks;
-pub mod keys;
-pub mod mcp_request;
-pub mod metadata;
-pub mod policy;
-pub mod routing;
-pub mod stats;
-pub mod token;
-pub mod urls;
+mod audit;
+mod cache;
+mod config;
+mod cors;
+mod flow;
+mod front;
+mod host;
+mod http_context;
+mod identity;
+mod issuer;
+mod jwks;
+mod keys;
+mod mcp_request;
+mod metadata;
+mod policy;
+mod resource;
+mod response;
+mod root_context;
+mod routing;
+mod stats;
+mod token;
+mod urls;
 
-// The verifiers live in their own crate, built for speed (see its README); re-exported so the
-// filter names them as before.
-pub use mcp_auth_filter_crypto::{es256, rs256};
+// The verifiers live in their own crate, built for speed (see its README).
+use mcp_auth_filter_crypto::{es256, rs256};
 
-// Natively (unit tests, clippy) the glue is compiled and linted but never called.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-mod plugin;
-
-#[cfg(target_arch = "wasm32")]
+// `_initialize`, the module's entry point. Compiled natively too (where nothing calls it), so
+// that the native build sees the same live code as the `.wasm` and its dead-code lint holds.
 proxy_wasm::main! {{
-    plugin::register();
+    root_context::register();
 }}

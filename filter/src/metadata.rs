@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::config::Resource;
+use crate::resource::Resource;
 
 /// The well-known prefix; a resource's document lives at this prefix + the resource's path.
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";

@@ -69,6 +69,7 @@ class Envoy:
     admin_port: int
     config: Path
     service: Service
+    access_log: Path
 
     @property
     def base_url(self) -> str:
@@ -105,7 +106,7 @@ def start_envoy(
     listener_port: int | None = None,
 ) -> Envoy:
     port, admin_port = listener_port or free_port(), free_port()
-    config = workdir / "envoy.yaml"
+    config, access_log = workdir / "envoy.yaml", workdir / "access.log"
     config.write_text(
         render(
             local_values(
@@ -114,6 +115,7 @@ def start_envoy(
                 auth_server_port=auth_server_port,
                 upstream_port=upstream_port,
                 wasm_path=str(wasm_path),
+                access_log_path=str(access_log),
             )
         )
     )
@@ -121,12 +123,12 @@ def start_envoy(
         "envoy",
         [
             str(envoy_bin), "-c", str(config), "--disable-hot-restart",
-            "--concurrency", "2", "--log-level", "info",
+            "--concurrency", "2", "--log-level", "info", "--file-flush-interval-msec", "200",
             "--component-log-level", os.environ.get("E2E_ENVOY_LOG", "wasm:debug"),
         ],
         workdir / "envoy.log",
     ).start()
-    envoy = Envoy(port, admin_port, config, service)
+    envoy = Envoy(port, admin_port, config, service, access_log)
     service.wait_http(f"http://127.0.0.1:{admin_port}/ready")
     return envoy
 

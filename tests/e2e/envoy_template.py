@@ -35,6 +35,7 @@ COMPOSE_VALUES = {
     "upstream_port": "8080",
     "wasm_path": "/etc/envoy/wasm/mcp_auth_filter.wasm",
     "cors_origin": "http://localhost:6274",
+    "access_log_path": "/dev/stdout",
 }
 
 
@@ -62,6 +63,7 @@ def local_values(
     auth_server_port: int,
     upstream_port: int,
     wasm_path: str,
+    access_log_path: str = "/dev/stdout",
 ) -> dict[str, str]:
     """Values for a topology on 127.0.0.1 (the demo's shape, on the given ports)."""
     return {
@@ -77,6 +79,7 @@ def local_values(
         "upstream_port": str(upstream_port),
         "wasm_path": wasm_path,
         "cors_origin": "http://localhost:6274",
+        "access_log_path": access_log_path,
     }
 
 

@@ -95,6 +95,23 @@ def test_production_configs_are_valid(envoy_bin, wasm_path, tmp_path, name):
     assert_valid(validate(envoy_bin, text, tmp_path, name))
 
 
+AUDIT_FIELDS = ["decision", "resource", "subject", "client_id", "mcp_method", "mcp_name"]
+
+
+def test_every_shipped_config_writes_the_audit_fields_and_no_credentials():
+    configs = {
+        "template": (ROOT / "envoy" / "envoy.yaml.tmpl").read_text(),
+        "compose": COMPOSE_RENDERED.read_text(),
+        **{name: (PRODUCTION / name).read_text() for name in ["envoy-tls.yaml", "envoy-behind-alb.yaml"]},
+    }
+    for name, text in configs.items():
+        assert "envoy.access_loggers.file" in text and "json_format:" in text, name
+        for field in AUDIT_FIELDS:
+            assert f'{field}: "%FILTER_STATE(wasm.mcp_auth_{field}:PLAIN)%"' in text, (name, field)
+        # Headers and the query string can carry tokens and authorization codes.
+        assert "%REQ(AUTHORIZATION)%" not in text.upper() and "%REQ(:PATH)%" not in text, name
+
+
 def test_production_configs_publish_https_resource_urls():
     for name in ["envoy-tls.yaml", "envoy-behind-alb.yaml"]:
         text = (PRODUCTION / name).read_text()

@@ -5,8 +5,10 @@ demo MCP server through the real Envoy with the filter."""
 
 from __future__ import annotations
 
+import json
 import time
 
+import anyio
 import httpx
 import pytest
 from mcp import Client
@@ -27,6 +29,18 @@ async def with_client(stack: Stack, provider, action, mode: str = "auto"):
     async with http_client(provider) as http:
         async with Client(streamable_http_client(stack.envoy.mcp_url, http_client=http), mode=mode) as client:
             return await action(client)
+
+
+async def access_log(stack: Stack, until) -> tuple[str, list[dict]]:
+    """Envoy's access log (text and JSON records), once a record satisfies `until` (Envoy
+    writes it out every 200 ms in these tests)."""
+    deadline = time.monotonic() + 15
+    while True:
+        text = stack.envoy.access_log.read_text() if stack.envoy.access_log.exists() else ""
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if any(until(record) for record in records) or time.monotonic() > deadline:
+            return text, records
+        await anyio.sleep(0.2)
 
 
 async def whoami_and_add(client):
@@ -62,6 +76,19 @@ async def test_dynamic_registration_sign_in_and_tool_calls(stack: Stack):
     # Token passthrough never happens.
     seen = stack.seen_authorization()
     assert seen["requests"] > 0 and seen["requests_with_authorization"] == 0
+    # The access log attributes the tool call to the user and the client, and holds no token.
+    def is_add(record):
+        return record["mcp_method"] == "tools/call" and record["mcp_name"] == "add"
+
+    text, records = await access_log(stack, is_add)
+    [add] = [record for record in records if is_add(record)]
+    assert add["decision"] == "allowed" and add["status"] == 200
+    assert add["subject"] == "demo" and add["client_id"] == storage.client_info.client_id
+    assert add["resource"] == stack.envoy.mcp_url and add["path"] == "/mcp"
+    assert any(record["decision"] == "missing_token" for record in records), "the first 401"
+    for secret in [storage.tokens.access_token, storage.tokens.refresh_token]:
+        assert secret and secret not in text
+    assert "Bearer" not in text and "eyJ" not in text and "code=" not in text
 
 
 async def test_client_id_metadata_document_instead_of_registration(stack: Stack, cimd_document):

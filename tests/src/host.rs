@@ -701,6 +701,17 @@ impl Host {
             .unwrap_or(0)
     }
 
+    /// A property the filter set for this stream (`proxy_set_property` while the stream was
+    /// the effective context: Envoy's filter state `wasm.<name>` for a one-segment path).
+    pub fn filter_state(&self, stream: StreamId, path: &[&str]) -> Option<Vec<u8>> {
+        let path: Vec<String> = path.iter().map(|p| p.to_string()).collect();
+        self.stream_state(stream)
+            .ok()?
+            .filter_state
+            .get(&path)
+            .cloned()
+    }
+
     /// Whether the filter closed (reset) the request or response side of the stream.
     pub fn stream_closed(&self, stream: StreamId) -> bool {
         self.stream_state(stream)

@@ -227,7 +227,9 @@ fn proxy_get_property(
 ) -> Result<i32> {
     let path = property_path(&read(&mut c, path_ptr, path_len)?);
     let state = c.data_mut();
-    let value = stream_property(state, &path).or_else(|| state.properties.get(&path).cloned());
+    let value = stream_property(state, &path)
+        .or_else(|| state.effective_stream()?.filter_state.get(&path).cloned())
+        .or_else(|| state.properties.get(&path).cloned());
     match value {
         Some(value) => {
             return_bytes(&mut c, &value, ret_ptr, ret_len)?;
@@ -246,7 +248,11 @@ fn proxy_set_property(
 ) -> Result<i32> {
     let path = property_path(&read(&mut c, path_ptr, path_len)?);
     let value = read(&mut c, val_ptr, val_len)?;
-    c.data_mut().properties.insert(path, value);
+    let state = c.data_mut();
+    match state.effective_stream() {
+        Some(stream) => stream.filter_state.insert(path, value),
+        None => state.properties.insert(path, value),
+    };
     OK
 }
 

@@ -228,6 +228,9 @@ pub(crate) struct StreamState {
     pub(crate) local_response: Option<LocalResponse>,
     pub(crate) done: bool,
     pub(crate) callbacks: Vec<(Callback, Action)>,
+    /// Properties the filter set while this stream was the effective context (Envoy keeps
+    /// them in the stream's filter state, where its access log reads them).
+    pub(crate) filter_state: HashMap<Vec<String>, Vec<u8>>,
 }
 
 /// The reply the test gave to an HTTP call, visible to the filter while

@@ -29,7 +29,11 @@ impl Ports {
 }
 
 /// Values for `envoy/envoy.yaml.tmpl` on this machine.
-pub fn envoy_values(ports: &Ports, wasm_path: &str) -> BTreeMap<&'static str, String> {
+pub fn envoy_values(
+    ports: &Ports,
+    wasm_path: &str,
+    access_log_path: &str,
+) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("listen_address", "127.0.0.1".to_owned()),
         ("listener_port", ports.listener.to_string()),
@@ -46,6 +50,7 @@ pub fn envoy_values(ports: &Ports, wasm_path: &str) -> BTreeMap<&'static str, St
         ("upstream_port", ports.upstream.to_string()),
         ("wasm_path", wasm_path.to_owned()),
         ("cors_origin", "http://localhost:6274".to_owned()),
+        ("access_log_path", access_log_path.to_owned()),
     ])
 }
 
@@ -85,7 +90,11 @@ pub fn demo() -> Result<(), String> {
     let envoy_yaml = state.join("envoy.yaml");
     let rendered = render::render(
         &template,
-        &envoy_values(&ports, &wasm.display().to_string()),
+        &envoy_values(
+            &ports,
+            &wasm.display().to_string(),
+            &logs.join("access.log").display().to_string(),
+        ),
     )
     .map_err(|e| format!("envoy/envoy.yaml.tmpl: {e}"))?;
     std::fs::write(&envoy_yaml, rendered)
@@ -137,6 +146,9 @@ pub fn demo() -> Result<(), String> {
             "--disable-hot-restart",
             "--log-level",
             "info",
+            // The access log is written out every second instead of every ten.
+            "--file-flush-interval-msec",
+            "1000",
         ]),
         &logs.join("envoy.log"),
     )?;

@@ -72,7 +72,7 @@ mod tests {
         let template = include_str!("../../envoy/envoy.yaml.tmpl");
         let rendered = render(
             template,
-            &crate::demo::envoy_values(&crate::demo::Ports::DEMO, "/x.wasm"),
+            &crate::demo::envoy_values(&crate::demo::Ports::DEMO, "/x.wasm", "/x.log"),
         );
         let rendered = rendered.unwrap_or_default();
         assert!(rendered.contains("\"resource\": \"http://localhost:10000/mcp\""));

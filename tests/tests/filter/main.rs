@@ -8,6 +8,7 @@
 mod keys;
 mod support;
 
+mod audit;
 mod bad_input;
 mod bad_tokens;
 mod challenges;

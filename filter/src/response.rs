@@ -2,8 +2,9 @@
 
 use serde_json::json;
 
-use crate::config::Resource;
+use crate::resource::Resource;
 use crate::stats::Counter;
+use crate::token::TokenError;
 
 /// A response the filter sends instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +18,8 @@ pub struct LocalResponse {
 }
 
 impl LocalResponse {
-    /// The first value of a header, for tests and logging.
+    /// The first value of a header.
+    #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -80,6 +82,13 @@ pub enum Denial {
     KeysUnavailable,
     /// 404 unmatched path.
     UnmatchedPath,
+}
+
+impl From<TokenError> for Denial {
+    /// A failed token check is a 401 `invalid_token` that names the check.
+    fn from(e: TokenError) -> Self {
+        Denial::InvalidToken(e.description())
+    }
 }
 
 impl Denial {
@@ -147,7 +156,7 @@ impl Denial {
                 let value = match resource {
                     Some(r) => format!(
                         r#"Bearer error="insufficient_scope", error_description="{desc}", {}"#,
-                        params_for(&r.metadata_url, needed)
+                        self::params(&r.metadata_url, needed)
                     ),
                     None => {
                         format!(r#"Bearer error="insufficient_scope", error_description="{desc}""#)
@@ -172,10 +181,6 @@ impl Denial {
     }
 }
 
-fn params_for(metadata_url: &str, scopes: &[String]) -> String {
-    params(metadata_url, scopes)
-}
-
 /// 404 for unknown metadata paths.
 pub fn metadata_not_found() -> LocalResponse {
     json_error(
@@ -189,7 +194,6 @@ pub fn metadata_not_found() -> LocalResponse {
 mod tests {
     use super::*;
     use crate::config::tests::{demo_json, parse};
-    use crate::token::TokenError;
 
     const RM: &str =
         r#"resource_metadata="http://localhost:10000/.well-known/oauth-protected-resource/mcp""#;
