@@ -726,7 +726,7 @@ mod tests {
     use crate::cache::MemStore;
     use crate::config::tests::{demo_json, parse};
     use crate::front::HeaderEdit;
-    use crate::testkeys::{TestKey, ed_key};
+    use mcp_auth_test_support::{TestKey, ed_key};
     use serde_json::{Value, json};
 
     const NOW_MS: u64 = 1_800_000_000_000;
