@@ -236,19 +236,25 @@ pub fn cells() -> Vec<(Kind, Auth)> {
 }
 
 /// Which token file a cell's load uses.
-fn token_file(kind: Kind, files: &TokenFiles) -> &Path {
+/// The tokens wrk sends in the `run`-th run (warm-up 0, then rounds 1, 2, …) against a cell.
+fn token_file(kind: Kind, files: &TokenFiles, run: u32) -> &Path {
     match kind {
         Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => &files.one[0],
-        Kind::JwtAuthn { alg, cache } => files.pick(alg, cache),
-        Kind::Filter { alg, hit } => files.pick(alg, hit),
+        Kind::JwtAuthn { alg, cache } => files.pick(alg, cache, run),
+        Kind::Filter { alg, hit } => files.pick(alg, hit, run),
     }
 }
 
 struct TokenFiles {
     /// One reused token per algorithm, in `Alg::ALL` order.
     one: Vec<PathBuf>,
-    /// Many distinct tokens per algorithm.
-    fresh: Vec<PathBuf>,
+    /// Two disjoint rotations of distinct tokens per algorithm, used by alternate runs.
+    ///
+    /// Each wrk run starts its rotation from the top, and the cell's Envoy keeps its cache
+    /// between runs. With one rotation, the token the previous run left in a miss cell's
+    /// one-slot cache could be among the first the next run sends (a hit, seen in CI). Runs
+    /// alternate between the two rotations, so the next run never sends that token.
+    fresh: Vec<[PathBuf; 2]>,
     /// The first token of each algorithm (readiness probes).
     probe: Vec<String>,
 }
@@ -257,9 +263,13 @@ impl TokenFiles {
     fn index(alg: Alg) -> usize {
         Alg::ALL.iter().position(|a| *a == alg).unwrap_or(0)
     }
-    fn pick(&self, alg: Alg, reused: bool) -> &Path {
+    fn pick(&self, alg: Alg, reused: bool, run: u32) -> &Path {
         let i = Self::index(alg);
-        if reused { &self.one[i] } else { &self.fresh[i] }
+        if reused {
+            &self.one[i]
+        } else {
+            &self.fresh[i][usize::from(run % 2 == 1)]
+        }
     }
     fn probe(&self, alg: Alg) -> &str {
         &self.probe[Self::index(alg)]
@@ -277,16 +287,20 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
         probe: vec![],
     };
     for alg in Alg::ALL {
-        let tokens = keys.tokens(alg, plan.fresh_tokens + 1, now);
+        let tokens = keys.tokens(alg, 2 * plan.fresh_tokens + 1, now);
         // The readiness probe's token is verified (and cached) before the load starts, so it
-        // must not be in the rotation: the miss cells' one-slot cache would still hold it when
-        // wrk's first requests arrive, and one of them could be a hit.
-        let (probe, rotation) = tokens.split_last().ok_or("no tokens generated")?;
-        let first = rotation.first().ok_or("no tokens generated")?;
+        // must not be in either rotation: the miss cells' one-slot cache would still hold it
+        // when wrk's first requests arrive, and one of them could be a hit.
+        let (probe, rotations) = tokens.split_last().ok_or("no tokens generated")?;
+        let (even, odd) = rotations.split_at(plan.fresh_tokens);
+        let first = even.first().ok_or("no tokens generated")?;
         let one = dir.join(format!("one-{}.txt", alg.jose()));
-        let fresh = dir.join(format!("fresh-{}.txt", alg.jose()));
         std::fs::write(&one, format!("{first}\n")).map_err(|e| e.to_string())?;
-        std::fs::write(&fresh, rotation.join("\n") + "\n").map_err(|e| e.to_string())?;
+        let mut fresh = [PathBuf::new(), PathBuf::new()];
+        for (path, (name, rotation)) in fresh.iter_mut().zip([("even", even), ("odd", odd)]) {
+            *path = dir.join(format!("fresh-{name}-{}.txt", alg.jose()));
+            std::fs::write(&*path, rotation.join("\n") + "\n").map_err(|e| e.to_string())?;
+        }
         files.one.push(one);
         files.fresh.push(fresh);
         files.probe.push(probe.clone());
@@ -342,12 +356,12 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
     }
     eprintln!("bench: {} Envoy processes ready; warming up", envoys.len());
 
-    let measure = |kind: Kind, envoy: &Envoy, seconds: u32| -> Result<Sample, String> {
+    let measure = |kind: Kind, envoy: &Envoy, run: u32, seconds: u32| -> Result<Sample, String> {
         let before = procfs::cpu_ticks(envoy.pid())?;
         let r = wrk::run(&wrk::WrkRun {
             port: envoy.port,
             script: &script,
-            tokens: token_file(kind, &files),
+            tokens: token_file(kind, &files, run),
             seconds,
             connections: plan.connections,
             cpu: p.load_cpu,
@@ -381,7 +395,7 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
     };
 
     for ((kind, _), envoy) in cells.iter().zip(&envoys) {
-        measure(*kind, envoy, plan.warmup_seconds)?;
+        measure(*kind, envoy, 0, plan.warmup_seconds)?;
     }
     let mut results: Vec<CellResult> = cells
         .iter()
@@ -396,7 +410,7 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
         for (result, envoy) in results.iter_mut().zip(&envoys) {
             result
                 .samples
-                .push(measure(result.kind, envoy, plan.seconds)?);
+                .push(measure(result.kind, envoy, round, plan.seconds)?);
         }
     }
 
