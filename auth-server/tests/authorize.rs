@@ -1,3 +1,6 @@
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod common;
 
 use common::*;

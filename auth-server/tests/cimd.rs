@@ -2,6 +2,9 @@
 //! the `allow_insecure_localhost_client_metadata` development switch. The https path's
 //! address filter is unit-tested in `src/ssrf.rs`; literal private addresses are checked here.
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod common;
 
 use std::collections::HashMap;

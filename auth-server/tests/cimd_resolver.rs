@@ -2,6 +2,9 @@
 //! addresses are refused before any connection, and the fetch connects only to the address
 //! that was checked (a second lookup, as in DNS rebinding, is never made).
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,9 @@
 //! Slow or oversized request heads: the server must not let a client hold a connection open by
 //! trickling headers, nor accept unbounded header blocks.
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod common;
 
 use std::time::Duration;

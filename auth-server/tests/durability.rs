@@ -1,5 +1,8 @@
 //! Restarts (same SQLite file), key rotation by the CLI while the server runs, other algorithms.
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod common;
 
 use std::process::Command;

@@ -2,6 +2,9 @@
 //! password, PKCE verifier or `state` value. (One test in this binary: it installs the global
 //! log subscriber.)
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,9 @@
 //! Hostile and malformed requests on every endpoint: each gets a 4xx (or a normal answer),
 //! never a 5xx, and the server keeps serving.
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod common;
 
 use common::*;

@@ -218,8 +218,8 @@ impl Client {
         if status != 200 {
             return Err(format!("token endpoint answered {status}: {body}"));
         }
-        body["refresh_token"]
-            .as_str()
+        body.get("refresh_token")
+            .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| format!("no refresh_token in {body}"))
     }

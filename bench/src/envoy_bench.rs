@@ -171,7 +171,8 @@ impl Envoy {
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        let tail = lines.len().saturating_sub(20);
+        lines.get(tail..).unwrap_or_default().join("\n")
     }
 }
 
@@ -239,40 +240,51 @@ pub fn cells() -> Vec<(Kind, Auth)> {
 /// The tokens wrk sends in the `run`-th run (warm-up 0, then rounds 1, 2, …) against a cell.
 fn token_file(kind: Kind, files: &TokenFiles, run: u32) -> &Path {
     match kind {
-        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => &files.one[0],
+        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => files.pick(Alg::EdDsa, true, run),
         Kind::JwtAuthn { alg, cache } => files.pick(alg, cache, run),
         Kind::Filter { alg, hit } => files.pick(alg, hit, run),
     }
 }
 
-struct TokenFiles {
-    /// One reused token per algorithm, in `Alg::ALL` order.
-    one: Vec<PathBuf>,
-    /// Two disjoint rotations of distinct tokens per algorithm, used by alternate runs.
+/// The token files of one algorithm.
+struct AlgTokens {
+    /// One reused token.
+    one: PathBuf,
+    /// Two disjoint rotations of distinct tokens, used by alternate runs.
     ///
     /// Each wrk run starts its rotation from the top, and the cell's Envoy keeps its cache
     /// between runs. With one rotation, the token the previous run left in a miss cell's
     /// one-slot cache could be among the first the next run sends (a hit, seen in CI). Runs
     /// alternate between the two rotations, so the next run never sends that token.
-    fresh: Vec<[PathBuf; 2]>,
-    /// The first token of each algorithm (readiness probes).
-    probe: Vec<String>,
+    fresh: [PathBuf; 2],
+    /// A token outside every file, for readiness probes.
+    probe: String,
+}
+
+struct TokenFiles {
+    eddsa: AlgTokens,
+    es256: AlgTokens,
+    rs256: AlgTokens,
 }
 
 impl TokenFiles {
-    fn index(alg: Alg) -> usize {
-        Alg::ALL.iter().position(|a| *a == alg).unwrap_or(0)
+    fn of(&self, alg: Alg) -> &AlgTokens {
+        match alg {
+            Alg::EdDsa => &self.eddsa,
+            Alg::Es256 => &self.es256,
+            Alg::Rs256 => &self.rs256,
+        }
     }
     fn pick(&self, alg: Alg, reused: bool, run: u32) -> &Path {
-        let i = Self::index(alg);
+        let tokens = self.of(alg);
         if reused {
-            &self.one[i]
+            &tokens.one
         } else {
-            &self.fresh[i][usize::from(run % 2 == 1)]
+            &tokens.fresh[usize::from(run % 2 == 1)]
         }
     }
     fn probe(&self, alg: Alg) -> &str {
-        &self.probe[Self::index(alg)]
+        &self.of(alg).probe
     }
 }
 
@@ -281,18 +293,15 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
-    let mut files = TokenFiles {
-        one: vec![],
-        fresh: vec![],
-        probe: vec![],
-    };
-    for alg in Alg::ALL {
+    let write = |alg: Alg| -> Result<AlgTokens, String> {
         let tokens = keys.tokens(alg, 2 * plan.fresh_tokens + 1, now);
         // The readiness probe's token is verified (and cached) before the load starts, so it
         // must not be in either rotation: the miss cells' one-slot cache would still hold it
         // when wrk's first requests arrive, and one of them could be a hit.
         let (probe, rotations) = tokens.split_last().ok_or("no tokens generated")?;
-        let (even, odd) = rotations.split_at(plan.fresh_tokens);
+        let (even, odd) = rotations
+            .split_at_checked(plan.fresh_tokens)
+            .ok_or("no tokens generated")?;
         let first = even.first().ok_or("no tokens generated")?;
         let one = dir.join(format!("one-{}.txt", alg.jose()));
         std::fs::write(&one, format!("{first}\n")).map_err(|e| e.to_string())?;
@@ -301,11 +310,17 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
             *path = dir.join(format!("fresh-{name}-{}.txt", alg.jose()));
             std::fs::write(&*path, rotation.join("\n") + "\n").map_err(|e| e.to_string())?;
         }
-        files.one.push(one);
-        files.fresh.push(fresh);
-        files.probe.push(probe.clone());
-    }
-    Ok(files)
+        Ok(AlgTokens {
+            one,
+            fresh,
+            probe: probe.clone(),
+        })
+    };
+    Ok(TokenFiles {
+        eddsa: write(Alg::EdDsa)?,
+        es256: write(Alg::Es256)?,
+        rs256: write(Alg::Rs256)?,
+    })
 }
 
 fn cell_alg(kind: Kind) -> Alg {
@@ -318,7 +333,7 @@ fn cell_alg(kind: Kind) -> Alg {
 /// Runs part 1.
 pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
-    let keys = Keys::generate()?;
+    let keys = Keys::fixed();
     let jwks = keys.jwks();
     let files = write_tokens(dir.path(), &keys, plan)?;
     let script = dir.path().join("rotate.lua");
@@ -479,7 +494,7 @@ fn startup(
     ];
     let mut times: Vec<Vec<f64>> = vec![vec![]; configs.len()];
     for attempt in 0..plan.startups {
-        for (i, (kind, auth)) in configs.iter().enumerate() {
+        for (i, ((_, auth), times)) in configs.iter().zip(&mut times).enumerate() {
             let mut envoy = Envoy::start(
                 p,
                 dir,
@@ -490,8 +505,7 @@ fn startup(
                 p.envoy_cpu,
             )?;
             let t = envoy.wait_ready(files.probe(Alg::EdDsa), Duration::from_secs(30))?;
-            times[i].push(t.as_secs_f64() * 1e3);
-            let _ = kind;
+            times.push(t.as_secs_f64() * 1e3);
         }
     }
     Ok(configs

@@ -100,8 +100,9 @@ fn auth_filter(auth: &Auth, jwks: &Value, wasm: &Wasm) -> Option<Value> {
                     .map(|(claim, header)| json!({ "claim_name": claim, "header_name": header }))
                     .collect::<Vec<_>>()
             });
-            if *cache {
-                provider["jwt_cache_config"] = json!({ "jwt_cache_size": JWT_AUTHN_CACHE_SIZE });
+            if *cache && let Some(provider) = provider.as_object_mut() {
+                let config = json!({ "jwt_cache_size": JWT_AUTHN_CACHE_SIZE });
+                provider.insert("jwt_cache_config".into(), config);
             }
             Some(json!({
                 "name": "envoy.filters.http.jwt_authn",

@@ -391,24 +391,25 @@ fn run(o: &Options) -> Result<(), String> {
             _ => "none".into(),
         }
     ));
-    let mut json = serde_json::json!({ "mode": o.mode });
+    let mut json = serde_json::Map::new();
+    json.insert("mode".into(), serde_json::json!(o.mode));
     if o.part != Part::Auth {
         let r = envoy_bench::run(&p, plan)?;
         out.push_str("### Envoy, one worker, direct_response route\n\n");
         out.push_str(&report::table(&r.cells));
         out.push('\n');
         out.push_str(&envoy_extras(&r));
-        json["envoy"] = envoy_bench::to_json(&r);
+        json.insert("envoy".into(), envoy_bench::to_json(&r));
     }
     if o.part != Part::Envoy {
         let r = auth_bench::run(&p, plan)?;
         out.push_str("\n### Authorization server token endpoint (SQLite, synchronous=FULL)\n\n");
         out.push_str(&auth_bench::table(&r));
-        json["auth_server"] = auth_bench::to_json(&r);
+        json.insert("auth_server".into(), auth_bench::to_json(&r));
     }
     println!("{out}");
     if let Some(path) = &o.json {
-        std::fs::write(path, json.to_string())
+        std::fs::write(path, serde_json::Value::Object(json).to_string())
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     Ok(())

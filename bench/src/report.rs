@@ -1,4 +1,5 @@
-//! Turning per-round samples into the Markdown table: medians, ratios and the targets.
+//! Turning per-round samples into the Markdown table: medians, ratios and the performance
+//! targets listed in bench/README.md.
 //!
 //! Ratios are the median over rounds of the per-round ratio (cells of one round run back to
 //! back, so a ratio within a round cancels slow drifts of the shared machine).
@@ -77,11 +78,16 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[mid]
+    let middle = if v.len() % 2 == 1 {
+        v.get(mid..=mid)
     } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    })
+        v.get(mid - 1..=mid)
+    };
+    match middle? {
+        [middle] => Some(*middle),
+        [low, high] => Some((low + high) / 2.0),
+        _ => None,
+    }
 }
 
 /// Median over rounds of `metric(a) / metric(b)`, pairing rounds by index.
@@ -106,7 +112,7 @@ pub struct Verdict {
     pub pass: bool,
 }
 
-/// The per-row target, if the row has one.
+/// The row's performance target (bench/README.md), if it has one.
 pub fn row_target(cells: &[CellResult], cell: &CellResult) -> Option<Verdict> {
     match cell.kind {
         Kind::Filter { hit: true, .. } => {

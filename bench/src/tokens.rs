@@ -1,16 +1,11 @@
 //! Signing keys, their JWKS, and RFC 9068 access tokens for the benchmark.
 //!
-//! One key per algorithm is generated per run. The same JWKS document (all three keys, distinct
-//! `kid`s) is given inline to the filter and to `jwt_authn`, so both verify the same tokens with
-//! the same keys.
+//! One fixed key per algorithm, from the workspace's test support: the benchmark needs no secret
+//! keys, and the same keys on every run keep runs comparable. The same JWKS document (all three
+//! keys, distinct `kid`s) is given inline to the filter and to `jwt_authn`, so both verify the
+//! same tokens with the same keys.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::Signer as _;
-use rand_core::OsRng;
-use rsa::pkcs1v15;
-use rsa::signature::SignatureEncoding;
-use rsa::traits::PublicKeyParts;
+use mcp_auth_test_support::{TestKey, ec_key, ed_key, jwks, rsa_key};
 use serde_json::{Value, json};
 
 /// Issuer of every benchmark token.
@@ -51,48 +46,38 @@ impl Alg {
     }
 }
 
-/// One freshly generated key per algorithm.
+/// One key per algorithm, under the algorithm's `kid`.
 pub struct Keys {
-    ed25519: ed25519_dalek::SigningKey,
-    p256: p256::ecdsa::SigningKey,
-    rsa: pkcs1v15::SigningKey<sha2::Sha256>,
-    rsa_public: rsa::RsaPublicKey,
+    ed25519: TestKey,
+    p256: TestKey,
+    rsa: TestKey,
 }
 
 impl Keys {
-    /// Generates an Ed25519 key, a P-256 key and a 2048-bit RSA key.
-    pub fn generate() -> Result<Keys, String> {
-        let rsa_private = rsa::RsaPrivateKey::new(&mut OsRng, 2048)
-            .map_err(|e| format!("generating the RSA key: {e}"))?;
-        let rsa_public = rsa_private.to_public_key();
-        Ok(Keys {
-            ed25519: ed25519_dalek::SigningKey::generate(&mut OsRng),
-            p256: p256::ecdsa::SigningKey::random(&mut OsRng),
-            rsa: pkcs1v15::SigningKey::new(rsa_private),
-            rsa_public,
-        })
+    /// The fixed Ed25519, P-256 and 2048-bit RSA keys.
+    pub fn fixed() -> Keys {
+        Keys {
+            ed25519: ed_key(Alg::EdDsa.kid()),
+            p256: ec_key(Alg::Es256.kid()),
+            rsa: rsa_key(Alg::Rs256.kid()),
+        }
+    }
+
+    fn key(&self, alg: Alg) -> &TestKey {
+        match alg {
+            Alg::EdDsa => &self.ed25519,
+            Alg::Es256 => &self.p256,
+            Alg::Rs256 => &self.rsa,
+        }
     }
 
     /// The public keys as a JWKS document (`use: sig`, `alg` and `kid` on every key).
     pub fn jwks(&self) -> Value {
-        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-        let ed = self.ed25519.verifying_key().to_bytes();
-        let point = self.p256.verifying_key().to_encoded_point(false);
-        let (x, y) = (point.x().map(|x| b64(x)), point.y().map(|y| b64(y)));
-        json!({ "keys": [
-            { "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
-              "kid": Alg::EdDsa.kid(), "x": b64(&ed) },
-            { "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256",
-              "kid": Alg::Es256.kid(), "x": x, "y": y },
-            { "kty": "RSA", "use": "sig", "alg": "RS256", "kid": Alg::Rs256.kid(),
-              "n": b64(&self.rsa_public.n().to_bytes_be()),
-              "e": b64(&self.rsa_public.e().to_bytes_be()) },
-        ]})
+        jwks(&Alg::ALL.map(|alg| self.key(alg)))
     }
 
     /// A signed compact JWS access token; `serial` makes `jti` (and so the token) distinct.
     pub fn token(&self, alg: Alg, serial: u64, now_unix: u64) -> String {
-        let header = json!({ "alg": alg.jose(), "typ": "at+jwt", "kid": alg.kid() });
         let claims = json!({
             "iss": ISSUER,
             "sub": "bench-user",
@@ -103,24 +88,7 @@ impl Keys {
             "exp": now_unix + LIFETIME_SECS,
             "jti": format!("bench-{}-{serial}", alg.jose()),
         });
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature: Vec<u8> = match alg {
-            Alg::EdDsa => self
-                .ed25519
-                .sign(signing_input.as_bytes())
-                .to_bytes()
-                .to_vec(),
-            Alg::Es256 => {
-                let sig: p256::ecdsa::Signature = self.p256.sign(signing_input.as_bytes());
-                sig.to_bytes().to_vec()
-            }
-            Alg::Rs256 => self.rsa.sign(signing_input.as_bytes()).to_vec(),
-        };
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        self.key(alg).jwt(&claims)
     }
 
     /// `count` distinct tokens (serials `1..=count`).
@@ -134,7 +102,11 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use ed25519_dalek::Verifier as _;
+    use mcp_auth_test_support::Material;
+    use rsa::pkcs1v15;
 
     fn split(token: &str) -> (String, Value, Vec<u8>) {
         let parts: Vec<&str> = token.split('.').collect();
@@ -147,7 +119,7 @@ mod tests {
 
     #[test]
     fn tokens_carry_rfc9068_claims_and_verify_with_the_published_key() {
-        let keys = Keys::generate().unwrap();
+        let keys = Keys::fixed();
         let now = 1_800_000_000;
         for alg in Alg::ALL {
             let token = keys.token(alg, 7, now);
@@ -156,24 +128,18 @@ mod tests {
             assert_eq!(claims["aud"], AUDIENCE);
             assert_eq!(claims["scope"], SCOPE);
             assert_eq!(claims["exp"], now + LIFETIME_SECS);
-            let ok = match alg {
-                Alg::EdDsa => {
+            let ok = match &keys.key(alg).material {
+                Material::Ed(key) => {
                     let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
-                    keys.ed25519
-                        .verifying_key()
-                        .verify(input.as_bytes(), &sig)
-                        .is_ok()
+                    key.verifying_key().verify(input.as_bytes(), &sig).is_ok()
                 }
-                Alg::Es256 => {
+                Material::Ec(key) => {
                     let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
-                    keys.p256
-                        .verifying_key()
-                        .verify(input.as_bytes(), &sig)
-                        .is_ok()
+                    key.verifying_key().verify(input.as_bytes(), &sig).is_ok()
                 }
-                Alg::Rs256 => {
+                Material::Rsa(key) => {
                     let sig = pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
-                    pkcs1v15::VerifyingKey::<sha2::Sha256>::new(keys.rsa_public.clone())
+                    pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.to_public_key())
                         .verify(input.as_bytes(), &sig)
                         .is_ok()
                 }
@@ -184,7 +150,7 @@ mod tests {
 
     #[test]
     fn every_generated_token_is_distinct_and_every_key_is_published_once() {
-        let keys = Keys::generate().unwrap();
+        let keys = Keys::fixed();
         let tokens = keys.tokens(Alg::EdDsa, 50, 1_800_000_000);
         let unique: std::collections::HashSet<_> = tokens.iter().collect();
         assert_eq!(unique.len(), 50);

@@ -11,6 +11,9 @@
 //! (`apt-get install -y wrk`; `cargo xtask test` installs it). It builds the
 //! no-op filter (release, wasm32-wasip1) and the auth server (debug) with `$CARGO`.
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

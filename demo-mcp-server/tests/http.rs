@@ -1,5 +1,8 @@
 //! The demo server over its HTTP interface (in process, through the axum router).
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 use std::sync::Arc;
 
 use axum::body::Body;

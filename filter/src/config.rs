@@ -658,26 +658,11 @@ fn validate_resource(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::testkeys::ed_key;
+    use mcp_auth_test_support::ed_key;
     use serde_json::json;
 
     pub(crate) fn demo_json() -> Value {
-        json!({
-            "resources": [{
-                "path_prefix": "/mcp",
-                "resource": "http://localhost:10000/mcp",
-                "authorization_servers": ["http://localhost:9000"],
-                "scopes_supported": ["mcp:tools", "mcp:admin"],
-                "required_scopes": ["mcp:tools"],
-                "tool_scopes": [{"method": "tools/call", "name": "admin_*", "scopes": ["mcp:admin"]}],
-                "resource_name": "Demo"
-            }],
-            "root_metadata_resource": "http://localhost:10000/mcp",
-            "issuers": [{"issuer": "http://localhost:9000",
-                "jwks": {"cluster": "auth_server", "uri": "http://localhost:9000/jwks.json"}}],
-            "identity_headers": {"sub": "x-mcp-subject", "client_id": "X-MCP-Client-Id", "scope": "x-mcp-scope"},
-            "cors": {"allowed_origins": ["http://localhost:6274"]}
-        })
+        mcp_auth_test_support::demo_filter_config()
     }
 
     pub(crate) fn parse(v: &Value) -> Result<Config, ConfigError> {
@@ -686,7 +671,30 @@ pub(crate) mod tests {
 
     #[test]
     fn demo_configuration_normalizes_with_defaults() {
-        let c = parse(&demo_json()).expect("valid");
+        let mut v = demo_json();
+        // Only what has no default is left, so every value below comes from the filter.
+        for pointer in [
+            "/resources/0/issuers",
+            "/resources/0/audiences",
+            "/issuers/0/jwks/refresh_interval_seconds",
+            "/issuers/0/jwks/fetch_timeout_ms",
+            "/issuers/0/jwks/min_refetch_interval_seconds",
+            "/clock_skew_seconds",
+            "/max_body_bytes",
+            "/key_wait_timeout_ms",
+            "/token_cache",
+            "/metadata_max_age_seconds",
+            "/unmatched_paths",
+        ] {
+            let (parent, member) = pointer.rsplit_once('/').expect("pointer");
+            let removed = v
+                .pointer_mut(parent)
+                .and_then(Value::as_object_mut)
+                .and_then(|object| object.remove(member));
+            assert!(removed.is_some(), "the demo configuration sets {pointer}");
+        }
+        v["identity_headers"]["client_id"] = json!("X-MCP-Client-Id");
+        let c = parse(&v).expect("valid");
         let r = &c.resources[0];
         assert_eq!(r.metadata_path, "/.well-known/oauth-protected-resource/mcp");
         assert_eq!(
@@ -919,6 +927,11 @@ pub(crate) mod tests {
         ];
         for (pointer, value, want) in table {
             let mut v = demo_json();
+            // Without it, authorization_servers also name the accepted issuers.
+            v["resources"][0]
+                .as_object_mut()
+                .expect("resource")
+                .remove("issuers");
             let (parent, key) = pointer.rsplit_once('/').expect("pointer");
             let target = v.pointer_mut(parent).unwrap_or_else(|| panic!("{parent}"));
             match target {
@@ -964,11 +977,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_readme_full_example_is_a_valid_configuration() {
+    fn the_readme_full_example_is_the_tested_demo_configuration() {
         let readme = include_str!("../README.md");
         let start = readme.find("### Full example").expect("section");
         let block = readme[start..].split("```json").nth(1).expect("json block");
         let json = block.split("```").next().expect("closed block");
+        let shown: Value = serde_json::from_str(json).expect("README example is JSON");
+        assert_eq!(shown, demo_json(), "README example and test fixture differ");
         let c = Config::parse(json.as_bytes()).unwrap_or_else(|e| panic!("README example: {e}"));
         assert_eq!(c.resources[0].resource, "http://localhost:10000/mcp");
         assert_eq!(c.identity_headers.len(), 3);

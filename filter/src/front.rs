@@ -429,7 +429,7 @@ pub fn upstream_edits<'a>(
 mod tests {
     use super::*;
     use crate::config::tests::{demo_json, parse};
-    use crate::testkeys::{TestKey, ed_key, rsa_key};
+    use mcp_auth_test_support::{TestKey, ed_key, rsa_key};
     use serde_json::{Value, json};
     use std::cell::RefCell;
     use std::collections::HashMap;

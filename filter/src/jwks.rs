@@ -330,7 +330,7 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkeys::{ec_key, ed_key, rsa_key};
+    use mcp_auth_test_support::{ec_key, ed_key, rsa_key};
     use serde_json::json;
 
     #[test]

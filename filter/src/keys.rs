@@ -177,7 +177,7 @@ impl IssuerKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkeys::ed_key;
+    use mcp_auth_test_support::ed_key;
     use serde_json::json;
     use std::time::Duration;
 

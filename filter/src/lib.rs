@@ -33,6 +33,3 @@ mod plugin;
 proxy_wasm::main! {{
     plugin::register();
 }}
-
-#[cfg(test)]
-mod testkeys;

@@ -44,7 +44,8 @@ mod tests {
                 "authorization_servers": ["http://localhost:9000"],
                 "scopes_supported": ["mcp:tools", "mcp:admin"],
                 "bearer_methods_supported": ["header"],
-                "resource_name": "Demo"
+                "resource_name": "Demo MCP server",
+                "resource_documentation": "http://localhost:10000/docs"
             })
         );
     }
@@ -55,6 +56,7 @@ mod tests {
         let r = v["resources"][0].as_object_mut().expect("object");
         r.remove("scopes_supported");
         r.remove("resource_name");
+        r.remove("resource_documentation");
         let c = parse(&v).expect("valid");
         let doc: Value = serde_json::from_str(&c.resources[0].metadata_json).expect("json");
         assert_eq!(doc.as_object().expect("object").len(), 3);

@@ -332,7 +332,7 @@ pub fn check_times(claims: &Map<String, Value>, now: u64, skew: u64) -> Result<u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkeys::{TestKey, b64, ec_key, ed_key, hs256_jwt, rsa_key};
+    use mcp_auth_test_support::{TestKey, b64, ec_key, ed_key, hs256_jwt, rsa_key};
     use serde_json::json;
 
     const NOW: u64 = 1_800_000_000;

@@ -87,7 +87,9 @@ impl Headers {
         let lower = name.to_ascii_lowercase();
         match self.pairs.iter().position(|(k, _)| *k == lower) {
             Some(first) => {
-                self.pairs[first].1 = value.to_vec();
+                if let Some(pair) = self.pairs.get_mut(first) {
+                    pair.1 = value.to_vec();
+                }
                 let mut index = 0;
                 self.pairs.retain(|(k, _)| {
                     let keep = index <= first || *k != lower;
@@ -181,19 +183,19 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
-        let end = self
+        let slice = self
             .at
             .checked_add(len)
-            .filter(|end| *end <= self.bytes.len())
+            .and_then(|end| self.bytes.get(self.at..end))
             .ok_or_else(|| format!("header map truncated at byte {}", self.at))?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
+        self.at += len;
         Ok(slice)
     }
 
     fn u32(&mut self) -> Result<u32, String> {
         let raw = self.take(4)?;
-        Ok(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
+        let raw: [u8; 4] = raw.try_into().map_err(|_| "a u32 is 4 bytes".to_string())?;
+        Ok(u32::from_le_bytes(raw))
     }
 
     fn nul(&mut self) -> Result<(), String> {

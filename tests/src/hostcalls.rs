@@ -736,7 +736,7 @@ fn proxy_define_metric(
         let shared = c.data().shared.clone();
         let mut shared = shared.lock();
         match shared.metrics.iter().position(|m| m.name == name) {
-            Some(index) if shared.metrics[index].kind != kind => {
+            Some(index) if shared.metrics.get(index).is_some_and(|m| m.kind != kind) => {
                 return status(Status::BadArgument);
             }
             Some(index) => index,

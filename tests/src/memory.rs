@@ -27,6 +27,17 @@ pub(crate) fn read(caller: &mut Ctx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>> 
         .ok_or_else(|| format_err!("guest range {start:#x}+{} is outside memory", address(len)))
 }
 
+/// The little-endian `i32` at guest address `ptr`.
+pub(crate) fn read_i32(caller: &mut Ctx<'_>, ptr: i32) -> Result<i32> {
+    let bytes = <[u8; 4]>::try_from(read(caller, ptr, 4)?).map_err(|_| {
+        format_err!(
+            "reading 4 bytes at {:#x} returned another length",
+            address(ptr)
+        )
+    })?;
+    Ok(i32::from_le_bytes(bytes))
+}
+
 pub(crate) fn read_string(caller: &mut Ctx<'_>, ptr: i32, len: i32) -> Result<String> {
     Ok(String::from_utf8_lossy(&read(caller, ptr, len)?).into_owned())
 }

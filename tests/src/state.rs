@@ -314,8 +314,9 @@ impl VmState {
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^= z >> 31;
-            let bytes = z.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
+            for (byte, random) in chunk.iter_mut().zip(z.to_le_bytes()) {
+                *byte = random;
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 
 use wasmtime::{Linker, Result, bail};
 
-use crate::memory::{Ctx, read, write, write_u32, write_u64};
+use crate::memory::{Ctx, read, read_i32, write, write_u32, write_u64};
 use crate::state::VmState;
 
 const MODULE: &str = "wasi_snapshot_preview1";
@@ -38,9 +38,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
 fn fd_write(mut c: Ctx<'_>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> Result<i32> {
     let mut data = Vec::new();
     for index in 0..iovs_len.max(0) {
-        let iov = read(&mut c, iovs.wrapping_add(index.wrapping_mul(8)), 8)?;
-        let ptr = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
-        let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
+        let iov = iovs.wrapping_add(index.wrapping_mul(8));
+        let ptr = read_i32(&mut c, iov)?;
+        let len = read_i32(&mut c, iov.wrapping_add(4))?;
         data.extend(read(&mut c, ptr, len)?);
     }
     let state = c.data_mut();

@@ -1,6 +1,9 @@
 //! Self-tests of the test host against a hand-written WAT filter (`fixtures/plumbing.wat`),
 //! so a failure in the filter suites can be told apart from a failure of the host.
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 use std::time::Duration;
 
 use mcp_auth_tests::{Action, Callback, Headers, Host, LogLevel, Plugin};

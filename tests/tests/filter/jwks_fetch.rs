@@ -5,7 +5,7 @@ use std::time::Duration;
 use mcp_auth_tests::{Action, Callback, Host};
 use serde_json::json;
 
-use crate::keys::{Key, jwks, keys};
+use crate::keys::{TestKey, ed_key, jwks, keys};
 use crate::support::{
     Exchange, Gateway, JWKS_CLUSTER, KEY_WAIT_MS, MIN_REFETCH_SECONDS, Request, answer_jwks,
     jwks_fetch, look, send,
@@ -150,7 +150,7 @@ fn unknown_kid_triggers_a_refetch_and_the_rotated_key_is_then_accepted() {
 }
 
 /// Sends `token` to `host`; if the filter waits for a kid refetch, answers it with `keys`.
-fn send_answering_a_refetch(host: &mut Host, token: &str, keys: &[&Key]) -> Exchange {
+fn send_answering_a_refetch(host: &mut Host, token: &str, keys: &[&TestKey]) -> Exchange {
     let got = send(host, Request::get("/mcp").bearer(token));
     if got.reply.is_some() || got.reached_upstream() {
         return got;
@@ -166,7 +166,7 @@ fn a_cached_token_is_refused_once_its_key_leaves_the_jwks() {
     let k = keys();
     gw.serve_jwks(&[&k.ed, &k.rotated]);
     // Valid well past the scheduled refresh, so only the key's removal can end the cache entry.
-    let long_lived = |key: &Key| {
+    let long_lived = |key: &TestKey| {
         gw.jws(key, "mcp:tools")
             .claim("exp", json!(gw.now() + 3600))
             .sign(key)
@@ -212,12 +212,12 @@ fn unknown_kid_refetches_are_rate_limited() {
     let mut gw = Gateway::remote();
     let k = keys();
     gw.serve_jwks(&[&k.ed]);
-    let first_unknown = Key::ed25519("ed-unknown-1");
+    let first_unknown = ed_key("ed-unknown-1");
     let waiting = gw.send(Request::get("/mcp").bearer(&gw.token(&first_unknown, "mcp:tools")));
     gw.serve_jwks(&[&k.ed]);
     let rejected_after_refetch = gw.look(&waiting);
 
-    let second_unknown = Key::ed25519("ed-unknown-2");
+    let second_unknown = ed_key("ed-unknown-2");
     let immediate = gw.send(Request::get("/mcp").bearer(&gw.token(&second_unknown, "mcp:tools")));
     gw.host.advance(TICK).unwrap();
     let fetches_while_limited = gw.host.pending_http_calls().len();

@@ -2,6 +2,9 @@
 //! host, with real Ed25519 / ES256 / RS256 tokens made here. Each test states one behaviour
 //! a client, an upstream MCP server or an operator would notice.
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod keys;
 mod support;
 

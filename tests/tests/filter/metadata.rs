@@ -8,7 +8,8 @@ fn expected_document() -> serde_json::Value {
         "authorization_servers": [ISSUER],
         "scopes_supported": ["mcp:tools", "mcp:admin"],
         "bearer_methods_supported": ["header"],
-        "resource_name": "Demo MCP server"
+        "resource_name": "Demo MCP server",
+        "resource_documentation": "http://localhost:10000/docs"
     })
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 use mcp_auth_tests::{Action, Callback, Forwarded, Host, LocalResponse, Plugin, StreamId};
 use serde_json::{Value, json};
 
-use crate::keys::{Jws, Key, jwks, keys};
+use crate::keys::{Jws, TestKey, jwks, keys};
 
+/// The demo configuration's resource, issuer and allowed browser origin.
 pub const RESOURCE: &str = "http://localhost:10000/mcp";
 pub const ISSUER: &str = "http://localhost:9000";
 pub const METADATA_URL: &str = "http://localhost:10000/.well-known/oauth-protected-resource/mcp";
@@ -43,7 +44,7 @@ pub fn plugin() -> Plugin {
     Plugin::from_file(&path).expect("the filter .wasm loads")
 }
 
-pub fn inline_jwks(keys: &[&Key]) -> Value {
+pub fn inline_jwks(keys: &[&TestKey]) -> Value {
     json!({ "inline": jwks(keys) })
 }
 
@@ -57,31 +58,14 @@ pub fn remote_jwks() -> Value {
     })
 }
 
-/// The demo configuration (README "Full example") with the given `jwks` source.
+/// The demo configuration (`filter/README.md`, "Full example") with the given `jwks` source, a
+/// smaller body limit and a shorter wait for keys, so tests reach both with small inputs.
 pub fn config(jwks: Value) -> Value {
-    json!({
-        "resources": [{
-            "path_prefix": "/mcp",
-            "resource": RESOURCE,
-            "authorization_servers": [ISSUER],
-            "scopes_supported": ["mcp:tools", "mcp:admin"],
-            "required_scopes": ["mcp:tools"],
-            "tool_scopes": [{ "method": "tools/call", "name": "admin_*", "scopes": ["mcp:admin"] }],
-            "resource_name": "Demo MCP server"
-        }],
-        "root_metadata_resource": RESOURCE,
-        "issuers": [{ "issuer": ISSUER, "jwks": jwks }],
-        "clock_skew_seconds": 60,
-        "identity_headers": {
-            "sub": "x-mcp-subject",
-            "client_id": "x-mcp-client-id",
-            "scope": "x-mcp-scope"
-        },
-        "cors": { "allowed_origins": [ALLOWED_ORIGIN] },
-        "max_body_bytes": MAX_BODY,
-        "key_wait_timeout_ms": KEY_WAIT_MS,
-        "metadata_max_age_seconds": 3600
-    })
+    let mut config = mcp_auth_test_support::demo_filter_config();
+    config["issuers"][0]["jwks"] = jwks;
+    config["max_body_bytes"] = json!(MAX_BODY);
+    config["key_wait_timeout_ms"] = json!(KEY_WAIT_MS);
+    config
 }
 
 /// The filter in one plugin, with its first VM ("worker") configured.
@@ -127,12 +111,12 @@ impl Gateway {
     }
 
     /// A valid access token for the demo resource signed by `key` with `scope`.
-    pub fn token(&self, key: &Key, scope: &str) -> String {
+    pub fn token(&self, key: &TestKey, scope: &str) -> String {
         self.jws(key, scope).sign(key)
     }
 
     /// The claims of a valid token, ready to be broken by a test.
-    pub fn jws(&self, key: &Key, scope: &str) -> Jws {
+    pub fn jws(&self, key: &TestKey, scope: &str) -> Jws {
         let now = self.now();
         Jws::for_key(key)
             .claim("iss", json!(ISSUER))
@@ -159,7 +143,7 @@ impl Gateway {
         jwks_fetch(&mut self.host)
     }
 
-    pub fn serve_jwks(&mut self, keys: &[&Key]) {
+    pub fn serve_jwks(&mut self, keys: &[&TestKey]) {
         let token = self.jwks_fetch();
         answer_jwks(&mut self.host, token, 200, &jwks(keys).to_string());
     }
