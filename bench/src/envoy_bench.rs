@@ -237,11 +237,12 @@ pub fn cells() -> Vec<(Kind, Auth)> {
 }
 
 /// Which token file a cell's load uses.
-fn token_file(kind: Kind, files: &TokenFiles) -> &Path {
+/// The tokens wrk sends in the `run`-th run (warm-up 0, then rounds 1, 2, …) against a cell.
+fn token_file(kind: Kind, files: &TokenFiles, run: u32) -> &Path {
     match kind {
-        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => files.pick(Alg::EdDsa, true),
-        Kind::JwtAuthn { alg, cache } => files.pick(alg, cache),
-        Kind::Filter { alg, hit } => files.pick(alg, hit),
+        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => files.pick(Alg::EdDsa, true, run),
+        Kind::JwtAuthn { alg, cache } => files.pick(alg, cache, run),
+        Kind::Filter { alg, hit } => files.pick(alg, hit, run),
     }
 }
 
@@ -249,9 +250,14 @@ fn token_file(kind: Kind, files: &TokenFiles) -> &Path {
 struct AlgTokens {
     /// One reused token.
     one: PathBuf,
-    /// Many distinct tokens.
-    fresh: PathBuf,
-    /// A token outside both files, for readiness probes.
+    /// Two disjoint rotations of distinct tokens, used by alternate runs.
+    ///
+    /// Each wrk run starts its rotation from the top, and the cell's Envoy keeps its cache
+    /// between runs. With one rotation, the token the previous run left in a miss cell's
+    /// one-slot cache could be among the first the next run sends (a hit, seen in CI). Runs
+    /// alternate between the two rotations, so the next run never sends that token.
+    fresh: [PathBuf; 2],
+    /// A token outside every file, for readiness probes.
     probe: String,
 }
 
@@ -269,9 +275,13 @@ impl TokenFiles {
             Alg::Rs256 => &self.rs256,
         }
     }
-    fn pick(&self, alg: Alg, reused: bool) -> &Path {
+    fn pick(&self, alg: Alg, reused: bool, run: u32) -> &Path {
         let tokens = self.of(alg);
-        if reused { &tokens.one } else { &tokens.fresh }
+        if reused {
+            &tokens.one
+        } else {
+            &tokens.fresh[usize::from(run % 2 == 1)]
+        }
     }
     fn probe(&self, alg: Alg) -> &str {
         &self.of(alg).probe
@@ -284,16 +294,22 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
         .map_err(|e| e.to_string())?
         .as_secs();
     let write = |alg: Alg| -> Result<AlgTokens, String> {
-        let tokens = keys.tokens(alg, plan.fresh_tokens + 1, now);
+        let tokens = keys.tokens(alg, 2 * plan.fresh_tokens + 1, now);
         // The readiness probe's token is verified (and cached) before the load starts, so it
-        // must not be in the rotation: the miss cells' one-slot cache would still hold it when
-        // wrk's first requests arrive, and one of them could be a hit.
-        let (probe, rotation) = tokens.split_last().ok_or("no tokens generated")?;
-        let first = rotation.first().ok_or("no tokens generated")?;
+        // must not be in either rotation: the miss cells' one-slot cache would still hold it
+        // when wrk's first requests arrive, and one of them could be a hit.
+        let (probe, rotations) = tokens.split_last().ok_or("no tokens generated")?;
+        let (even, odd) = rotations
+            .split_at_checked(plan.fresh_tokens)
+            .ok_or("no tokens generated")?;
+        let first = even.first().ok_or("no tokens generated")?;
         let one = dir.join(format!("one-{}.txt", alg.jose()));
-        let fresh = dir.join(format!("fresh-{}.txt", alg.jose()));
         std::fs::write(&one, format!("{first}\n")).map_err(|e| e.to_string())?;
-        std::fs::write(&fresh, rotation.join("\n") + "\n").map_err(|e| e.to_string())?;
+        let mut fresh = [PathBuf::new(), PathBuf::new()];
+        for (path, (name, rotation)) in fresh.iter_mut().zip([("even", even), ("odd", odd)]) {
+            *path = dir.join(format!("fresh-{name}-{}.txt", alg.jose()));
+            std::fs::write(&*path, rotation.join("\n") + "\n").map_err(|e| e.to_string())?;
+        }
         Ok(AlgTokens {
             one,
             fresh,
@@ -355,12 +371,12 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
     }
     eprintln!("bench: {} Envoy processes ready; warming up", envoys.len());
 
-    let measure = |kind: Kind, envoy: &Envoy, seconds: u32| -> Result<Sample, String> {
+    let measure = |kind: Kind, envoy: &Envoy, run: u32, seconds: u32| -> Result<Sample, String> {
         let before = procfs::cpu_ticks(envoy.pid())?;
         let r = wrk::run(&wrk::WrkRun {
             port: envoy.port,
             script: &script,
-            tokens: token_file(kind, &files),
+            tokens: token_file(kind, &files, run),
             seconds,
             connections: plan.connections,
             cpu: p.load_cpu,
@@ -394,7 +410,7 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
     };
 
     for ((kind, _), envoy) in cells.iter().zip(&envoys) {
-        measure(*kind, envoy, plan.warmup_seconds)?;
+        measure(*kind, envoy, 0, plan.warmup_seconds)?;
     }
     let mut results: Vec<CellResult> = cells
         .iter()
@@ -409,7 +425,7 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
         for (result, envoy) in results.iter_mut().zip(&envoys) {
             result
                 .samples
-                .push(measure(result.kind, envoy, plan.seconds)?);
+                .push(measure(result.kind, envoy, round, plan.seconds)?);
         }
     }
 

@@ -63,7 +63,7 @@ def test_demo_serves_the_readme_urls_and_sigterm_stops_everything(tmp_path):
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 1200  # the first run builds the release binaries
+        deadline = time.monotonic() + 1200  # the first run builds the optimized servers
         while "The demo is running" not in output.read_text(errors="replace"):
             assert demo.poll() is None, output.read_text(errors="replace")[-4000:]
             assert time.monotonic() < deadline, "demo did not start"
@@ -98,3 +98,18 @@ def test_demo_serves_the_readme_urls_and_sigterm_stops_everything(tmp_path):
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()
+
+
+def test_an_unknown_demo_flag_is_refused_before_anything_starts():
+    result = subprocess.run(
+        [os.environ.get("CARGO", "cargo"), "xtask", "demo", "--anything"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "`demo` takes no arguments, got `--anything`" in result.stderr
+    assert "usage: cargo xtask <command>" in result.stderr
+    assert "The demo is running" not in result.stdout

@@ -9,7 +9,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use crate::supervise::{Supervisor, stop_flag, stopped, wait_ready};
-use crate::{build_release_binaries, build_wasm, render, target_dir, venv, workspace_root};
+use crate::{build_servers, build_wasm, render, venv, workspace_root};
 
 /// The ports of one topology (the demo's are fixed by the README; the tests pick free ones).
 pub struct Ports {
@@ -79,7 +79,7 @@ pub fn demo() -> Result<(), String> {
     let ports = Ports::DEMO;
     ensure_free(&ports)?;
     let wasm = build_wasm()?;
-    build_release_binaries()?;
+    let binaries = build_servers()?;
     let venv = venv::ensure(&root)?;
 
     let state = root.join(".demo");
@@ -102,10 +102,9 @@ pub fn demo() -> Result<(), String> {
 
     let stop = stop_flag()?;
     let mut services = Supervisor::default();
-    let release = target_dir().join("release");
     services.start(
         "mcp-auth-server",
-        Command::new(release.join("mcp-auth-server"))
+        Command::new(binaries.join("mcp-auth-server"))
             .arg("--config")
             .arg(root.join("auth-server/demo.toml"))
             .env(
@@ -116,7 +115,7 @@ pub fn demo() -> Result<(), String> {
     )?;
     services.start(
         "demo-mcp-server",
-        Command::new(release.join("demo-mcp-server"))
+        Command::new(binaries.join("demo-mcp-server"))
             .arg("--bind")
             .arg(loopback(ports.upstream).to_string()),
         &logs.join("demo-mcp-server.log"),

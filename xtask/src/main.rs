@@ -3,7 +3,9 @@
 //! - `demo`: set up and run Envoy + filter + authorization server + demo MCP server.
 //! - `test`: set up, then `cargo test --workspace`, then the end-to-end tests (pytest).
 //! - `e2e [pytest args]`: set up, build, and run only the end-to-end tests.
-//! - `bench [--quick | --full | bench flags]`: set up, then run the benchmarks (`bench/README.md`).
+//! - `bench (--quick | --full) [bench flags]`: set up, then run the benchmarks (`bench/README.md`).
+//!
+//! Anything else on the command line is refused with the usage text and exit status 2.
 //! - `build-wasm`: build the release filter (and the no-op filter the benchmark compares with).
 
 mod demo;
@@ -14,24 +16,74 @@ mod venv;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str =
-    "usage: cargo xtask <demo | test | e2e [pytest args] | bench [--quick | --full] | build-wasm>";
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  demo                        build and run Envoy + filter + authorization server + demo MCP server
+  test                        run every test (unit, wasmtime host, end to end)
+  e2e [pytest arguments]      run only the end-to-end tests; the arguments go to pytest
+  bench (--quick | --full) [bench options]
+                              run the benchmarks (options: bench/README.md)
+  build-wasm                  build the release filter and the benchmark's reference filters
+  help                        print this text";
+
+/// What the command line asks for. Arguments that belong to another program (pytest, the
+/// benchmark) are passed on as they are; that program rejects what it does not know.
+#[derive(Debug, PartialEq, Eq)]
+enum Task {
+    Demo,
+    Test,
+    E2e(Vec<String>),
+    Bench(Vec<String>),
+    BuildWasm,
+    Help,
+}
+
+/// Parses the arguments after `cargo xtask`. Anything not understood is an error, so that a
+/// mistyped flag never silently runs a different command than the one meant.
+fn parse_task(args: &[String]) -> Result<Task, String> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err("no command given".into());
+    };
+    let no_arguments = |task: Task| match rest.first() {
+        None => Ok(task),
+        Some(extra) => Err(format!("`{command}` takes no arguments, got `{extra}`")),
+    };
+    match command.as_str() {
+        "demo" => no_arguments(Task::Demo),
+        "test" => no_arguments(Task::Test),
+        "build-wasm" => no_arguments(Task::BuildWasm),
+        "help" | "-h" | "--help" => no_arguments(Task::Help),
+        "e2e" => Ok(Task::E2e(rest.to_vec())),
+        // The benchmark parses its own options and refuses unknown ones, but only after the
+        // builds it needs; the mode it cannot run without is checked here, before any build.
+        "bench" if rest.iter().any(|a| a == "--quick" || a == "--full") => {
+            Ok(Task::Bench(rest.to_vec()))
+        }
+        "bench" => Err("`bench` needs --quick or --full".into()),
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("demo") => demo::demo(),
-        Some("test") => test(),
-        Some("e2e") => e2e(args.get(1..).unwrap_or_default()),
-        Some("bench") => bench(args.get(1..).unwrap_or_default()),
-        Some("build-wasm") => build_wasm().map(|_| ()),
-        Some("-h" | "--help" | "help") => {
+    let task = match parse_task(&args) {
+        Ok(task) => task,
+        Err(message) => {
+            eprintln!("xtask: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match task {
+        Task::Demo => demo::demo(),
+        Task::Test => test(),
+        Task::E2e(pytest_args) => e2e(&pytest_args),
+        Task::Bench(bench_args) => bench(&bench_args),
+        Task::BuildWasm => build_wasm().map(|_| ()),
+        Task::Help => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
         }
     };
     match result {
@@ -95,16 +147,15 @@ fn build_wasm() -> Result<PathBuf, String> {
     Ok(target_dir().join("wasm32-wasip1/release/mcp_auth_filter.wasm"))
 }
 
-/// Builds the servers the demo runs, optimized.
-fn build_release_binaries() -> Result<(), String> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "mcp-auth-server",
-        "-p",
-        "demo-mcp-server",
-    ]))
+/// Builds the two servers (the authorization server and the demo MCP server) and returns the
+/// directory holding them. The demo and the end-to-end tests run the same debug build: it
+/// compiles in about half the CPU time of an optimized one (the first `cargo xtask demo` waits
+/// for it), serves a demo's or a test's load easily, and `cargo test` has already built it. The
+/// one hot loop, password hashing, is optimized even here (`[profile.dev.package.argon2]`).
+/// Only the filter is always built optimized: its size and speed are part of the product.
+fn build_servers() -> Result<PathBuf, String> {
+    run(cargo().args(["build", "-p", "mcp-auth-server", "-p", "demo-mcp-server"]))?;
+    Ok(target_dir().join("debug"))
 }
 
 fn test() -> Result<(), String> {
@@ -173,16 +224,74 @@ fn ensure_wrk() -> Result<(), String> {
     }
 }
 
-/// Runs the end-to-end tests against debug builds of the servers (the ones `cargo test` built).
+/// Runs the end-to-end tests against the servers of [`build_servers`].
 /// Any non-zero pytest exit fails, including 5 ("no tests collected").
 fn pytest(venv: &venv::Venv, wasm: &Path, args: &[String]) -> Result<(), String> {
-    run(cargo().args(["build", "-p", "mcp-auth-server", "-p", "demo-mcp-server"]))?;
-    let debug = target_dir().join("debug");
+    let servers = build_servers()?;
     run(Command::new(venv.python())
         .args(["-m", "pytest", "tests/e2e", "-p", "no:cacheprovider"])
         .args(args)
         .env("MCP_AUTH_FILTER_WASM", wasm)
-        .env("MCP_AUTH_SERVER_BIN", debug.join("mcp-auth-server"))
-        .env("DEMO_MCP_SERVER_BIN", debug.join("demo-mcp-server"))
+        .env("MCP_AUTH_SERVER_BIN", servers.join("mcp-auth-server"))
+        .env("DEMO_MCP_SERVER_BIN", servers.join("demo-mcp-server"))
         .env("ENVOY_BIN", venv.envoy()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Task, String> {
+        parse_task(&args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn commands_without_arguments_are_recognised() {
+        assert_eq!(parse(&["demo"]), Ok(Task::Demo));
+        assert_eq!(parse(&["test"]), Ok(Task::Test));
+        assert_eq!(parse(&["build-wasm"]), Ok(Task::BuildWasm));
+        assert_eq!(parse(&["--help"]), Ok(Task::Help));
+    }
+
+    #[test]
+    fn an_unknown_flag_is_refused_rather_than_ignored() {
+        assert_eq!(
+            parse(&["demo", "--anything"]),
+            Err("`demo` takes no arguments, got `--anything`".into())
+        );
+        assert!(parse(&["test", "-k"]).is_err());
+        assert!(parse(&["build-wasm", "--release"]).is_err());
+    }
+
+    #[test]
+    fn an_unknown_or_missing_command_is_refused() {
+        assert_eq!(parse(&["deno"]), Err("unknown command `deno`".into()));
+        assert_eq!(parse(&[]), Err("no command given".into()));
+    }
+
+    #[test]
+    fn pytest_and_bench_arguments_are_passed_on() {
+        assert_eq!(
+            parse(&["e2e", "-k", "refresh"]),
+            Ok(Task::E2e(vec!["-k".into(), "refresh".into()]))
+        );
+        assert_eq!(
+            parse(&["bench", "--quick", "--part", "auth"]),
+            Ok(Task::Bench(vec![
+                "--quick".into(),
+                "--part".into(),
+                "auth".into()
+            ]))
+        );
+        assert_eq!(
+            parse(&["bench", "--part", "envoy", "--full"]),
+            Ok(Task::Bench(vec![
+                "--part".into(),
+                "envoy".into(),
+                "--full".into()
+            ]))
+        );
+        assert!(parse(&["bench"]).is_err());
+        assert!(parse(&["bench", "--part", "auth"]).is_err());
+    }
 }
