@@ -2,6 +2,9 @@
 //! `mcp_auth_server::audit`, with the fields the README lists, and no log line holds a secret.
 //! (One test in this binary: it installs the global log subscriber.)
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,9 @@
 //! Metrics: the admin listener serves Prometheus counters that move with what the server does;
 //! the public port has no `/metrics`, and the admin listener serves nothing else.
 
+// Test code throughout, helpers included: clippy.toml's allowances for tests apply to all of it.
+#![cfg(test)]
+
 mod common;
 
 use common::*;

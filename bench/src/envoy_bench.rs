@@ -277,10 +277,11 @@ impl TokenFiles {
     }
     fn pick(&self, alg: Alg, reused: bool, run: u32) -> &Path {
         let tokens = self.of(alg);
-        if reused {
-            &tokens.one
-        } else {
-            &tokens.fresh[usize::from(run % 2 == 1)]
+        let [even, odd] = &tokens.fresh;
+        match (reused, run % 2) {
+            (true, _) => &tokens.one,
+            (false, 0) => even,
+            (false, _) => odd,
         }
     }
     fn probe(&self, alg: Alg) -> &str {
