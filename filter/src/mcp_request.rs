@@ -185,11 +185,12 @@ const PARAMS_KEYS: KeyRules = KeyRules {
     other: McpRequestError::AmbiguousKeyInParams,
 };
 
-/// `c` as lenient key comparisons see it: letters in lower case, and the four non-ASCII letters
-/// whose simple case mappings are ASCII letters (UnicodeData.txt, CaseFolding.txt) as those: Go's
-/// `EqualFold` takes long s (U+017F) for s and the Kelvin sign (U+212A) for k; Java's
-/// `equalsIgnoreCase`, .NET's invariant and JavaScript's case mappings also take dotless and
-/// dotted I (U+0131, U+0130) for i.
+/// `c` as lenient key comparisons see it: ASCII letters in lower case, and the four non-ASCII
+/// letters whose simple case mappings are ASCII letters (UnicodeData.txt, CaseFolding.txt) as
+/// those. Go's `EqualFold` takes long s (U+017F) for s and the Kelvin sign (U+212A) for k;
+/// comparisons through simple upper- or lower-case mappings, such as Java's `equalsIgnoreCase`,
+/// also take dotless and dotted I (U+0131, U+0130) for i. Full-width letters stay themselves:
+/// only NFKC normalization, which no JSON parser applies to keys, makes them ASCII.
 fn folded(c: char) -> char {
     match c {
         '\u{17f}' => 's',
