@@ -415,15 +415,20 @@ fn run(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
+/// The filter module's size budget: room for faster verifiers and new decisions, while a module
+/// this size still loads in V8 within the startup target.
+const WASM_SIZE_BUDGET_BYTES: u64 = 640_000;
+
 fn envoy_extras(r: &envoy_bench::EnvoyResults) -> String {
     let mut s = String::from("| measure | value | target |\n|---|---|---|\n");
     let kb = |b: u64| b as f64 / 1000.0;
     s.push_str(&format!(
-        "| filter .wasm size | {:.0} KB ({} bytes); no-op {:.0} KB | < 500 KB **{}** |\n",
+        "| filter .wasm size | {:.0} KB ({} bytes); no-op {:.0} KB | < {:.0} KB **{}** |\n",
         kb(r.filter_wasm_bytes),
         r.filter_wasm_bytes,
         kb(r.noop_wasm_bytes),
-        if r.filter_wasm_bytes < 500_000 {
+        kb(WASM_SIZE_BUDGET_BYTES),
+        if r.filter_wasm_bytes < WASM_SIZE_BUDGET_BYTES {
             "PASS"
         } else {
             "FAIL"

@@ -33,6 +33,7 @@ use crate::identity::{ADMIN_SCOPE, ForwardedIdentity};
 pub struct RequestLedger {
     requests: AtomicU64,
     with_authorization: AtomicU64,
+    tool_calls: AtomicU64,
 }
 
 /// What `GET /debug/seen-authorization` returns.
@@ -42,6 +43,8 @@ pub struct AuthorizationReport {
     pub requests: u64,
     /// Requests that carried an `Authorization` header.
     pub requests_with_authorization: u64,
+    /// Tool calls that reached a tool, whichever tool and whatever its result.
+    pub tool_calls: u64,
 }
 
 impl RequestLedger {
@@ -52,10 +55,15 @@ impl RequestLedger {
         }
     }
 
+    fn record_tool_call(&self) {
+        self.tool_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn report(&self) -> AuthorizationReport {
         AuthorizationReport {
             requests: self.requests.load(Ordering::Relaxed),
             requests_with_authorization: self.with_authorization.load(Ordering::Relaxed),
+            tool_calls: self.tool_calls.load(Ordering::Relaxed),
         }
     }
 }
@@ -100,6 +108,7 @@ impl DemoServer {
         description = "Who am I? Returns the identity the OAuth filter verified and forwarded: subject, client id and granted scopes."
     )]
     async fn whoami(&self, Extension(parts): Extension<http::request::Parts>) -> CallToolResult {
+        self.ledger.record_tool_call();
         let identity = ForwardedIdentity::from_headers(&parts.headers);
         if identity.is_authenticated() {
             structured(json!(identity))
@@ -112,6 +121,7 @@ impl DemoServer {
 
     #[tool(description = "Add two integers.")]
     async fn add(&self, Parameters(AddRequest { a, b }): Parameters<AddRequest>) -> CallToolResult {
+        self.ledger.record_tool_call();
         match a.checked_add(b) {
             Some(sum) => structured(json!({ "sum": sum })),
             None => CallToolResult::error(vec![ContentBlock::text(format!(
@@ -122,6 +132,7 @@ impl DemoServer {
 
     #[tool(description = "Send the given text back unchanged.")]
     async fn echo(&self, Parameters(EchoRequest { text }): Parameters<EchoRequest>) -> String {
+        self.ledger.record_tool_call();
         text
     }
 
@@ -132,6 +143,7 @@ impl DemoServer {
         &self,
         Extension(parts): Extension<http::request::Parts>,
     ) -> CallToolResult {
+        self.ledger.record_tool_call();
         let identity = ForwardedIdentity::from_headers(&parts.headers);
         // The filter enforces the scope; checking again here keeps a misconfigured proxy from
         // silently exposing the report.

@@ -90,6 +90,7 @@ async fn whoami_reports_the_forwarded_identity() {
         "{body}"
     );
     assert!(body.contains("client-abc"), "{body}");
+    assert_eq!(seen(&router).await.tool_calls, 1);
 }
 
 #[tokio::test]

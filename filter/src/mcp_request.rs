@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 const SENTINEL_PREFIX: &str = "=?base64?";
 const SENTINEL_SUFFIX: &str = "?=";
@@ -47,6 +47,22 @@ pub enum McpRequestError {
     NameHeaderMissing,
     /// A batch body together with `Mcp-Method`.
     BatchWithHeaders,
+    /// A `method` key whose meaning depends on the parser: repeated, or a key that is not
+    /// `method` but that a lenient parser takes for it.
+    AmbiguousMethod,
+    /// The same for `params`.
+    AmbiguousParams,
+    /// The same for `params.name`.
+    AmbiguousParamsName,
+    /// The same for `params.uri`.
+    AmbiguousParamsUri,
+    /// A message object that is not a JSON-RPC 2.0 request, notification or response.
+    NotAMessage,
+    /// Another key of a message whose meaning depends on the parser: repeated, escaped, or taken
+    /// for one of the other members by a lenient parser.
+    AmbiguousKeyInMessage,
+    /// The same in `params`.
+    AmbiguousKeyInParams,
 }
 
 impl McpRequestError {
@@ -63,6 +79,13 @@ impl McpRequestError {
             McpRequestError::NameMismatch => "Mcp-Name header does not match the body",
             McpRequestError::NameHeaderMissing => "Mcp-Name header required for this method",
             McpRequestError::BatchWithHeaders => "Mcp-Method header with a JSON-RPC batch",
+            McpRequestError::NotAMessage => "not a JSON-RPC 2.0 request, notification or response",
+            McpRequestError::AmbiguousMethod => "ambiguous method key",
+            McpRequestError::AmbiguousParams => "ambiguous params key",
+            McpRequestError::AmbiguousParamsName => "ambiguous params.name key",
+            McpRequestError::AmbiguousParamsUri => "ambiguous params.uri key",
+            McpRequestError::AmbiguousKeyInMessage => "ambiguous key in a JSON-RPC message",
+            McpRequestError::AmbiguousKeyInParams => "ambiguous key in params",
         }
     }
 }
@@ -122,33 +145,262 @@ pub fn parse_headers(
     Ok(McpHeaders { method, name })
 }
 
+/// A protocol member name and the ambiguity of a key that repeats or imitates it.
+type Member = (&'static str, McpRequestError);
+
+/// The members of a JSON-RPC 2.0 request, notification or response object.
+const MESSAGE_MEMBERS: &[Member] = &[
+    ("jsonrpc", McpRequestError::AmbiguousKeyInMessage),
+    ("id", McpRequestError::AmbiguousKeyInMessage),
+    ("method", McpRequestError::AmbiguousMethod),
+    ("params", McpRequestError::AmbiguousParams),
+    ("result", McpRequestError::AmbiguousKeyInMessage),
+    ("error", McpRequestError::AmbiguousKeyInMessage),
+];
+
+/// The members MCP defines for the `params` of the methods that carry a name (`tools/call`,
+/// `prompts/get`, `resources/read`): the two the filter authorizes by, and the ones that change
+/// what the call does.
+const PARAMS_MEMBERS: &[Member] = &[
+    ("name", McpRequestError::AmbiguousParamsName),
+    ("uri", McpRequestError::AmbiguousParamsUri),
+    ("arguments", McpRequestError::AmbiguousKeyInParams),
+    ("_meta", McpRequestError::AmbiguousKeyInParams),
+];
+
+/// One kind of object whose keys are checked: a message, or a message's `params`.
+struct KeyRules {
+    members: &'static [Member],
+    /// A duplicate or escaped key that is no member name.
+    other: McpRequestError,
+}
+
+const MESSAGE_KEYS: KeyRules = KeyRules {
+    members: MESSAGE_MEMBERS,
+    other: McpRequestError::AmbiguousKeyInMessage,
+};
+
+const PARAMS_KEYS: KeyRules = KeyRules {
+    members: PARAMS_MEMBERS,
+    other: McpRequestError::AmbiguousKeyInParams,
+};
+
+/// `c` as lenient key comparisons see it: ASCII letters in lower case, and the four non-ASCII
+/// letters whose simple case mappings are ASCII letters (UnicodeData.txt, CaseFolding.txt) as
+/// those. Go's `EqualFold` takes long s (U+017F) for s and the Kelvin sign (U+212A) for k;
+/// comparisons through simple upper- or lower-case mappings, such as Java's `equalsIgnoreCase`,
+/// also take dotless and dotted I (U+0131, U+0130) for i. Full-width letters stay themselves:
+/// only NFKC normalization, which no JSON parser applies to keys, makes them ASCII.
+fn folded(c: char) -> char {
+    match c {
+        '\u{17f}' => 's',
+        '\u{212a}' => 'k',
+        '\u{131}' | '\u{130}' => 'i',
+        c => c.to_ascii_lowercase(),
+    }
+}
+
+/// Whether a parser comparing keys case-insensitively, or reading them as C strings, takes the
+/// key written `raw` (the text between the quotes) for `name` (lower-case ASCII). An escape
+/// sequence ends the comparison: it is how a NUL gets into a key.
+fn reads_as(raw: &str, name: &str) -> bool {
+    let mut expected = name.chars();
+    for c in raw.chars().take_while(|c| *c != '\\') {
+        if expected.next() != Some(folded(c)) {
+            return false;
+        }
+    }
+    expected.next().is_none()
+}
+
+/// A message or `params` object while the scan is inside it.
+#[derive(Default)]
+struct ScannedObject {
+    /// Nesting depth of its keys; 0 when the scan is not inside such an object.
+    depth: usize,
+    /// Keys seen.
+    keys: usize,
+    /// Member names seen, a bit per index in the member list.
+    members_seen: u32,
+}
+
+impl ScannedObject {
+    fn open(depth: usize) -> Self {
+        ScannedObject {
+            depth,
+            ..Default::default()
+        }
+    }
+
+    /// Refuses a key that reads as a member name without being it, a member name seen before,
+    /// or any key written with an escape (MCP's member names need none; escapes are how NULs
+    /// and look-alikes are spelled).
+    fn add_key(&mut self, raw: &[u8], rules: &KeyRules) -> Result<(), McpRequestError> {
+        let raw = std::str::from_utf8(raw).map_err(|_| McpRequestError::NotJsonRpc)?;
+        self.keys += 1;
+        let member = rules
+            .members
+            .iter()
+            .enumerate()
+            .find(|(_, (name, _))| reads_as(raw, name));
+        match member {
+            Some((_, &(name, key))) if name != raw => Err(key),
+            Some((i, &(_, key))) => {
+                let bit = 1 << i;
+                if self.members_seen & bit != 0 {
+                    return Err(key);
+                }
+                self.members_seen |= bit;
+                Ok(())
+            }
+            None if raw.contains('\\') => Err(rules.other),
+            None => Ok(()),
+        }
+    }
+
+    /// At the object's end: serde_json kept one entry per distinct key, so fewer entries than
+    /// keys means a duplicate.
+    fn close(&mut self, parsed: Option<&Value>, rules: &KeyRules) -> Result<(), McpRequestError> {
+        let entries = parsed.and_then(Value::as_object).map_or(0, Map::len);
+        self.depth = 0;
+        if entries == self.keys {
+            Ok(())
+        } else {
+            Err(rules.other)
+        }
+    }
+}
+
+/// Checks the keys of every message object of a body and of its `params` object
+/// ([`ScannedObject::add_key`], [`ScannedObject::close`]). `body` is the text serde_json parsed
+/// into `parsed`, so it is valid JSON: this scan only follows its strings, brackets and commas,
+/// it never decides what is valid.
+fn check_keys(body: &[u8], parsed: &Value) -> Result<(), McpRequestError> {
+    let (messages, message_depth) = match parsed {
+        Value::Array(items) => (items.as_slice(), 2),
+        single => (std::slice::from_ref(single), 1),
+    };
+    let (mut message, mut params) = (ScannedObject::default(), ScannedObject::default());
+    let mut message_index = 0;
+    let (mut depth, mut key_next, mut params_next) = (0, false, false);
+    let mut at = 0;
+    while let Some(&byte) = body.get(at) {
+        let start = at;
+        at += 1;
+        let params_value = match byte {
+            b' ' | b'\t' | b'\r' | b'\n' | b':' => continue,
+            _ => std::mem::take(&mut params_next),
+        };
+        match byte {
+            b'"' => {
+                // To the closing quote; a backslash escapes the byte after it.
+                while let Some(&b) = body.get(at) {
+                    at += if b == b'\\' { 2 } else { 1 };
+                    if b == b'"' {
+                        break;
+                    }
+                }
+                let raw = body.get(start + 1..at - 1).unwrap_or_default();
+                if key_next && depth == params.depth {
+                    params.add_key(raw, &PARAMS_KEYS)?;
+                } else if key_next && depth == message.depth {
+                    message.add_key(raw, &MESSAGE_KEYS)?;
+                    params_next = raw == b"params";
+                }
+                key_next = false;
+            }
+            b'{' => {
+                depth += 1;
+                if depth == message_depth {
+                    message = ScannedObject::open(depth);
+                } else if params_value && depth == message_depth + 1 {
+                    params = ScannedObject::open(depth);
+                }
+                key_next = true;
+            }
+            b'}' | b']' => {
+                let current = messages.get(message_index);
+                if depth == params.depth {
+                    params.close(current.and_then(|m| m.get("params")), &PARAMS_KEYS)?;
+                } else if depth == message.depth {
+                    message.close(current, &MESSAGE_KEYS)?;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b'[' => {
+                depth += 1;
+                key_next = false;
+            }
+            b',' => {
+                key_next = true;
+                // The next element of a batch.
+                if depth == 1 && message_depth == 2 {
+                    message_index += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The call a well-formed message makes (`None` for a response), or why the message is refused.
 fn call_of(message: &Value) -> Result<Option<McpCall>, McpRequestError> {
     let obj = message.as_object().ok_or(McpRequestError::NotJsonRpc)?;
-    let method = match obj.get("method") {
-        // A JSON-RPC response (client answering a server request) carries no method.
-        None => return Ok(None),
-        Some(Value::String(m)) => m.clone(),
-        Some(_) => return Err(McpRequestError::NotJsonRpc),
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(McpRequestError::NotAMessage);
+    }
+    // 0: no id, 1: a string or number, 2: null (only in an error answering an unreadable
+    // request), 3: anything else.
+    let id = match obj.get("id") {
+        None => 0,
+        Some(Value::String(_) | Value::Number(_)) => 1,
+        Some(Value::Null) => 2,
+        Some(_) => 3,
     };
-    let name = match name_param(&method) {
+    let (result, error) = (obj.contains_key("result"), obj.contains_key("error"));
+    let method = match obj.get("method") {
+        Some(Value::String(method)) => method,
+        Some(_) => return Err(McpRequestError::NotJsonRpc),
+        // A response (the client answering a server request): an id and exactly one of result
+        // and error.
+        None if result != error && (id == 1 || id == 2) => return Ok(None),
+        None => return Err(McpRequestError::NotAMessage),
+    };
+    // A request (a string or number id: MCP forbids null) or a notification (no id).
+    if id > 1 || result || error {
+        return Err(McpRequestError::NotAMessage);
+    }
+    let params = obj.get("params");
+    // MCP's params are always an object.
+    if params.is_some_and(|p| !p.is_object()) {
+        return Err(McpRequestError::NotJsonRpc);
+    }
+    let name = match name_param(method) {
         None => None,
         Some(member) => Some(
-            obj.get("params")
+            params
                 .and_then(|p| p.get(member))
                 .and_then(Value::as_str)
                 .ok_or(McpRequestError::NameMissingInBody)?
                 .to_string(),
         ),
     };
-    Ok(Some(McpCall { method, name }))
+    Ok(Some(McpCall {
+        method: method.clone(),
+        name,
+    }))
 }
 
-/// The calls in a JSON-RPC body (one message or a batch).
+/// The calls in a JSON-RPC body (one message or a batch). Every message, also inside a batch, is
+/// refused unless it is a well-formed JSON-RPC 2.0 request, notification or response whose keys,
+/// and the keys of its `params`, mean the same to every parser ([`check_keys`]).
 pub fn parse_body(body: &[u8]) -> Result<ParsedBody, McpRequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(McpRequestError::EmptyBody);
     }
     let value: Value = serde_json::from_slice(body).map_err(|_| McpRequestError::NotJsonRpc)?;
+    check_keys(body, &value)?;
     match &value {
         Value::Array(items) => {
             if items.is_empty() {
@@ -394,6 +646,311 @@ mod tests {
         ];
         for (h, body, want) in table {
             assert_eq!(reconcile(&h, body), want, "{h:?}");
+        }
+    }
+
+    fn admin_call() -> Result<ParsedBody, McpRequestError> {
+        Ok(ParsedBody::Single(Some(call(
+            "tools/call",
+            Some("admin_report"),
+        ))))
+    }
+
+    #[test]
+    fn keys_that_lenient_parsers_read_as_a_member_name_are_refused() {
+        use McpRequestError::{
+            AmbiguousKeyInMessage as InMessage, AmbiguousKeyInParams as InParams, AmbiguousMethod,
+            AmbiguousParams, AmbiguousParamsName, AmbiguousParamsUri,
+        };
+        let table = [
+            // Case-insensitive matching (Go's encoding/json, the Go MCP SDK before 1.3.1): the
+            // server may run `Name` where the filter authorized `name`.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","Name":"admin_report"}}"#,
+                AmbiguousParamsName,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"admin_report","name":"whoami"}}"#,
+                AmbiguousParamsName,
+            ),
+            // A key read as a C string, up to its NUL (the Go SDK's next parser).
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","name\u0000":"admin_report"}}"#,
+                AmbiguousParamsName,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","name\u0000\u0000":"admin_report"}}"#,
+                AmbiguousParamsName,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","name\u0000x":"admin_report"}}"#,
+                AmbiguousParamsName,
+            ),
+            // Unicode simple case folding: long s (U+017F) is s, dotless and dotted I are i.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"},"paramſ":{"name":"admin_report"}}"#,
+                AmbiguousParams,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","ıd":1,"method":"tools/list"}"#,
+                InMessage,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","İD":1,"method":"tools/list"}"#,
+                InMessage,
+            ),
+            // A case-variant method alone: the filter used to see a response and authorize
+            // nothing, while a case-insensitive server ran the tool.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"admin_report"}}"#,
+                AmbiguousMethod,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method\u0000":"tools/call","params":{"name":"admin_report"}}"#,
+                AmbiguousMethod,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"URI":"file:///secret","uri":"file:///public"}}"#,
+                AmbiguousParamsUri,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","Arguments":{}}}"#,
+                InParams,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","_META":{}}}"#,
+                InParams,
+            ),
+            (
+                r#"{"JSONRPC":"2.0","jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+                InMessage,
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"Result":{}}"#, InMessage),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{},"erroR":{}}"#,
+                InMessage,
+            ),
+            // Inside a batch, too.
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","nAme":"admin_report"}}]"#,
+                AmbiguousParamsName,
+            ),
+        ];
+        for (body, want) in table {
+            assert_eq!(parse_body(body.as_bytes()), Err(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn lenient_comparisons_fold_case_and_stop_at_an_escape() {
+        for (raw, name) in [
+            ("Name", "name"),
+            ("NAME", "name"),
+            ("name\\u0000", "name"),
+            ("paramſ", "params"),
+            ("ıd", "id"),
+            ("İd", "id"),
+            // The Kelvin sign (U+212A) is k; no member name has a k today.
+            ("\u{212a}ey", "key"),
+        ] {
+            assert!(reads_as(raw, name), "{raw:?} reads as {name}");
+        }
+        for (raw, name) in [
+            ("nam", "name"),
+            ("names", "name"),
+            ("\\u006eame", "name"),
+            ("ｎａｍｅ", "name"),
+            ("nаme", "name"),
+            ("nam\u{e9}", "name"),
+        ] {
+            assert!(!reads_as(raw, name), "{raw:?} does not read as {name}");
+        }
+    }
+
+    #[test]
+    fn duplicate_and_escaped_keys_are_refused_whichever_copy_a_parser_keeps() {
+        use McpRequestError::{
+            AmbiguousKeyInMessage as InMessage, AmbiguousKeyInParams as InParams, AmbiguousMethod,
+            AmbiguousParams, AmbiguousParamsName,
+        };
+        let table = [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"admin_report"}}"#,
+                AmbiguousMethod,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_report","name":"whoami"}}"#,
+                AmbiguousParamsName,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"},"params":{"name":"admin_report"}}"#,
+                AmbiguousParams,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/list"}"#,
+                InMessage,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"x":1,"x":2,"method":"tools/list"}"#,
+                InMessage,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","x":1,"x":1}}"#,
+                InParams,
+            ),
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"result":{},"result":{}}]"#,
+                InMessage,
+            ),
+            // One key written two ways: MCP's member names never need an escape.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_report","\u006eame":"whoami"}}"#,
+                InParams,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","\u0070arams":{"name":"admin_report","name":"whoami"}}"#,
+                InMessage,
+            ),
+        ];
+        for (body, want) in table {
+            assert_eq!(parse_body(body.as_bytes()), Err(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn only_well_formed_requests_notifications_and_responses_pass() {
+        use McpRequestError::{NotAMessage, NotJsonRpc};
+        let table = [
+            (r#"{"id":1,"method":"tools/list"}"#, NotAMessage),
+            (
+                r#"{"jsonrpc":"1.0","id":1,"method":"tools/list"}"#,
+                NotAMessage,
+            ),
+            (
+                r#"{"jsonrpc":2.0,"id":1,"method":"tools/list"}"#,
+                NotAMessage,
+            ),
+            // A request that also looks like a response.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","result":{}}"#,
+                NotAMessage,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"tools/list","error":{}}"#,
+                NotAMessage,
+            ),
+            // MCP request ids are strings or numbers, never null.
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"tools/list"}"#,
+                NotAMessage,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":{},"method":"tools/list"}"#,
+                NotAMessage,
+            ),
+            // A response has an id and exactly one of result and error.
+            (r#"{"jsonrpc":"2.0","result":{}}"#, NotAMessage),
+            (r#"{"jsonrpc":"2.0","id":1}"#, NotAMessage),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"m"}}"#,
+                NotAMessage,
+            ),
+            (r#"{"jsonrpc":"2.0","id":[1],"result":{}}"#, NotAMessage),
+            (r#"{"jsonrpc":"2.0"}"#, NotAMessage),
+            // MCP's params are always an object.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[]}"#,
+                NotJsonRpc,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":null}"#,
+                NotJsonRpc,
+            ),
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},[{"a":1,"a":1}]]"#,
+                NotJsonRpc,
+            ),
+        ];
+        for (body, want) in table {
+            assert_eq!(parse_body(body.as_bytes()), Err(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn what_real_clients_send_is_still_accepted() {
+        let table = [
+            (
+                r#"{"jsonrpc":"2.0","id":"a-1","method":"tools/call","params":{"name":"admin_report","arguments":{"x":1},"_meta":{"progressToken":7}}}"#,
+                admin_call(),
+            ),
+            // The arguments are the tool's: their keys are not checked.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"Name":"a","name":"b","name":"c","name\u0000":"d","[":"{"},"name":"admin_report"}}"#,
+                admin_call(),
+            ),
+            // Other keys, escaped values, and letters no known parser folds to ASCII
+            // (full-width, Cyrillic) are ordinary.
+            (
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"admin_report\",\"cursor\":\"c\\\"}\",\"ｎａｍｅ\":\"whoami\",\"nаme\":\"whoami\"},\"x-trace\":\"t\"}",
+                admin_call(),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"r"}}"#,
+                Ok(ParsedBody::Single(Some(call(
+                    "notifications/cancelled",
+                    None,
+                )))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"s-1","error":{"code":-32601,"message":"no"}}"#,
+                Ok(ParsedBody::Single(None)),
+            ),
+            // JSON-RPC's answer to a request whose id could not be read.
+            (
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#,
+                Ok(ParsedBody::Single(None)),
+            ),
+            (
+                " \r\n[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"admin_report\"}},\t{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"},{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"x\":[{\"x\":1}]}}]\n",
+                Ok(ParsedBody::Batch(vec![
+                    call("tools/call", Some("admin_report")),
+                    call("notifications/initialized", None),
+                ])),
+            ),
+        ];
+        for (body, want) in table {
+            assert_eq!(parse_body(body.as_bytes()), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn every_description_is_safe_inside_a_quoted_string() {
+        use McpRequestError::*;
+        for e in [
+            BadMethodHeader,
+            BadNameEncoding,
+            EmptyBody,
+            NotJsonRpc,
+            NameMissingInBody,
+            EmptyBatch,
+            MethodMismatch,
+            NameMismatch,
+            NameHeaderMissing,
+            BatchWithHeaders,
+            AmbiguousMethod,
+            AmbiguousParams,
+            AmbiguousParamsName,
+            AmbiguousParamsUri,
+            NotAMessage,
+            AmbiguousKeyInMessage,
+            AmbiguousKeyInParams,
+        ] {
+            let d = e.description();
+            assert!(
+                d.bytes()
+                    .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
+                "{d}"
+            );
         }
     }
 }

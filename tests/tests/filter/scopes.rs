@@ -340,3 +340,65 @@ fn an_invalid_token_gets_its_401_even_when_the_mcp_headers_are_malformed() {
     );
     assert!(!got.reached_upstream());
 }
+
+#[test]
+fn bodies_whose_tool_depends_on_the_servers_json_parser_get_400_and_never_reach_it() {
+    let mut gw = Gateway::inline();
+    let token = gw.token(&keys().ed, "mcp:tools");
+    // Each body names a permitted tool to this filter and `admin_report` to some server's parser.
+    let cases = [
+        (
+            "case-variant name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","Name":"admin_report"}}"#,
+            "ambiguous params.name key",
+        ),
+        (
+            "NUL-terminated name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","name\u0000":"admin_report"}}"#,
+            "ambiguous params.name key",
+        ),
+        (
+            "duplicate name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_report","name":"whoami"}}"#,
+            "ambiguous params.name key",
+        ),
+        (
+            "duplicate method",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/list","params":{"name":"admin_report"}}"#,
+            "ambiguous method key",
+        ),
+        (
+            "case-variant method alone",
+            r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"admin_report"}}"#,
+            "ambiguous method key",
+        ),
+        (
+            "params key with a long s",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"},"paramſ":{"name":"admin_report"}}"#,
+            "ambiguous params key",
+        ),
+    ];
+    for (what, body, description) in cases {
+        let got = gw.send(
+            Request::new("POST", "/mcp")
+                .header("content-type", "application/json")
+                .body(body.as_bytes())
+                .bearer(&token),
+        );
+        got.assert_denied_from_the_body(400, what);
+        assert_eq!(
+            got.json(),
+            json!({"error": "invalid_request", "error_description": description}),
+            "{what}"
+        );
+        assert_eq!(got.header("www-authenticate"), None, "{what}");
+    }
+    assert_eq!(
+        (
+            gw.metric("denied.bad_mcp_request"),
+            gw.metric("denied.insufficient_scope"),
+            gw.metric("allowed")
+        ),
+        (6, 0, 0)
+    );
+}
