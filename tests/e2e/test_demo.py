@@ -14,7 +14,7 @@ import httpx
 
 from envoy_template import ROOT
 
-DEMO_PORTS = (10000, 9901, 9000, 8080)
+DEMO_PORTS = (10000, 9901, 9000, 9464, 8080)
 
 
 def port_in_use(port: int) -> bool:
@@ -75,6 +75,7 @@ def test_demo_serves_the_readme_urls_and_sigterm_stops_everything(tmp_path):
             "claude mcp add --transport http demo http://localhost:10000/mcp",
             ".vscode/mcp.json",
             "npx @modelcontextprotocol/inspector",
+            "http://127.0.0.1:9464/metrics",
         ]:
             assert text in banner
 
@@ -86,6 +87,12 @@ def test_demo_serves_the_readme_urls_and_sigterm_stops_everything(tmp_path):
         assert challenge.status_code == 401
         issuer = httpx.get("http://localhost:9000/.well-known/oauth-authorization-server").json()["issuer"]
         assert issuer == "http://localhost:9000"
+        metrics = httpx.get("http://127.0.0.1:9464/metrics")
+        assert metrics.status_code == 200
+        assert 'mcp_auth_server_http_requests_total{endpoint="metadata"}' in metrics.text
+        assert httpx.get("http://localhost:9000/metrics").status_code == 404
+        envoy_stats = httpx.get("http://127.0.0.1:9901/stats/prometheus").text
+        assert "envoy_wasmcustom_mcp_auth_" in envoy_stats, "the filter's counters are scrapeable"
 
         started = descendants(demo.pid)
         assert len(started) >= 3, "auth server, demo MCP server and Envoy run as children"

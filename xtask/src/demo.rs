@@ -16,6 +16,8 @@ pub struct Ports {
     pub listener: u16,
     pub admin: u16,
     pub auth_server: u16,
+    /// The authorization server's metrics listener (`admin_listen` in `auth-server/demo.toml`).
+    pub auth_server_metrics: u16,
     pub upstream: u16,
 }
 
@@ -24,6 +26,7 @@ impl Ports {
         listener: 10000,
         admin: 9901,
         auth_server: 9000,
+        auth_server_metrics: 9464,
         upstream: 8080,
     };
 }
@@ -63,6 +66,7 @@ fn ensure_free(ports: &Ports) -> Result<(), String> {
         ("Envoy listener", ports.listener),
         ("Envoy admin", ports.admin),
         ("authorization server", ports.auth_server),
+        ("authorization server metrics", ports.auth_server_metrics),
         ("demo MCP server", ports.upstream),
     ] {
         TcpListener::bind(loopback(port)).map_err(|e| {
@@ -194,8 +198,9 @@ The demo is running (Ctrl-C stops everything).
   MCP endpoint (protected)   {mcp}
   resource metadata          http://localhost:{listener}/.well-known/oauth-protected-resource/mcp
   authorization server       http://localhost:{auth}  (metadata: /.well-known/oauth-authorization-server)
-  Envoy admin                http://127.0.0.1:{admin}
-  logs                       {logs}
+  Envoy admin                http://127.0.0.1:{admin}  (Prometheus: /stats/prometheus)
+  auth server metrics        http://127.0.0.1:{metrics}/metrics
+  logs                       {logs}  (access.log: who called which tool)
 
   Sign in as user "demo", password "demo".
   Tools: whoami, add, echo, admin_report (needs the extra scope mcp:admin: the client is asked to
@@ -217,6 +222,7 @@ Connect a client:
         listener = ports.listener,
         auth = ports.auth_server,
         admin = ports.admin,
+        metrics = ports.auth_server_metrics,
         logs = logs.display(),
     );
 }
