@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
 use crate::supervise::{Supervisor, stop_flag, stopped, wait_ready};
-use crate::{build_servers, build_wasm, render, venv, workspace_root};
+use crate::{Wasm, build_servers, build_wasm, render, venv, workspace_root};
 
 /// The ports of one topology (the demo's are fixed by the README; the tests pick free ones).
 pub struct Ports {
@@ -78,13 +78,27 @@ fn ensure_free(ports: &Ports) -> Result<(), String> {
     Ok(())
 }
 
+/// Builds the filter and the servers and sets up the virtualenv, side by side: they do not
+/// depend on each other, and on a first run each leaves a core idle for long stretches (the
+/// filter's single-threaded link-time optimization, the servers' longest dependency chain, pip's
+/// downloads). Cargo locks the release wasm and the debug host build directories separately.
+fn prepare(root: &Path) -> Result<(PathBuf, PathBuf, venv::Venv), String> {
+    std::thread::scope(|scope| {
+        let wasm = scope.spawn(|| build_wasm(Wasm::FilterOnly));
+        let venv = scope.spawn(|| venv::ensure(root));
+        let servers = build_servers();
+        let joined = |name: &str| format!("{name} stopped unexpectedly");
+        let wasm = wasm.join().map_err(|_| joined("the filter build"))?;
+        let venv = venv.join().map_err(|_| joined("the virtualenv setup"))?;
+        Ok((wasm?, servers?, venv?))
+    })
+}
+
 pub fn demo() -> Result<(), String> {
     let root = workspace_root();
     let ports = Ports::DEMO;
     ensure_free(&ports)?;
-    let wasm = build_wasm()?;
-    let binaries = build_servers()?;
-    let venv = venv::ensure(&root)?;
+    let (wasm, binaries, venv) = prepare(&root)?;
 
     let state = root.join(".demo");
     let logs = state.join("logs");

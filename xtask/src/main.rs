@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::E2e(pytest_args) => e2e(&pytest_args),
         Task::Bench(bench_args) => bench(&bench_args),
-        Task::BuildWasm => build_wasm().map(|_| ()),
+        Task::BuildWasm => build_wasm(Wasm::WithBenchFilters).map(|_| ()),
         Task::Help => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -128,22 +128,33 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// Builds the release filter (and the no-op filter the benchmark compares it with) and returns
+/// Which `.wasm` modules to build.
+#[derive(Clone, Copy)]
+enum Wasm {
+    /// The filter alone (the demo, the end-to-end tests).
+    FilterOnly,
+    /// The filter and the benchmark's reference filters (no-op, host-call floor), which the
+    /// benchmark and its smoke test in `cargo test` load.
+    WithBenchFilters,
+}
+
+/// Builds the release filter (and, when asked, the benchmark's reference filters) and returns
 /// the path of the filter's `.wasm`.
-fn build_wasm() -> Result<PathBuf, String> {
+fn build_wasm(which: Wasm) -> Result<PathBuf, String> {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))?;
-    run(cargo().args([
+    let mut build = cargo();
+    build.args([
         "build",
         "--release",
         "--target",
         "wasm32-wasip1",
         "-p",
         "mcp-auth-filter",
-        "-p",
-        "noop-filter",
-        "-p",
-        "floor-filter",
-    ]))?;
+    ]);
+    if let Wasm::WithBenchFilters = which {
+        build.args(["-p", "noop-filter", "-p", "floor-filter"]);
+    }
+    run(&mut build)?;
     Ok(target_dir().join("wasm32-wasip1/release/mcp_auth_filter.wasm"))
 }
 
@@ -159,7 +170,7 @@ fn build_servers() -> Result<PathBuf, String> {
 }
 
 fn test() -> Result<(), String> {
-    let wasm = build_wasm()?;
+    let wasm = build_wasm(Wasm::WithBenchFilters)?;
     let venv = venv::ensure(&workspace_root())?;
     // The benchmark's smoke test (part of `cargo test --workspace`) drives Envoy with wrk.
     ensure_wrk()?;
@@ -170,13 +181,13 @@ fn test() -> Result<(), String> {
 }
 
 fn e2e(pytest_args: &[String]) -> Result<(), String> {
-    let wasm = build_wasm()?;
+    let wasm = build_wasm(Wasm::FilterOnly)?;
     let venv = venv::ensure(&workspace_root())?;
     pytest(&venv, &wasm, pytest_args)
 }
 
 fn bench(bench_args: &[String]) -> Result<(), String> {
-    build_wasm()?;
+    build_wasm(Wasm::WithBenchFilters)?;
     venv::ensure(&workspace_root())?;
     ensure_wrk()?;
     run(cargo().args(["build", "--release", "-p", "mcp-auth-server"]))?;
