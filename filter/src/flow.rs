@@ -359,7 +359,7 @@ impl Runtime {
             .iter()
             .map(|i| IssuerKeys::new(&i.jwks))
             .collect();
-        let cache = TokenCache::new(&cfg.fingerprint, cfg.token_cache_slots);
+        let cache = front::token_cache(&cfg);
         Runtime {
             cfg: Rc::new(cfg),
             cache,
