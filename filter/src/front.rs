@@ -976,6 +976,14 @@ mod tests {
             replaced,
             TokenOutcome::Denied(Denial::InvalidToken("signature verification failed"))
         );
+        // A JWKS with no usable key left (the issuer revoked everything).
+        let revoked = KeySet::default();
+        let Authenticated {
+            outcome: none_left,
+            cache: hit,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&revoked), NOW);
+        assert_eq!(none_left, TokenOutcome::UnknownKid { issuer: 0 });
+        assert_eq!(hit, CacheLookup::Miss);
         let Authenticated {
             outcome: awaiting,
             cache: hit,
