@@ -16,6 +16,11 @@
 //! `key:[u8; 16]`, `n_scopes:u16`, `n_scopes × (len:u16, bytes)`, `n_headers:u16`, then
 //! `n_headers + 2` optional strings `(present:u8, [len:u16, bytes])`: the header values, the
 //! subject and the client ID.
+//!
+//! The decoder checks only the encoding; before an entry is used, [`EntryShape`] checks it
+//! against the current configuration (identity-header count, issuer index), so an entry that
+//! another configuration or filter build wrote under the same key is a miss, never an identity
+//! with missing header values (which would leave a client-sent identity header in place).
 
 use std::hash::Hasher as _;
 use std::rc::Rc;
@@ -39,11 +44,28 @@ pub trait SharedStore {
     fn set(&self, key: &str, value: &[u8]);
 }
 
+/// What an entry must look like to belong to the current configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryShape {
+    /// Number of configured identity headers (one value, present or not, for each).
+    pub identity_headers: usize,
+    /// Number of configured issuers (the entry's issuer index must be below it).
+    pub issuers: usize,
+}
+
+impl EntryShape {
+    /// Whether a decoded identity fits the configuration.
+    fn fits(&self, identity: &Identity) -> bool {
+        identity.header_values.len() == self.identity_headers && identity.issuer < self.issuers
+    }
+}
+
 /// The cache: this worker's own table in front of the shared one (key namespace and size).
 #[derive(Debug)]
 pub struct TokenCache {
     prefix: String,
     slots: u32,
+    shape: EntryShape,
     local: LocalTokens,
 }
 
@@ -63,11 +85,13 @@ fn token_hash(resource: usize, token: &str) -> Hash {
 }
 
 impl TokenCache {
-    /// A cache with `slots` entries (0 disables it) namespaced by the configuration fingerprint.
-    pub fn new(fingerprint: &str, slots: u32) -> Self {
+    /// A cache with `slots` entries (0 disables it) namespaced by the configuration fingerprint,
+    /// using only shared entries of the configuration's `shape`.
+    pub fn new(fingerprint: &str, slots: u32, shape: EntryShape) -> Self {
         TokenCache {
             prefix: format!("mcp_auth.tc.{fingerprint}."),
             slots,
+            shape,
             local: LocalTokens::new(slots),
         }
     }
@@ -105,7 +129,11 @@ impl TokenCache {
             return Err(miss);
         };
         match decode(&bytes) {
-            Some((stored, identity)) if stored == hash && usable(&identity, now, published) => {
+            Some((stored, identity))
+                if stored == hash
+                    && self.shape.fits(&identity)
+                    && usable(&identity, now, published) =>
+            {
                 let identity = Rc::new(identity);
                 self.local.insert(resource, token, &identity);
                 Ok(identity)
@@ -326,6 +354,10 @@ mod tests {
     use super::*;
 
     const KEY: KeyFingerprint = [9; 16];
+    const SHAPE: EntryShape = EntryShape {
+        identity_headers: 3,
+        issuers: 2,
+    };
 
     fn published(issuer: usize, key: &KeyFingerprint) -> bool {
         issuer == 1 && *key == KEY
@@ -363,7 +395,7 @@ mod tests {
     #[test]
     fn hit_until_the_token_expires_then_miss() {
         let store = MemStore::default();
-        let mut cache = TokenCache::new("abcd", 16);
+        let mut cache = TokenCache::new("abcd", 16, SHAPE);
         cache.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         assert_eq!(
             cache.lookup(&store, 0, "tok", 999, &published).ok(),
@@ -381,7 +413,7 @@ mod tests {
     #[test]
     fn bounded_by_the_slot_count() {
         let store = MemStore::default();
-        let mut cache = TokenCache::new("f", 4);
+        let mut cache = TokenCache::new("f", 4, SHAPE);
         for i in 0..100 {
             cache.insert(
                 &store,
@@ -400,7 +432,7 @@ mod tests {
                 .all(|k| k.starts_with("mcp_auth.tc.f."))
         );
         // Another worker (empty table of its own) finds at most the 4 shared entries.
-        let mut other = TokenCache::new("f", 4);
+        let mut other = TokenCache::new("f", 4, SHAPE);
         let hits = (0..100)
             .filter(|i| {
                 other
@@ -414,7 +446,7 @@ mod tests {
     #[test]
     fn zero_slots_disables_the_cache() {
         let store = MemStore::default();
-        let mut cache = TokenCache::new("f", 0);
+        let mut cache = TokenCache::new("f", 0, SHAPE);
         cache.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         assert!(store.0.borrow().is_empty());
         assert_eq!(cache.lookup(&store, 0, "tok", 1, &published).ok(), None);
@@ -423,8 +455,8 @@ mod tests {
     #[test]
     fn another_workers_entry_is_found_in_shared_data_then_kept_locally() {
         let store = MemStore::default();
-        let mut verifier = TokenCache::new("f", 16);
-        let mut other = TokenCache::new("f", 16);
+        let mut verifier = TokenCache::new("f", 16, SHAPE);
+        let mut other = TokenCache::new("f", 16, SHAPE);
         verifier.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         assert_eq!(
             other.lookup(&store, 0, "tok", 1, &published).ok(),
@@ -441,15 +473,15 @@ mod tests {
             None,
             "expired"
         );
-        let mut third = TokenCache::new("f", 16);
+        let mut third = TokenCache::new("f", 16, SHAPE);
         assert_eq!(third.lookup(&store, 0, "tok", 1, &published).ok(), None);
     }
 
     #[test]
     fn a_stale_shared_entry_is_not_kept_locally() {
         let store = MemStore::default();
-        let mut verifier = TokenCache::new("f", 16);
-        let mut other = TokenCache::new("f", 16);
+        let mut verifier = TokenCache::new("f", 16, SHAPE);
+        let mut other = TokenCache::new("f", 16, SHAPE);
         verifier.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         assert_eq!(other.lookup(&store, 0, "tok", 1000, &published).ok(), None);
         store.0.borrow_mut().clear();
@@ -508,7 +540,7 @@ mod tests {
     #[test]
     fn an_entry_whose_key_is_no_longer_published_is_a_miss() {
         let store = MemStore::default();
-        let mut verifier = TokenCache::new("f", 16);
+        let mut verifier = TokenCache::new("f", 16, SHAPE);
         verifier.insert(&store, Miss::default(), 0, "tok", &identity(1000));
         let removed = |_: usize, _: &KeyFingerprint| false;
         let other_issuer = |issuer: usize, key: &KeyFingerprint| issuer == 0 && *key == KEY;
@@ -518,7 +550,7 @@ mod tests {
                 None,
                 "own table"
             );
-            let mut other = TokenCache::new("f", 16);
+            let mut other = TokenCache::new("f", 16, SHAPE);
             assert_eq!(
                 other.lookup(&store, 0, "tok", 1, gone).ok(),
                 None,
@@ -535,8 +567,40 @@ mod tests {
     #[test]
     fn garbage_in_the_store_is_a_miss() {
         let store = MemStore::default();
-        let mut cache = TokenCache::new("f", 1);
+        let mut cache = TokenCache::new("f", 1, SHAPE);
         store.set("mcp_auth.tc.f.0", b"\x03garbage");
         assert_eq!(cache.lookup(&store, 0, "tok", 1, &published).ok(), None);
+    }
+
+    #[test]
+    fn a_shared_entry_that_does_not_fit_the_configuration_is_a_miss() {
+        let store = MemStore::default();
+        let mut writer = TokenCache::new("f", 16, SHAPE);
+        writer.insert(&store, Miss::default(), 0, "tok", &identity(1000));
+        let more_headers = EntryShape {
+            identity_headers: 4,
+            ..SHAPE
+        };
+        let fewer_headers = EntryShape {
+            identity_headers: 2,
+            ..SHAPE
+        };
+        let one_issuer = EntryShape {
+            issuers: 1,
+            ..SHAPE
+        };
+        for shape in [more_headers, fewer_headers, one_issuer] {
+            let mut reader = TokenCache::new("f", 16, shape);
+            assert_eq!(
+                reader.lookup(&store, 0, "tok", 1, &published).ok(),
+                None,
+                "{shape:?}"
+            );
+        }
+        let mut same = TokenCache::new("f", 16, SHAPE);
+        assert_eq!(
+            same.lookup(&store, 0, "tok", 1, &published).ok(),
+            Some(identity(1000))
+        );
     }
 }

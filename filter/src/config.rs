@@ -104,6 +104,12 @@ pub mod limits {
         min: 0,
         max: 3600,
     };
+    /// `issuers[].jwks.max_stale_seconds` (also at least `refresh_interval_seconds`).
+    pub const JWKS_MAX_STALE_SECONDS: Bounds = Bounds {
+        default: 86_400,
+        min: 60,
+        max: 604_800,
+    };
 }
 
 use limits::Bounds;
@@ -256,6 +262,12 @@ struct RawJwks {
     /// ([`limits::JWKS_MIN_REFETCH_INTERVAL_SECONDS`]).
     #[serde(default)]
     min_refetch_interval_seconds: Option<u64>,
+    /// How long the last good keys stay in use while every refresh fails (error status,
+    /// timeout, unreadable document), counted from the fetch that loaded them; past it the
+    /// issuer's tokens are refused with 503 until a fetch succeeds
+    /// ([`limits::JWKS_MAX_STALE_SECONDS`], at least `refresh_interval_seconds`).
+    #[serde(default)]
+    max_stale_seconds: Option<u64>,
 }
 
 /// `cors`.
@@ -542,6 +554,7 @@ fn validate_issuers(raw: &[RawIssuer]) -> Result<Vec<Issuer>, ConfigError> {
                 if j.refresh_interval_seconds.is_some()
                     || j.fetch_timeout_ms.is_some()
                     || j.min_refetch_interval_seconds.is_some()
+                    || j.max_stale_seconds.is_some()
                 {
                     return err(
                         format!("{field}.jwks"),
@@ -565,15 +578,28 @@ fn validate_issuers(raw: &[RawIssuer]) -> Result<Vec<Issuer>, ConfigError> {
                         bounds,
                     )
                 };
+                let refresh_interval = setting(
+                    "refresh_interval_seconds",
+                    j.refresh_interval_seconds,
+                    limits::JWKS_REFRESH_INTERVAL_SECONDS,
+                )?;
+                let max_stale = setting(
+                    "max_stale_seconds",
+                    j.max_stale_seconds,
+                    limits::JWKS_MAX_STALE_SECONDS,
+                )?;
+                if max_stale < refresh_interval {
+                    // Keys would expire before their regular refresh is even due.
+                    return err(
+                        format!("{field}.jwks.max_stale_seconds"),
+                        "must be at least refresh_interval_seconds",
+                    );
+                }
                 JwksSource::Remote(RemoteJwks {
                     cluster: cluster.clone(),
                     authority: url.authority.to_string(),
                     path: url.path_and_query(),
-                    refresh_interval: Duration::from_secs(setting(
-                        "refresh_interval_seconds",
-                        j.refresh_interval_seconds,
-                        limits::JWKS_REFRESH_INTERVAL_SECONDS,
-                    )?),
+                    refresh_interval: Duration::from_secs(refresh_interval),
                     fetch_timeout: Duration::from_millis(setting(
                         "fetch_timeout_ms",
                         j.fetch_timeout_ms,
@@ -584,6 +610,7 @@ fn validate_issuers(raw: &[RawIssuer]) -> Result<Vec<Issuer>, ConfigError> {
                         j.min_refetch_interval_seconds,
                         limits::JWKS_MIN_REFETCH_INTERVAL_SECONDS,
                     )?),
+                    max_stale: Duration::from_secs(max_stale),
                 })
             }
             (None, Some(_), None) => {
@@ -793,6 +820,7 @@ pub(crate) mod tests {
                 refresh_interval: Duration::from_secs(300),
                 fetch_timeout: Duration::from_millis(5000),
                 min_refetch_interval: Duration::from_secs(30),
+                max_stale: Duration::from_secs(86_400),
             }
         );
     }
@@ -917,6 +945,16 @@ pub(crate) mod tests {
                 "/issuers/0/jwks/refresh_interval_seconds",
                 json!(1),
                 "issuers[0].jwks.refresh_interval_seconds: must be between 10",
+            ),
+            (
+                "/issuers/0/jwks/max_stale_seconds",
+                json!(59),
+                "issuers[0].jwks.max_stale_seconds: must be between 60",
+            ),
+            (
+                "/issuers/0/jwks/max_stale_seconds",
+                json!(299),
+                "issuers[0].jwks.max_stale_seconds: must be at least refresh_interval_seconds",
             ),
             (
                 "/issuers",
@@ -1061,6 +1099,7 @@ pub(crate) mod tests {
                 "min_refetch_interval_seconds",
                 limits::JWKS_MIN_REFETCH_INTERVAL_SECONDS,
             ),
+            ("max_stale_seconds", limits::JWKS_MAX_STALE_SECONDS),
         ];
         for (field, bounds) in table {
             let row = readme

@@ -359,7 +359,7 @@ impl Runtime {
             .iter()
             .map(|i| IssuerKeys::new(&i.jwks))
             .collect();
-        let cache = TokenCache::new(&cfg.fingerprint, cfg.token_cache_slots);
+        let cache = front::token_cache(&cfg);
         Runtime {
             cfg: Rc::new(cfg),
             cache,
@@ -546,7 +546,7 @@ impl Runtime {
                     let cfg = Rc::clone(&self.cfg);
                     let issuers = &self.issuers;
                     let keys = |i: usize| -> Option<&KeySet> {
-                        issuers.get(i).and_then(IssuerKeys::key_set)
+                        issuers.get(i).and_then(|k| k.key_set(now_ms))
                     };
                     front::authenticate(
                         &cfg,

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::rc::Rc;
 
-use crate::cache::{SharedStore, TokenCache};
+use crate::cache::{EntryShape, SharedStore, TokenCache};
 use crate::config::{Config, IdentityHeader, UnmatchedPaths};
 use crate::cors::{self, OriginCheck};
 use crate::identity::Identity;
@@ -432,6 +432,16 @@ pub struct Authenticated {
     pub cache: CacheLookup,
 }
 
+/// The verified-token cache of a configuration: its namespace, size, and the shape its shared
+/// entries must have.
+pub fn token_cache(cfg: &Config) -> TokenCache {
+    let shape = EntryShape {
+        identity_headers: cfg.identity_headers.len(),
+        issuers: cfg.issuers.len(),
+    };
+    TokenCache::new(&cfg.fingerprint, cfg.token_cache_slots, shape)
+}
+
 /// [`verify_token`] behind the verified-token cache.
 pub fn authenticate<'k>(
     cfg: &Config,
@@ -506,15 +516,13 @@ pub fn upstream_edits<'a>(
     sent: &[u8],
 ) -> Vec<HeaderEdit<'a>> {
     let mut edits = vec![HeaderEdit::Remove("authorization")];
-    for (i, (h, value)) in cfg
-        .identity_headers
-        .iter()
-        .zip(&identity.header_values)
-        .enumerate()
-    {
+    for (i, h) in cfg.identity_headers.iter().enumerate() {
+        // Every configured header is handled even if the identity had fewer values: a missing
+        // value removes what the client sent.
+        let value = identity.header_values.get(i).and_then(Option::as_deref);
         let name = h.header.as_str();
         let sent = sent.get(i).copied().unwrap_or(u8::MAX);
-        match (value.as_deref(), sent) {
+        match (value, sent) {
             (None, 0) => {}
             (None, _) => edits.push(HeaderEdit::Remove(name)),
             (Some(v), 0) => edits.push(HeaderEdit::Add(name, v)),
@@ -528,7 +536,7 @@ pub fn upstream_edits<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::MemStore;
+    use crate::cache::{MemStore, Miss};
     use crate::config::tests::{demo_json, parse};
     use mcp_auth_test_support::{TestKey, ed_key, rsa_key};
     use serde_json::{Value, json};
@@ -872,7 +880,7 @@ mod tests {
             .expect("keys")
             .keys;
         let store = MemStore::default();
-        let mut cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
+        let mut cache = token_cache(&c);
         let token = key.jwt(&claims());
         let ready = |_: usize| Some(&ks);
         let Authenticated {
@@ -930,7 +938,7 @@ mod tests {
         };
         let reused_kid = jwks(vec![impostor.public_jwk()]);
         let store = MemStore::default();
-        let mut cache = TokenCache::new(&c.fingerprint, c.token_cache_slots);
+        let mut cache = token_cache(&c);
         let token = old.jwt(&claims());
         let Authenticated {
             outcome: first,
@@ -968,6 +976,14 @@ mod tests {
             replaced,
             TokenOutcome::Denied(Denial::InvalidToken("signature verification failed"))
         );
+        // A JWKS with no usable key left (the issuer revoked everything).
+        let revoked = KeySet::default();
+        let Authenticated {
+            outcome: none_left,
+            cache: hit,
+        } = authenticate(&c, &mut cache, &store, 0, &token, &|_| Some(&revoked), NOW);
+        assert_eq!(none_left, TokenOutcome::UnknownKid { issuer: 0 });
+        assert_eq!(hit, CacheLookup::Miss);
         let Authenticated {
             outcome: awaiting,
             cache: hit,
@@ -1060,6 +1076,59 @@ mod tests {
                 HeaderEdit::Add("x-mcp-subject", "alice"),
             ],
             "unknown counts are treated as many"
+        );
+    }
+
+    #[test]
+    fn a_shared_entry_with_fewer_identity_headers_is_a_miss_and_spoofed_headers_still_go() {
+        let c = cfg();
+        let key = ed_key("k1");
+        let ks = KeySet::from_value(&json!({"keys": [key.public_jwk()]}))
+            .expect("keys")
+            .keys;
+        let token = key.jwt(&claims());
+        let store = MemStore::default();
+        // Written under a configuration with only the client_id header (same cache namespace).
+        let narrower = EntryShape {
+            identity_headers: 1,
+            issuers: c.issuers.len(),
+        };
+        let mut writer = TokenCache::new(&c.fingerprint, c.token_cache_slots, narrower);
+        let TokenOutcome::Verified(full) = verify_token(&c, 0, &token, &|_| Some(&ks), NOW) else {
+            panic!("valid")
+        };
+        let short = Rc::new(Identity {
+            header_values: full.header_values.get(..1).expect("3 headers").to_vec(),
+            ..(*full).clone()
+        });
+        writer.insert(&store, Miss::default(), 0, &token, &short);
+        let Authenticated { outcome, cache } = authenticate(
+            &c,
+            &mut token_cache(&c),
+            &store,
+            0,
+            &token,
+            &|_| Some(&ks),
+            NOW,
+        );
+        assert_eq!(cache, CacheLookup::Miss);
+        let TokenOutcome::Verified(id) = outcome else {
+            panic!("verified again")
+        };
+        assert_eq!(id, full);
+        assert!(
+            upstream_edits(&c, &id, &[0, 0, 1])
+                .contains(&HeaderEdit::Replace("x-mcp-subject", "alice")),
+            "the client-sent subject is overwritten with the verified one"
+        );
+        assert_eq!(
+            upstream_edits(&c, &short, &[0, 0, 1]),
+            vec![
+                HeaderEdit::Remove("authorization"),
+                HeaderEdit::Add("x-mcp-client-id", "c1"),
+                HeaderEdit::Remove("x-mcp-subject"),
+            ],
+            "an identity short of values still leaves no client-sent header behind"
         );
     }
 }

@@ -40,6 +40,8 @@ pub struct RemoteJwks {
     pub fetch_timeout: Duration,
     /// Minimum time between unknown-`kid` refetches.
     pub min_refetch_interval: Duration,
+    /// How long loaded keys stay in use without a successful fetch.
+    pub max_stale: Duration,
 }
 
 impl RemoteJwks {

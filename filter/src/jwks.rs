@@ -139,18 +139,34 @@ pub struct ParsedJwks {
     pub skipped: Vec<String>,
 }
 
+impl ParsedJwks {
+    fn with_a_key(self) -> Result<ParsedJwks, JwksError> {
+        if self.keys.is_empty() {
+            return Err(JwksError::NoUsableKey);
+        }
+        Ok(self)
+    }
+}
+
 impl KeySet {
-    /// Parses a JWKS document from bytes (as fetched).
+    /// Parses a fetched JWKS document, which may leave no usable key: an issuer that publishes
+    /// an empty `keys` array (or only keys the filter cannot use) has withdrawn every key it
+    /// could verify with, and that is a key set too (an empty one), not a failed fetch.
     pub fn parse(bytes: &[u8]) -> Result<ParsedJwks, JwksError> {
         if bytes.len() > MAX_JWKS_BYTES {
             return Err(JwksError::TooLarge);
         }
         let value: Value = serde_json::from_slice(bytes).map_err(|_| JwksError::NotAJwks)?;
-        Self::from_value(&value)
+        Self::read_entries(&value)
     }
 
-    /// Parses a JWKS document already decoded as JSON (inline configuration).
+    /// Parses a JWKS document already decoded as JSON (inline configuration), requiring a
+    /// usable key: a configuration that can verify nothing is a mistake.
     pub fn from_value(value: &Value) -> Result<ParsedJwks, JwksError> {
+        Self::read_entries(value).and_then(ParsedJwks::with_a_key)
+    }
+
+    fn read_entries(value: &Value) -> Result<ParsedJwks, JwksError> {
         let entries = value
             .get("keys")
             .and_then(Value::as_array)
@@ -172,9 +188,6 @@ impl KeySet {
                 Err(why) => skipped.push(format!("keys[{i}]: {why}")),
             }
         }
-        if keys.is_empty() {
-            return Err(JwksError::NoUsableKey);
-        }
         Ok(ParsedJwks {
             keys: KeySet { keys },
             skipped,
@@ -184,6 +197,11 @@ impl KeySet {
     /// Number of usable keys.
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// True when no key is usable (every token of the issuer fails).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     /// True when a key with this fingerprint is in the set.
@@ -477,11 +495,15 @@ mod tests {
         );
         assert_eq!(KeySet::parse(b"[]").err(), Some(JwksError::NotAJwks));
         assert_eq!(
-            KeySet::parse(b"{\"keys\": []}").err(),
-            Some(JwksError::NoUsableKey)
+            KeySet::from_value(&json!({"keys": []})).err(),
+            Some(JwksError::NoUsableKey),
+            "inline keys must include a usable one"
         );
+        let revoked = KeySet::parse(b"{\"keys\": []}").expect("a fetched empty set parses");
+        assert!(revoked.keys.is_empty(), "and revokes every key");
         let huge = vec![b' '; MAX_JWKS_BYTES + 1];
         assert_eq!(KeySet::parse(&huge).err(), Some(JwksError::TooLarge));
+
         let many = json!({"keys": vec![ed_key("k").public_jwk(); MAX_JWKS_ENTRIES + 1]});
         assert_eq!(
             KeySet::parse(many.to_string().as_bytes()).err(),

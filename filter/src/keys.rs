@@ -1,6 +1,12 @@
 //! Per-issuer key state machine: which keys are loaded, when to fetch.
 //!
 //! Pure: times are milliseconds since the Unix epoch passed in by the caller (host time).
+//!
+//! Fetched keys stay in use until a fetch replaces them, but for at most the issuer's
+//! `max_stale` after the fetch that loaded them: an issuer whose JWKS stays unreachable or
+//! unreadable that long is failed closed (503) rather than trusted with keys it may have
+//! withdrawn since. A fetched document with no usable key is a revocation (an empty key set),
+//! not a failure.
 
 use std::rc::Rc;
 
@@ -18,7 +24,8 @@ pub const STALE_FETCH_GRACE_MS: u64 = 5_000;
 /// What one answered JWKS fetch did to an issuer's keys, for the log and the counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchReport {
-    /// The document's usable keys replaced the previous ones.
+    /// The document's usable keys replaced the previous ones (none: the issuer revoked every
+    /// key the filter could use, and its tokens now fail).
     Loaded {
         /// How many keys are now current.
         keys: usize,
@@ -45,8 +52,13 @@ pub fn read_fetch_response(status: Option<&[u8]>, body: &[u8]) -> Result<ParsedJ
 pub enum KeyState {
     /// No key yet (remote JWKS before its first successful fetch): requests wait, then 503.
     AwaitingKeys,
-    /// The last good key set.
-    Ready(Rc<KeySet>),
+    /// The last good key set, loaded at `loaded_ms` (inline keys: 0, and they never go stale).
+    Ready {
+        /// The keys (possibly none: revoked).
+        keys: Rc<KeySet>,
+        /// When the fetch that loaded them was answered.
+        loaded_ms: u64,
+    },
 }
 
 /// Whether a fetch is running.
@@ -83,7 +95,10 @@ impl IssuerKeys {
         match source {
             JwksSource::Inline(keys) => IssuerKeys {
                 remote: None,
-                keys: KeyState::Ready(Rc::new(keys.clone())),
+                keys: KeyState::Ready {
+                    keys: Rc::new(keys.clone()),
+                    loaded_ms: 0,
+                },
                 fetch: FetchState::Idle {
                     next_at_ms: u64::MAX,
                 },
@@ -103,10 +118,18 @@ impl IssuerKeys {
         self.remote.as_ref().filter(|_| self.fetch_due(now_ms))
     }
 
-    /// The loaded keys, if any.
-    pub fn key_set(&self) -> Option<&KeySet> {
+    /// The keys to verify with at `now_ms`: none before the first successful fetch, nor once
+    /// the last successful fetch is more than `max_stale` old (requests then wait for a fetch,
+    /// then get 503, like before the first keys).
+    pub fn key_set(&self, now_ms: u64) -> Option<&KeySet> {
         match &self.keys {
-            KeyState::Ready(k) => Some(k),
+            KeyState::Ready { keys, loaded_ms } => {
+                let fresh = self.remote.as_ref().is_none_or(|r| {
+                    let max_stale = u64::try_from(r.max_stale.as_millis()).unwrap_or(u64::MAX);
+                    now_ms.saturating_sub(*loaded_ms) <= max_stale
+                });
+                fresh.then_some(&**keys)
+            }
             KeyState::AwaitingKeys => None,
         }
     }
@@ -171,7 +194,10 @@ impl IssuerKeys {
         let interval = self.remote.as_ref().map_or(u64::MAX, |r| {
             u64::try_from(r.refresh_interval.as_millis()).unwrap_or(u64::MAX)
         });
-        self.keys = KeyState::Ready(Rc::new(keys));
+        self.keys = KeyState::Ready {
+            keys: Rc::new(keys),
+            loaded_ms: now_ms,
+        };
         self.fetch = FetchState::Idle {
             next_at_ms: now_ms.saturating_add(interval),
         };
@@ -201,11 +227,13 @@ impl IssuerKeys {
         }
     }
 
-    /// The fetch failed: keep the last good keys, retry soon.
+    /// The fetch failed: keep the last good keys (until they are `max_stale`), retry soon, and
+    /// sooner while no usable keys are left.
     pub fn fetch_failed(&mut self, now_ms: u64) {
-        let delay = match self.keys {
-            KeyState::AwaitingKeys => FIRST_KEYS_RETRY_MS,
-            KeyState::Ready(_) => REFRESH_RETRY_MS,
+        let delay = if self.key_set(now_ms).is_some() {
+            REFRESH_RETRY_MS
+        } else {
+            FIRST_KEYS_RETRY_MS
         };
         self.fetch = FetchState::Idle {
             next_at_ms: now_ms.saturating_add(delay),
@@ -230,6 +258,8 @@ mod tests {
     use serde_json::json;
     use std::time::Duration;
 
+    const MAX_STALE_SECONDS: u64 = 3_600;
+
     fn remote() -> JwksSource {
         JwksSource::Remote(RemoteJwks {
             cluster: "c".into(),
@@ -238,6 +268,7 @@ mod tests {
             refresh_interval: Duration::from_secs(300),
             fetch_timeout: Duration::from_secs(5),
             min_refetch_interval: Duration::from_secs(30),
+            max_stale: Duration::from_secs(MAX_STALE_SECONDS),
         })
     }
 
@@ -252,13 +283,13 @@ mod tests {
         let k = IssuerKeys::new(&remote());
         assert!(matches!(k.keys, KeyState::AwaitingKeys));
         assert!(k.fetch_due(0));
-        assert!(k.key_set().is_none());
+        assert!(k.key_set(0).is_none());
     }
 
     #[test]
     fn inline_keys_are_ready_and_never_fetched() {
         let k = IssuerKeys::new(&JwksSource::Inline(keyset()));
-        assert!(k.key_set().is_some());
+        assert!(k.key_set(u64::MAX).is_some());
         assert!(!k.fetch_due(u64::MAX - 1));
         assert!(!k.kid_refetch_allowed(0));
     }
@@ -270,7 +301,7 @@ mod tests {
         assert!(k.is_fetch(7));
         assert!(!k.fetch_due(1_000));
         k.fetch_succeeded(keyset(), 2_000);
-        assert_eq!(k.key_set().map(KeySet::len), Some(1));
+        assert_eq!(k.key_set(2_000).map(KeySet::len), Some(1));
         assert!(!k.fetch_due(2_000 + 299_999));
         assert!(k.fetch_due(2_000 + 300_000));
     }
@@ -280,13 +311,13 @@ mod tests {
         let mut k = IssuerKeys::new(&remote());
         k.fetch_started(1, 0);
         k.fetch_failed(0);
-        assert!(k.key_set().is_none());
+        assert!(k.key_set(0).is_none());
         assert!(k.fetch_due(FIRST_KEYS_RETRY_MS));
         k.fetch_started(2, 0);
         k.fetch_succeeded(keyset(), 0);
         k.fetch_started(3, 300_000);
         k.fetch_failed(300_000);
-        assert!(k.key_set().is_some(), "last good keys kept");
+        assert!(k.key_set(300_000).is_some(), "last good keys kept");
         assert!(!k.fetch_due(300_000 + REFRESH_RETRY_MS - 1));
         assert!(k.fetch_due(300_000 + REFRESH_RETRY_MS));
     }
@@ -321,7 +352,7 @@ mod tests {
             k.fetch_answered(Some(b"200"), jwks.as_bytes(), 0),
             FetchReport::Loaded { keys: 1, skipped } if skipped.len() == 1
         ));
-        assert!(k.key_set().is_some());
+        assert!(k.key_set(0).is_some());
         type Answer<'a> = (Option<&'a [u8]>, &'a [u8], &'a str);
         let failures: [Answer<'_>; 4] = [
             (Some(b"503"), jwks.as_bytes(), "status 503"),
@@ -333,8 +364,8 @@ mod tests {
             ),
             (
                 Some(b"200"),
-                br#"{"keys": []}"#,
-                "JWKS document has no usable signing key",
+                br#"{"keys": {}}"#,
+                "not a JWKS document (a JSON object with a keys array)",
             ),
         ];
         for (status, body, why) in failures {
@@ -345,7 +376,7 @@ mod tests {
                 "{why}"
             );
             assert_eq!(
-                k.key_set().map(KeySet::len),
+                k.key_set(1_000).map(KeySet::len),
                 Some(1),
                 "{why}: the last good keys stay"
             );
@@ -374,5 +405,80 @@ mod tests {
         k.fetch_started(2, 10_000);
         assert!(!k.is_fetch(1));
         assert!(k.is_fetch(2));
+    }
+
+    #[test]
+    fn a_document_without_a_usable_key_revokes_every_key() {
+        let only_unusable = json!({"keys": [{"kty": "oct", "kid": "h"}]}).to_string();
+        let revocations: [(&[u8], usize); 2] =
+            [(br#"{"keys": []}"#, 0), (only_unusable.as_bytes(), 1)];
+        for (body, skipped_entries) in revocations {
+            let mut k = IssuerKeys::new(&remote());
+            k.fetch_started(1, 0);
+            k.fetch_succeeded(keyset(), 0);
+            k.fetch_started(2, 1_000);
+            assert!(matches!(
+                k.fetch_answered(Some(b"200"), body, 1_000),
+                FetchReport::Loaded { keys: 0, skipped } if skipped.len() == skipped_entries
+            ));
+            assert_eq!(
+                k.key_set(1_000).map(KeySet::len),
+                Some(0),
+                "the old key is gone, and there is no wait for first keys"
+            );
+            assert!(
+                !k.fetch_due(1_000 + 299_999),
+                "a revocation is a successful fetch: the regular refresh follows"
+            );
+            k.fetch_started(3, 301_000);
+            k.fetch_succeeded(keyset(), 301_000);
+            assert_eq!(
+                k.key_set(301_000).map(KeySet::len),
+                Some(1),
+                "published again"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_not_used_past_max_stale_while_every_refresh_fails() {
+        let max_stale_ms = MAX_STALE_SECONDS * 1_000;
+        let mut k = IssuerKeys::new(&remote());
+        k.fetch_started(1, 0);
+        k.fetch_succeeded(keyset(), 5_000);
+        let mut now = 5_000;
+        while now <= 5_000 + max_stale_ms {
+            now += REFRESH_RETRY_MS;
+            k.fetch_started(2, now);
+            assert!(matches!(
+                k.fetch_answered(Some(b"503"), b"", now),
+                FetchReport::Failed(_)
+            ));
+        }
+        assert!(k.key_set(5_000 + max_stale_ms).is_some(), "up to max_stale");
+        assert!(
+            k.key_set(5_000 + max_stale_ms + 1).is_none(),
+            "past max_stale the keys are not used"
+        );
+        assert!(
+            k.fetch_due(now + FIRST_KEYS_RETRY_MS),
+            "retried as if no key was ever loaded"
+        );
+        k.fetch_started(3, now + FIRST_KEYS_RETRY_MS);
+        k.fetch_succeeded(keyset(), now + FIRST_KEYS_RETRY_MS);
+        let reloaded = now + FIRST_KEYS_RETRY_MS;
+        assert!(
+            k.key_set(reloaded).is_some(),
+            "a successful fetch restores them"
+        );
+        assert!(
+            k.key_set(reloaded + max_stale_ms).is_some(),
+            "and restarts the clock"
+        );
+        let inline = IssuerKeys::new(&JwksSource::Inline(keyset()));
+        assert!(
+            inline.key_set(u64::MAX).is_some(),
+            "inline keys never go stale"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! [`crate::front`]; this file only moves data between them and the host.
 //!
 //! Root states: [`RootState::Unconfigured`] → [`RootState::Running`]. Per issuer, keys follow
-//! [`crate::keys::KeyState`] (`AwaitingKeys` → `Ready`).
+//! [`crate::keys::KeyState`] (`AwaitingKeys` → `Ready`, unused past `max_stale`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -146,10 +146,19 @@ impl Context for Root {
             match report {
                 FetchReport::Loaded { keys, skipped } => {
                     plugin.count(Counter::JwksFetchOk);
-                    host::log(
-                        LogLevel::Info,
-                        &format!("mcp-auth: jwks {name} loaded {keys} keys"),
-                    );
+                    if keys == 0 {
+                        host::log(
+                            LogLevel::Warn,
+                            &format!(
+                                "mcp-auth: jwks {name} publishes no usable key: its tokens are refused"
+                            ),
+                        );
+                    } else {
+                        host::log(
+                            LogLevel::Info,
+                            &format!("mcp-auth: jwks {name} loaded {keys} keys"),
+                        );
+                    }
                     for skipped in skipped {
                         host::log(
                             LogLevel::Debug,
