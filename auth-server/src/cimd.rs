@@ -22,6 +22,13 @@ pub const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
 const MAX_CACHE_ENTRIES: usize = 1024;
 /// Document fetches (lookup, connect, read) in progress at once; further ones wait for a slot.
 pub const MAX_CONCURRENT_FETCHES: usize = 16;
+/// Document fetches from one host in progress at once. Further ones are refused at once rather
+/// than queued, so slow documents on one host cannot take the global slots from other hosts.
+pub const MAX_CONCURRENT_FETCHES_PER_HOST: usize = 2;
+/// How long a failed lookup answers with the same error without a new fetch (by default). Short:
+/// it bounds the outbound work a flood naming a broken or slow URL can cause, while a client
+/// that fixes its document waits at most this long.
+pub const FAILURE_CACHE: Duration = Duration::from_secs(30);
 
 /// Does this client_id name a metadata document (rather than a registered client)?
 pub fn is_metadata_url(client_id: &str) -> bool {
@@ -215,13 +222,51 @@ impl reqwest::dns::Resolve for Pinned {
     }
 }
 
-/// Fetches documents with SSRF protection and caches successes (never failures).
+/// Fetches documents with SSRF protection, caches successes for as long as their
+/// `Cache-Control` allows and failures for a short, fixed time.
 pub struct Fetcher {
     allow_insecure_localhost: bool,
     timeout: Duration,
     resolver: Arc<dyn Resolve>,
     cache: Mutex<HashMap<String, (ClientMetadata, Instant)>>,
+    failure_cache_lifetime: Duration,
+    failures: Mutex<HashMap<String, (String, Instant)>>,
     fetch_slots: tokio::sync::Semaphore,
+    fetches_per_host: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A fetch slot for one host, given back when dropped.
+struct HostSlot {
+    host: String,
+    fetches_per_host: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl HostSlot {
+    fn take(fetches_per_host: &Arc<Mutex<HashMap<String, usize>>>, host: &str) -> Option<Self> {
+        let mut counts = fetches_per_host.lock().ok()?;
+        let count = counts.entry(host.to_string()).or_default();
+        if *count >= MAX_CONCURRENT_FETCHES_PER_HOST {
+            return None;
+        }
+        *count += 1;
+        Some(HostSlot {
+            host: host.to_string(),
+            fetches_per_host: fetches_per_host.clone(),
+        })
+    }
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.fetches_per_host.lock()
+            && let Some(count) = counts.get_mut(&self.host)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.host);
+            }
+        }
+    }
 }
 
 impl Fetcher {
@@ -240,8 +285,17 @@ impl Fetcher {
             timeout,
             resolver,
             cache: Mutex::new(HashMap::new()),
+            failure_cache_lifetime: FAILURE_CACHE,
+            failures: Mutex::new(HashMap::new()),
             fetch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
+            fetches_per_host: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// How long a failure is remembered instead of [`FAILURE_CACHE`]; zero remembers none.
+    pub fn with_failure_cache(mut self, lifetime: Duration) -> Self {
+        self.failure_cache_lifetime = lifetime;
+        self
     }
 
     /// The addresses of the document's host: an IP literal as written, a name through the
@@ -278,19 +332,66 @@ impl Fetcher {
         }
     }
 
+    fn cached_failure(&self, client_id: &str) -> Option<String> {
+        let failures = self.failures.lock().ok()?;
+        let (reason, until) = failures.get(client_id)?;
+        (Instant::now() < *until).then(|| reason.clone())
+    }
+
+    fn remember_failure(&self, client_id: &str, reason: &str) {
+        if self.failure_cache_lifetime.is_zero() {
+            return;
+        }
+        if let Ok(mut failures) = self.failures.lock() {
+            let now = Instant::now();
+            if failures.len() >= MAX_CACHE_ENTRIES {
+                failures.retain(|_, (_, until)| *until > now);
+            }
+            if failures.len() < MAX_CACHE_ENTRIES {
+                failures.insert(
+                    client_id.to_string(),
+                    (reason.to_string(), now + self.failure_cache_lifetime),
+                );
+            }
+        }
+    }
+
     /// Resolves, checks, fetches and validates the document for `client_id`.
     pub async fn resolve(&self, client_id: &str) -> Result<ClientMetadata, String> {
         let target = validate_client_id_url(client_id, self.allow_insecure_localhost)?;
         if let Some(doc) = self.cached(client_id) {
             return Ok(doc);
         }
-        // Anyone can name any URL as client_id: bound the outbound work it can cause at once.
+        if let Some(reason) = self.cached_failure(client_id) {
+            return Err(reason);
+        }
+        // Anyone can name any URL as client_id: bound the outbound work it can cause at once,
+        // per host first (refusing, so that one slow host cannot queue up the global slots),
+        // then overall. A refusal here says nothing about the document and is not remembered.
+        let url = match &target {
+            Target::Public(u) | Target::InsecureLocalhost(u) => u,
+        };
+        let host = url.host_str().unwrap_or_default();
+        let _host_slot = HostSlot::take(&self.fetches_per_host, host).ok_or_else(|| {
+            format!(
+                "too many metadata document fetches from this host are in progress \
+                 (at most {MAX_CONCURRENT_FETCHES_PER_HOST}); try again shortly"
+            )
+        })?;
         let _slot = self
             .fetch_slots
             .acquire()
             .await
             .map_err(|_| "the metadata fetcher is shutting down".to_string())?;
-        let (url, insecure) = match &target {
+        let fetched = self.fetch(client_id, &target).await;
+        if let Err(reason) = &fetched {
+            self.remember_failure(client_id, reason);
+        }
+        fetched
+    }
+
+    async fn fetch(&self, client_id: &str, target: &Target) -> Result<ClientMetadata, String> {
+        let (url, insecure) = match target {
             Target::Public(u) => (u, false),
             Target::InsecureLocalhost(u) => (u, true),
         };
