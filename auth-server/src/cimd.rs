@@ -25,6 +25,9 @@ pub const MAX_CONCURRENT_FETCHES: usize = 16;
 /// Document fetches from one host in progress at once. Further ones are refused at once rather
 /// than queued, so slow documents on one host cannot take the global slots from other hosts.
 pub const MAX_CONCURRENT_FETCHES_PER_HOST: usize = 2;
+/// Document fetches one requesting address (an IPv6 /64) may cause at once; further ones are
+/// refused at once, so one requester naming many slow hosts cannot take every global slot.
+pub const MAX_CONCURRENT_FETCHES_PER_REQUESTER: usize = 4;
 /// How long a failed lookup answers with the same error without a new fetch (by default). Short:
 /// it bounds the outbound work a flood naming a broken or slow URL can cause, while a client
 /// that fixes its document waits at most this long.
@@ -232,40 +235,54 @@ pub struct Fetcher {
     failure_cache_lifetime: Duration,
     failures: Mutex<HashMap<String, (String, Instant)>>,
     fetch_slots: tokio::sync::Semaphore,
-    fetches_per_host: Arc<Mutex<HashMap<String, usize>>>,
+    fetches_per_host: FetchCounts<String>,
+    fetches_per_requester: FetchCounts<IpAddr>,
 }
 
-/// A fetch slot for one host, given back when dropped.
-struct HostSlot {
-    host: String,
-    fetches_per_host: Arc<Mutex<HashMap<String, usize>>>,
+/// Fetches in progress per key (host or requesting address).
+type FetchCounts<K> = Arc<Mutex<HashMap<K, usize>>>;
+
+/// One of a key's fetch slots, given back when dropped.
+struct FetchSlot<K: std::hash::Hash + Eq> {
+    key: K,
+    counts: FetchCounts<K>,
 }
 
-impl HostSlot {
-    fn take(fetches_per_host: &Arc<Mutex<HashMap<String, usize>>>, host: &str) -> Option<Self> {
-        let mut counts = fetches_per_host.lock().ok()?;
-        let count = counts.entry(host.to_string()).or_default();
-        if *count >= MAX_CONCURRENT_FETCHES_PER_HOST {
+impl<K: std::hash::Hash + Eq + Clone> FetchSlot<K> {
+    /// A slot for `key`, or `None` when it already has `limit` fetches in progress.
+    fn take(counts: &FetchCounts<K>, key: K, limit: usize) -> Option<Self> {
+        let mut guard = counts.lock().ok()?;
+        let count = guard.entry(key.clone()).or_default();
+        if *count >= limit {
             return None;
         }
         *count += 1;
-        Some(HostSlot {
-            host: host.to_string(),
-            fetches_per_host: fetches_per_host.clone(),
+        Some(FetchSlot {
+            key,
+            counts: counts.clone(),
         })
     }
 }
 
-impl Drop for HostSlot {
+impl<K: std::hash::Hash + Eq> Drop for FetchSlot<K> {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.fetches_per_host.lock()
-            && let Some(count) = counts.get_mut(&self.host)
+        if let Ok(mut guard) = self.counts.lock()
+            && let Some(count) = guard.get_mut(&self.key)
         {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                counts.remove(&self.host);
+                guard.remove(&self.key);
             }
         }
+    }
+}
+
+/// The unit one requester is counted in: an IPv4 address, or the /64 of an IPv6 address
+/// (one subscriber usually holds a whole /64).
+fn requester_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
     }
 }
 
@@ -289,6 +306,7 @@ impl Fetcher {
             failures: Mutex::new(HashMap::new()),
             fetch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
             fetches_per_host: Arc::new(Mutex::new(HashMap::new())),
+            fetches_per_requester: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -358,6 +376,15 @@ impl Fetcher {
 
     /// Resolves, checks, fetches and validates the document for `client_id`.
     pub async fn resolve(&self, client_id: &str) -> Result<ClientMetadata, String> {
+        self.resolve_for(client_id, None).await
+    }
+
+    /// [`Fetcher::resolve`] on behalf of `requester`, whose fetches in progress are capped.
+    pub async fn resolve_for(
+        &self,
+        client_id: &str,
+        requester: Option<IpAddr>,
+    ) -> Result<ClientMetadata, String> {
         let target = validate_client_id_url(client_id, self.allow_insecure_localhost)?;
         if let Some(doc) = self.cached(client_id) {
             return Ok(doc);
@@ -366,13 +393,35 @@ impl Fetcher {
             return Err(reason);
         }
         // Anyone can name any URL as client_id: bound the outbound work it can cause at once,
-        // per host first (refusing, so that one slow host cannot queue up the global slots),
-        // then overall. A refusal here says nothing about the document and is not remembered.
+        // per requester and per host first (refusing, so that one requester or one slow host
+        // cannot queue up the global slots), then overall. A refusal here says nothing about
+        // the document and is not remembered.
+        let _requester_slot = match requester {
+            Some(ip) => Some(
+                FetchSlot::take(
+                    &self.fetches_per_requester,
+                    requester_key(ip),
+                    MAX_CONCURRENT_FETCHES_PER_REQUESTER,
+                )
+                .ok_or_else(|| {
+                    format!(
+                        "too many metadata document fetches for your address are in progress \
+                         (at most {MAX_CONCURRENT_FETCHES_PER_REQUESTER}); try again shortly"
+                    )
+                })?,
+            ),
+            None => None,
+        };
         let url = match &target {
             Target::Public(u) | Target::InsecureLocalhost(u) => u,
         };
-        let host = url.host_str().unwrap_or_default();
-        let _host_slot = HostSlot::take(&self.fetches_per_host, host).ok_or_else(|| {
+        let host = url.host_str().unwrap_or_default().to_string();
+        let _host_slot = FetchSlot::take(
+            &self.fetches_per_host,
+            host,
+            MAX_CONCURRENT_FETCHES_PER_HOST,
+        )
+        .ok_or_else(|| {
             format!(
                 "too many metadata document fetches from this host are in progress \
                  (at most {MAX_CONCURRENT_FETCHES_PER_HOST}); try again shortly"
@@ -539,6 +588,15 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn requesters_are_counted_by_ipv4_address_or_ipv6_64() {
+        let key = |s: &str| requester_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 
     #[test]

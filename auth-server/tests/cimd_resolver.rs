@@ -342,3 +342,68 @@ async fn fetches_beyond_the_per_host_cap_are_refused_at_once() {
         t.abort();
     }
 }
+
+#[tokio::test]
+async fn fetches_beyond_the_per_requester_cap_are_refused_at_once() {
+    use mcp_auth_server::cimd::MAX_CONCURRENT_FETCHES_PER_REQUESTER;
+    let resolver = Arc::new(HangingResolver {
+        lookups: AtomicUsize::new(0),
+        release: tokio::sync::Notify::new(),
+    });
+    let fetcher = Arc::new(Fetcher::with_resolver(
+        false,
+        Duration::from_secs(30),
+        resolver.clone(),
+    ));
+    let busy: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let excess = 2;
+    // Each on its own host, so only the per-requester cap applies.
+    let mut tasks = Vec::new();
+    for i in 0..MAX_CONCURRENT_FETCHES_PER_REQUESTER + excess {
+        let fetcher = fetcher.clone();
+        tasks.push(tokio::spawn(async move {
+            fetcher
+                .resolve_for(
+                    &format!("https://app{i}.example.com/client.json"),
+                    Some(busy),
+                )
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        resolver.lookups.load(Ordering::SeqCst),
+        MAX_CONCURRENT_FETCHES_PER_REQUESTER
+    );
+    let mut refused = 0;
+    let mut pending = Vec::new();
+    for t in tasks {
+        if t.is_finished() {
+            let err = t.await.unwrap().unwrap_err();
+            assert!(err.contains("for your address"), "{err}");
+            refused += 1;
+        } else {
+            pending.push(t);
+        }
+    }
+    assert_eq!(refused, excess);
+    // Another requester is not held up by the busy one.
+    let other = fetcher.clone();
+    let other_task = tokio::spawn(async move {
+        other
+            .resolve_for(
+                "https://other.example.com/client.json",
+                Some("198.51.100.1".parse().unwrap()),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        resolver.lookups.load(Ordering::SeqCst),
+        MAX_CONCURRENT_FETCHES_PER_REQUESTER + 1
+    );
+    other_task.abort();
+    for t in pending {
+        t.abort();
+    }
+}
