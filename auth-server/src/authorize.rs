@@ -149,11 +149,15 @@ pub fn check_request(
 }
 
 /// Resolves the client and checks the request.
-async fn validate(state: &AppState, params: &Params) -> Result<Validated, AuthorizeError> {
+async fn validate(
+    state: &AppState,
+    params: &Params,
+    peer: SocketAddr,
+) -> Result<Validated, AuthorizeError> {
     let client_id = client_and_redirect(params)?.client_id;
     let client = state
         .clients()
-        .resolve(client_id)
+        .resolve(client_id, peer.ip())
         .await
         .map_err(|e| untrusted(format!("The client could not be verified: {e}")))?;
     let request = check_request(
@@ -256,11 +260,12 @@ async fn issue_code(
 /// when the user already consented to exactly this.
 async fn show(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     cookies: Cookies,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AuthorizeError> {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    let v = validate(&state, &params).await?;
+    let v = validate(&state, &params, peer).await?;
     let csrf = CsrfToken::for_browser(&state.config, &cookies)?;
     let Some(username) = session::signed_in_user(&state, &cookies).await? else {
         return Ok(login_page(
@@ -314,7 +319,7 @@ async fn decide(
     cookies: Cookies,
     CsrfCheckedForm { fields, csrf }: CsrfCheckedForm,
 ) -> Result<Response, AuthorizeError> {
-    let v = validate(&state, &fields).await?;
+    let v = validate(&state, &fields, peer).await?;
     let decision = match Action::of(&fields) {
         Some(Action::Login) => return sign_in(&state, peer, &v, &fields, &csrf).await,
         Some(decision) => decision,

@@ -22,6 +22,16 @@ pub const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
 const MAX_CACHE_ENTRIES: usize = 1024;
 /// Document fetches (lookup, connect, read) in progress at once; further ones wait for a slot.
 pub const MAX_CONCURRENT_FETCHES: usize = 16;
+/// Document fetches from one host in progress at once. Further ones are refused at once rather
+/// than queued, so slow documents on one host cannot take the global slots from other hosts.
+pub const MAX_CONCURRENT_FETCHES_PER_HOST: usize = 2;
+/// Document fetches one requesting address (an IPv6 /64) may cause at once; further ones are
+/// refused at once, so one requester naming many slow hosts cannot take every global slot.
+pub const MAX_CONCURRENT_FETCHES_PER_REQUESTER: usize = 4;
+/// How long a failed lookup answers with the same error without a new fetch (by default). Short:
+/// it bounds the outbound work a flood naming a broken or slow URL can cause, while a client
+/// that fixes its document waits at most this long.
+pub const FAILURE_CACHE: Duration = Duration::from_secs(30);
 
 /// Does this client_id name a metadata document (rather than a registered client)?
 pub fn is_metadata_url(client_id: &str) -> bool {
@@ -215,13 +225,65 @@ impl reqwest::dns::Resolve for Pinned {
     }
 }
 
-/// Fetches documents with SSRF protection and caches successes (never failures).
+/// Fetches documents with SSRF protection, caches successes for as long as their
+/// `Cache-Control` allows and failures for a short, fixed time.
 pub struct Fetcher {
     allow_insecure_localhost: bool,
     timeout: Duration,
     resolver: Arc<dyn Resolve>,
     cache: Mutex<HashMap<String, (ClientMetadata, Instant)>>,
+    failure_cache_lifetime: Duration,
+    failures: Mutex<HashMap<String, (String, Instant)>>,
     fetch_slots: tokio::sync::Semaphore,
+    fetches_per_host: FetchCounts<String>,
+    fetches_per_requester: FetchCounts<IpAddr>,
+}
+
+/// Fetches in progress per key (host or requesting address).
+type FetchCounts<K> = Arc<Mutex<HashMap<K, usize>>>;
+
+/// One of a key's fetch slots, given back when dropped.
+struct FetchSlot<K: std::hash::Hash + Eq> {
+    key: K,
+    counts: FetchCounts<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> FetchSlot<K> {
+    /// A slot for `key`, or `None` when it already has `limit` fetches in progress.
+    fn take(counts: &FetchCounts<K>, key: K, limit: usize) -> Option<Self> {
+        let mut guard = counts.lock().ok()?;
+        let count = guard.entry(key.clone()).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(FetchSlot {
+            key,
+            counts: counts.clone(),
+        })
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Drop for FetchSlot<K> {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.counts.lock()
+            && let Some(count) = guard.get_mut(&self.key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                guard.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The unit one requester is counted in: an IPv4 address, or the /64 of an IPv6 address
+/// (one subscriber usually holds a whole /64).
+fn requester_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+    }
 }
 
 impl Fetcher {
@@ -240,8 +302,18 @@ impl Fetcher {
             timeout,
             resolver,
             cache: Mutex::new(HashMap::new()),
+            failure_cache_lifetime: FAILURE_CACHE,
+            failures: Mutex::new(HashMap::new()),
             fetch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
+            fetches_per_host: Arc::new(Mutex::new(HashMap::new())),
+            fetches_per_requester: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// How long a failure is remembered instead of [`FAILURE_CACHE`]; zero remembers none.
+    pub fn with_failure_cache(mut self, lifetime: Duration) -> Self {
+        self.failure_cache_lifetime = lifetime;
+        self
     }
 
     /// The addresses of the document's host: an IP literal as written, a name through the
@@ -278,19 +350,97 @@ impl Fetcher {
         }
     }
 
+    fn cached_failure(&self, client_id: &str) -> Option<String> {
+        let failures = self.failures.lock().ok()?;
+        let (reason, until) = failures.get(client_id)?;
+        (Instant::now() < *until).then(|| reason.clone())
+    }
+
+    fn remember_failure(&self, client_id: &str, reason: &str) {
+        if self.failure_cache_lifetime.is_zero() {
+            return;
+        }
+        if let Ok(mut failures) = self.failures.lock() {
+            let now = Instant::now();
+            if failures.len() >= MAX_CACHE_ENTRIES {
+                failures.retain(|_, (_, until)| *until > now);
+            }
+            if failures.len() < MAX_CACHE_ENTRIES {
+                failures.insert(
+                    client_id.to_string(),
+                    (reason.to_string(), now + self.failure_cache_lifetime),
+                );
+            }
+        }
+    }
+
     /// Resolves, checks, fetches and validates the document for `client_id`.
     pub async fn resolve(&self, client_id: &str) -> Result<ClientMetadata, String> {
+        self.resolve_for(client_id, None).await
+    }
+
+    /// [`Fetcher::resolve`] on behalf of `requester`, whose fetches in progress are capped.
+    pub async fn resolve_for(
+        &self,
+        client_id: &str,
+        requester: Option<IpAddr>,
+    ) -> Result<ClientMetadata, String> {
         let target = validate_client_id_url(client_id, self.allow_insecure_localhost)?;
         if let Some(doc) = self.cached(client_id) {
             return Ok(doc);
         }
-        // Anyone can name any URL as client_id: bound the outbound work it can cause at once.
+        if let Some(reason) = self.cached_failure(client_id) {
+            return Err(reason);
+        }
+        // Anyone can name any URL as client_id: bound the outbound work it can cause at once,
+        // per requester and per host first (refusing, so that one requester or one slow host
+        // cannot queue up the global slots), then overall. A refusal here says nothing about
+        // the document and is not remembered.
+        let _requester_slot = match requester {
+            Some(ip) => Some(
+                FetchSlot::take(
+                    &self.fetches_per_requester,
+                    requester_key(ip),
+                    MAX_CONCURRENT_FETCHES_PER_REQUESTER,
+                )
+                .ok_or_else(|| {
+                    format!(
+                        "too many metadata document fetches for your address are in progress \
+                         (at most {MAX_CONCURRENT_FETCHES_PER_REQUESTER}); try again shortly"
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        let url = match &target {
+            Target::Public(u) | Target::InsecureLocalhost(u) => u,
+        };
+        let host = url.host_str().unwrap_or_default().to_string();
+        let _host_slot = FetchSlot::take(
+            &self.fetches_per_host,
+            host,
+            MAX_CONCURRENT_FETCHES_PER_HOST,
+        )
+        .ok_or_else(|| {
+            format!(
+                "too many metadata document fetches from this host are in progress \
+                 (at most {MAX_CONCURRENT_FETCHES_PER_HOST}); try again shortly"
+            )
+        })?;
         let _slot = self
             .fetch_slots
             .acquire()
             .await
             .map_err(|_| "the metadata fetcher is shutting down".to_string())?;
-        let (url, insecure) = match &target {
+        let fetched = self.fetch(client_id, &target).await;
+        if let Err(reason) = &fetched {
+            self.remember_failure(client_id, reason);
+        }
+        fetched
+    }
+
+    async fn fetch(&self, client_id: &str, target: &Target) -> Result<ClientMetadata, String> {
+        let (url, insecure) = match target {
             Target::Public(u) => (u, false),
             Target::InsecureLocalhost(u) => (u, true),
         };
@@ -438,6 +588,15 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn requesters_are_counted_by_ipv4_address_or_ipv6_64() {
+        let key = |s: &str| requester_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 
     #[test]

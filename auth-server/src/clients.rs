@@ -2,6 +2,8 @@
 //! Client ID Metadata Documents (both self-asserted, shown as unverified). Also client
 //! authentication at the token and revocation endpoints.
 
+use std::net::IpAddr;
+
 use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -66,10 +68,11 @@ struct Credentials {
 }
 
 impl Clients<'_> {
-    /// Finds the client for an authorization request. Errors are shown on an error page.
-    pub async fn resolve(&self, client_id: &str) -> Result<Client, String> {
+    /// Finds the client for an authorization request from `requester`. Errors are shown on an
+    /// error page.
+    pub async fn resolve(&self, client_id: &str, requester: IpAddr) -> Result<Client, String> {
         if cimd::is_metadata_url(client_id) {
-            let fetched = self.fetcher.resolve(client_id).await;
+            let fetched = self.fetcher.resolve_for(client_id, Some(requester)).await;
             self.metrics.client_metadata_fetch(fetched.is_ok());
             let doc = fetched.inspect_err(|reason| {
                 audit::client_metadata_fetch_failed(client_id, reason);

@@ -99,6 +99,12 @@ pub const CLIENT_METADATA_FETCH_TIMEOUT_SECS: Bounded = Bounded {
     min: 1,
     max: 60,
 };
+pub const CLIENT_METADATA_FAILURE_CACHE_SECS: Bounded = Bounded {
+    field: "client_metadata_failure_cache_secs",
+    default: crate::cimd::FAILURE_CACHE.as_secs(),
+    min: 0,
+    max: 300,
+};
 pub const REQUEST_TIMEOUT_SECS: Bounded = Bounded {
     field: "request_timeout_secs",
     default: 30,
@@ -216,6 +222,7 @@ pub struct Config {
     pub login_session_lifetime: Duration,
     pub key_publish_delay: Duration,
     pub client_metadata_fetch_timeout: Duration,
+    pub client_metadata_failure_cache: Duration,
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub login_failures_per_minute: u32,
@@ -278,6 +285,9 @@ struct RawConfig {
     /// Timeout for resolving and fetching a Client ID Metadata Document, seconds.
     /// [`CLIENT_METADATA_FETCH_TIMEOUT_SECS`].
     client_metadata_fetch_timeout_secs: Option<u64>,
+    /// How long a failed Client ID Metadata Document lookup is remembered, seconds.
+    /// [`CLIENT_METADATA_FAILURE_CACHE_SECS`].
+    client_metadata_failure_cache_secs: Option<u64>,
     /// Timeout for handling any request (slower ones get 408), seconds.
     /// [`REQUEST_TIMEOUT_SECS`].
     request_timeout_secs: Option<u64>,
@@ -492,6 +502,8 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let key_publish_delay = KEY_PUBLISH_DELAY_SECS.seconds(raw.key_publish_delay_secs)?;
     let client_metadata_fetch_timeout =
         CLIENT_METADATA_FETCH_TIMEOUT_SECS.seconds(raw.client_metadata_fetch_timeout_secs)?;
+    let client_metadata_failure_cache =
+        CLIENT_METADATA_FAILURE_CACHE_SECS.seconds(raw.client_metadata_failure_cache_secs)?;
     let request_timeout = REQUEST_TIMEOUT_SECS.seconds(raw.request_timeout_secs)?;
     let header_read_timeout = HEADER_READ_TIMEOUT_SECS.seconds(raw.header_read_timeout_secs)?;
     let login_failures_per_minute = u32::try_from(
@@ -534,6 +546,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         login_session_lifetime,
         key_publish_delay,
         client_metadata_fetch_timeout,
+        client_metadata_failure_cache,
         request_timeout,
         header_read_timeout,
         login_failures_per_minute,

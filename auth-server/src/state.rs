@@ -39,10 +39,13 @@ impl AppState {
         let config = Arc::new(config);
         Ok(AppState {
             keyring: KeyRing::new(store.clone(), &config),
-            fetcher: Arc::new(Fetcher::new(
-                config.allow_insecure_localhost_client_metadata,
-                config.client_metadata_fetch_timeout,
-            )),
+            fetcher: Arc::new(
+                Fetcher::new(
+                    config.allow_insecure_localhost_client_metadata,
+                    config.client_metadata_fetch_timeout,
+                )
+                .with_failure_cache(config.client_metadata_failure_cache),
+            ),
             registration_limiter: Arc::new(RateLimiter::new(
                 config.registration.rate_limit_per_minute,
             )),

@@ -212,8 +212,12 @@ async fn bad_documents_are_rejected_on_an_error_page() {
 }
 
 #[tokio::test]
-async fn failures_are_not_cached() {
-    let server = dev_server().await;
+async fn failures_are_remembered_only_briefly() {
+    let server = TestServer::start_with(
+        "allow_insecure_localhost_client_metadata = true\nclient_metadata_failure_cache_secs = 1",
+        "",
+    )
+    .await;
     let (fixture, base) = start_fixture().await;
     let client_id = format!("{base}/docs/flaky");
     fixture.serve(
@@ -228,6 +232,13 @@ async fn failures_are_not_cached() {
         StatusCode::BAD_REQUEST
     );
     fixture.serve("flaky", doc(&client_id, serde_json::json!({})), None);
+    // Within the window the failure is answered again without a fetch.
+    assert_eq!(
+        browser().get(&url).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(fixture.hits("flaky"), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(
         browser().get(&url).send().await.unwrap().status(),
         StatusCode::OK

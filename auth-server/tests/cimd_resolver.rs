@@ -115,11 +115,12 @@ async fn https_names_resolving_to_non_public_addresses_are_rejected_without_conn
     ];
     for (bad, answer) in cases {
         let resolver = ScriptedResolver::new(vec![answer]);
-        let fetcher = Fetcher::with_resolver(false, Duration::from_secs(5), resolver.clone());
+        let fetcher = Fetcher::with_resolver(false, Duration::from_secs(5), resolver.clone())
+            .with_failure_cache(Duration::ZERO);
         for attempt in 1..=2 {
             let err = fetcher.resolve(HTTPS_ID).await.unwrap_err();
             assert!(err.contains(bad), "{bad}: {err}");
-            // Failures are never cached: every attempt resolves again.
+            // With failure caching off, every attempt resolves again.
             assert_eq!(resolver.lookups(), attempt, "{bad}");
         }
         assert_eq!(
@@ -170,7 +171,7 @@ async fn the_fetch_connects_only_to_the_vetted_address_and_never_resolves_twice(
 }
 
 #[tokio::test]
-async fn a_failed_fetch_is_not_cached_and_the_next_attempt_can_succeed() {
+async fn a_failure_is_remembered_briefly_and_the_next_attempt_after_that_can_succeed() {
     let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = probe.local_addr().unwrap().port();
     drop(probe);
@@ -179,10 +180,15 @@ async fn a_failed_fetch_is_not_cached_and_the_next_attempt_can_succeed() {
     // First lookup answers a private address (refused in development mode too), the second
     // the loopback fixture.
     let resolver = ScriptedResolver::new(vec![vec![addr("10.0.0.1")], vec![local]]);
-    let fetcher = Fetcher::with_resolver(true, Duration::from_secs(5), resolver.clone());
+    let fetcher = Fetcher::with_resolver(true, Duration::from_secs(5), resolver.clone())
+        .with_failure_cache(Duration::from_millis(300));
     let err = fetcher.resolve(&client_id).await.unwrap_err();
     assert!(err.contains("10.0.0.1"), "{err}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
+    // Within the window the same error comes back without a new lookup.
+    assert_eq!(fetcher.resolve(&client_id).await.unwrap_err(), err);
+    assert_eq!(resolver.lookups(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let doc = fetcher.resolve(&client_id).await.unwrap();
     assert_eq!(doc.client_id, client_id);
     assert_eq!(resolver.lookups(), 2);
@@ -243,4 +249,161 @@ async fn at_most_a_fixed_number_of_fetches_run_at_once() {
         resolver.lookups.load(Ordering::SeqCst),
         MAX_CONCURRENT_FETCHES + 5
     );
+}
+
+#[tokio::test]
+async fn a_failing_url_is_fetched_once_within_the_default_failure_window() {
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let client_id = format!("http://localhost:{port}/client.json");
+    // The document names another URL, so validation fails after a real fetch.
+    let (local, hits) = counting_server(
+        &format!("127.0.0.1:{port}"),
+        document("http://localhost/other.json"),
+    )
+    .await;
+    let resolver = ScriptedResolver::new(vec![vec![local]]);
+    let fetcher = Fetcher::with_resolver(true, Duration::from_secs(5), resolver.clone());
+    let first = fetcher.resolve(&client_id).await.unwrap_err();
+    assert!(first.contains("does not equal its URL"), "{first}");
+    let second = fetcher.resolve(&client_id).await.unwrap_err();
+    assert_eq!(second, first);
+    assert_eq!(resolver.lookups(), 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // The cache is keyed by the exact URL: another document on the host is fetched.
+    let other = format!("http://localhost:{port}/other.json");
+    let _ = fetcher.resolve(&other).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+/// A server that accepts connections, counts them and never answers.
+async fn silent_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (local, count)
+}
+
+#[tokio::test]
+async fn fetches_beyond_the_per_host_cap_are_refused_at_once() {
+    use mcp_auth_server::cimd::MAX_CONCURRENT_FETCHES_PER_HOST;
+    let (slow, connections) = silent_server().await;
+    let resolver = ScriptedResolver::new(vec![vec![slow]]);
+    let fetcher = Arc::new(Fetcher::with_resolver(
+        true,
+        Duration::from_secs(30),
+        resolver.clone(),
+    ));
+    let excess = 3;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..MAX_CONCURRENT_FETCHES_PER_HOST + excess {
+        let fetcher = fetcher.clone();
+        let url = format!("http://localhost:{}/client{i}.json", slow.port());
+        tasks.push(tokio::spawn(async move { fetcher.resolve(&url).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let finished = tasks.iter().filter(|t| t.is_finished()).count();
+    assert_eq!(finished, excess, "the excess fetches do not wait");
+    let mut refused = 0;
+    let mut pending = Vec::new();
+    for t in tasks {
+        if t.is_finished() {
+            let err = t.await.unwrap().unwrap_err();
+            assert!(err.contains("too many metadata document fetches"), "{err}");
+            refused += 1;
+        } else {
+            pending.push(t);
+        }
+    }
+    assert_eq!(refused, excess);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        MAX_CONCURRENT_FETCHES_PER_HOST
+    );
+    // Another host still gets a slot while this one is saturated.
+    let (other, other_hits) =
+        counting_server("127.0.0.1:0", document("http://127.0.0.1/x.json")).await;
+    let _ = fetcher
+        .resolve(&format!("http://127.0.0.1:{}/x.json", other.port()))
+        .await;
+    assert_eq!(other_hits.load(Ordering::SeqCst), 1);
+    for t in pending {
+        t.abort();
+    }
+}
+
+#[tokio::test]
+async fn fetches_beyond_the_per_requester_cap_are_refused_at_once() {
+    use mcp_auth_server::cimd::MAX_CONCURRENT_FETCHES_PER_REQUESTER;
+    let resolver = Arc::new(HangingResolver {
+        lookups: AtomicUsize::new(0),
+        release: tokio::sync::Notify::new(),
+    });
+    let fetcher = Arc::new(Fetcher::with_resolver(
+        false,
+        Duration::from_secs(30),
+        resolver.clone(),
+    ));
+    let busy: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let excess = 2;
+    // Each on its own host, so only the per-requester cap applies.
+    let mut tasks = Vec::new();
+    for i in 0..MAX_CONCURRENT_FETCHES_PER_REQUESTER + excess {
+        let fetcher = fetcher.clone();
+        tasks.push(tokio::spawn(async move {
+            fetcher
+                .resolve_for(
+                    &format!("https://app{i}.example.com/client.json"),
+                    Some(busy),
+                )
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        resolver.lookups.load(Ordering::SeqCst),
+        MAX_CONCURRENT_FETCHES_PER_REQUESTER
+    );
+    let mut refused = 0;
+    let mut pending = Vec::new();
+    for t in tasks {
+        if t.is_finished() {
+            let err = t.await.unwrap().unwrap_err();
+            assert!(err.contains("for your address"), "{err}");
+            refused += 1;
+        } else {
+            pending.push(t);
+        }
+    }
+    assert_eq!(refused, excess);
+    // Another requester is not held up by the busy one.
+    let other = fetcher.clone();
+    let other_task = tokio::spawn(async move {
+        other
+            .resolve_for(
+                "https://other.example.com/client.json",
+                Some("198.51.100.1".parse().unwrap()),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        resolver.lookups.load(Ordering::SeqCst),
+        MAX_CONCURRENT_FETCHES_PER_REQUESTER + 1
+    );
+    other_task.abort();
+    for t in pending {
+        t.abort();
+    }
 }
