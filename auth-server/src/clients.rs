@@ -17,6 +17,9 @@ use crate::password_check::PasswordChecker;
 use crate::secrets;
 use crate::store::{self, Store};
 
+/// The one answer for a metadata document that could not be resolved, fetched or validated.
+const UNUSABLE_METADATA_DOCUMENT: &str = "its metadata document could not be fetched or was not accepted (the server log has the reason)";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
     Static,
@@ -71,8 +74,9 @@ impl Clients<'_> {
         if cimd::is_metadata_url(client_id) {
             let fetched = self.fetcher.resolve(client_id).await;
             self.metrics.client_metadata_fetch(fetched.is_ok());
-            let doc = fetched.inspect_err(|reason| {
-                audit::client_metadata_fetch_failed(client_id, reason);
+            let doc = fetched.map_err(|reason| {
+                audit::client_metadata_fetch_failed(client_id, &reason);
+                self.metadata_failure_shown(client_id, reason)
             })?;
             return Ok(Client {
                 client_id: doc.client_id,
@@ -109,6 +113,20 @@ impl Clients<'_> {
                 allows_refresh: c.allows_refresh,
             }),
             None => Err("unknown client_id".into()),
+        }
+    }
+
+    /// What the requester is told when a metadata document cannot be used. A broken URL is
+    /// explained, since it follows from the client_id alone. Anything found while resolving,
+    /// fetching or validating stays in the log: anyone can name any URL, and the reason would
+    /// tell them which internal names exist and which private addresses they resolve to.
+    fn metadata_failure_shown(&self, client_id: &str, reason: String) -> String {
+        match cimd::validate_client_id_url(
+            client_id,
+            self.config.allow_insecure_localhost_client_metadata,
+        ) {
+            Err(_) => reason,
+            Ok(_) => UNUSABLE_METADATA_DOCUMENT.to_string(),
         }
     }
 
