@@ -151,6 +151,9 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
     for uri in &redirect_uris {
         redirect_uri::validate_registered(uri).map_err(|e| format!("redirect URI `{uri}`: {e}"))?;
     }
+    if let Some(name) = &doc.client_name {
+        crate::clients::check_client_name(name)?;
+    }
     let client_name = doc.client_name.map(|n| n.chars().take(200).collect());
     Ok(ClientMetadata {
         client_id: url.to_string(),
@@ -429,6 +432,7 @@ mod tests {
             br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"client_secret":"s"}"#,
             br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}"#,
             br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"grant_types":["password"]}"#,
+            br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"client_name":"App\u2067x\u2069"}"#,
             b"not json",
         ];
         for body in cases {

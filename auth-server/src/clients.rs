@@ -17,6 +17,24 @@ use crate::password_check::PasswordChecker;
 use crate::secrets;
 use crate::store::{self, Store};
 
+/// Refuses a self-asserted client name that holds an invisible formatting character (Unicode
+/// category Cf: bidirectional embeddings, overrides and isolates, zero-width characters, the
+/// Arabic letter mark, the byte order mark...). Such characters make the name on the consent
+/// page read differently from what it is, for example reversing part of it.
+pub fn check_client_name(name: &str) -> Result<(), String> {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    match name
+        .chars()
+        .find(|c| get_general_category(*c) == GeneralCategory::Format)
+    {
+        Some(c) => Err(format!(
+            "client_name must not contain invisible formatting or bidirectional control characters (it contains U+{:04X})",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The one answer for a metadata document that could not be resolved, fetched or validated.
 const UNUSABLE_METADATA_DOCUMENT: &str = "its metadata document could not be fetched or was not accepted (the server log has the reason)";
 
@@ -283,6 +301,27 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Present
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_names_with_invisible_formatting_characters_are_refused() {
+        for name in [
+            "Good App\u{202E}ppA liveE",
+            "a\u{202A}b",
+            "a\u{2066}b\u{2069}",
+            "a\u{200B}b",
+            "a\u{200F}b",
+            "a\u{061C}b",
+            "\u{FEFF}App",
+            "a\u{00AD}b",
+            "a\u{E0041}b",
+        ] {
+            let refused = check_client_name(name).unwrap_err();
+            assert!(refused.starts_with("client_name "), "{refused}");
+        }
+        for name in ["My App", "Приложение", "تطبيق", "アプリ 🚀"] {
+            assert_eq!(check_client_name(name), Ok(()), "{name}");
+        }
+    }
 
     #[test]
     fn the_basic_scheme_name_is_case_insensitive() {
