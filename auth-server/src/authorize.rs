@@ -162,6 +162,13 @@ async fn validate(state: &AppState, params: &Params) -> Result<Validated, Author
         &state.config.resources,
         &state.config.issuer,
     )?;
+    if !client.allows_authorization_code {
+        return Err(AuthorizeError::Redirect {
+            to: request.redirect,
+            error: ErrorCode::UnauthorizedClient,
+            description: "the client is not registered for the authorization_code grant".into(),
+        });
+    }
     Ok(Validated {
         client,
         request,

@@ -94,6 +94,7 @@ pub struct ClientMetadata {
     pub client_id: String,
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
+    pub allows_authorization_code: bool,
     pub allows_refresh: bool,
 }
 
@@ -159,6 +160,7 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
         client_id: url.to_string(),
         client_name,
         redirect_uris,
+        allows_authorization_code: grant_types.contains(&GrantType::AuthorizationCode),
         allows_refresh: grant_types.contains(&GrantType::RefreshToken),
     })
 }
@@ -423,6 +425,14 @@ mod tests {
         let doc = validate_document(URL, good).unwrap();
         assert_eq!(doc.client_name.as_deref(), Some("App"));
         assert!(doc.allows_refresh);
+        assert!(doc.allows_authorization_code);
+        let refresh_only = br#"{"client_id":"https://app.example.com/client.json",
+            "redirect_uris":["http://127.0.0.1:3000/cb"],"grant_types":["refresh_token"]}"#;
+        assert!(
+            !validate_document(URL, refresh_only)
+                .unwrap()
+                .allows_authorization_code
+        );
 
         let cases: &[&[u8]] = &[
             br#"{"client_id":"https://evil.example/client.json","redirect_uris":["http://127.0.0.1/cb"]}"#,

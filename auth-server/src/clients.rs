@@ -11,7 +11,7 @@ use crate::cimd::{self, Fetcher};
 use crate::config::Config;
 use crate::error::OAuthError;
 use crate::metrics::Metrics;
-use crate::oauth::AuthMethod;
+use crate::oauth::{AuthMethod, GrantType};
 use crate::params::Params;
 use crate::password_check::PasswordChecker;
 use crate::secrets;
@@ -52,6 +52,8 @@ pub struct Client {
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
     pub kind: ClientKind,
+    /// Registered for the `authorization_code` grant, so it may be given codes.
+    pub allows_authorization_code: bool,
     pub allows_refresh: bool,
 }
 
@@ -101,6 +103,7 @@ impl Clients<'_> {
                 client_name: doc.client_name,
                 redirect_uris: doc.redirect_uris,
                 kind: ClientKind::MetadataDocument,
+                allows_authorization_code: doc.allows_authorization_code,
                 allows_refresh: doc.allows_refresh,
             });
         }
@@ -110,6 +113,7 @@ impl Clients<'_> {
                 client_name: Some(c.client_name.clone()),
                 redirect_uris: c.redirect_uris.clone(),
                 kind: ClientKind::Static,
+                allows_authorization_code: true,
                 allows_refresh: true,
             });
         }
@@ -128,6 +132,7 @@ impl Clients<'_> {
                 client_name: c.client_name,
                 redirect_uris: c.redirect_uris,
                 kind: ClientKind::Registered,
+                allows_authorization_code: c.allows_authorization_code,
                 allows_refresh: c.allows_refresh,
             }),
             None => Err("unknown client_id".into()),
@@ -146,6 +151,28 @@ impl Clients<'_> {
             Err(_) => reason,
             Ok(_) => UNUSABLE_METADATA_DOCUMENT.to_string(),
         }
+    }
+
+    /// Did the (authenticated) client register for `grant`? Static clients may use every grant.
+    /// A metadata-document client's document is not fetched at the token endpoint: its codes
+    /// and refresh tokens exist only if its document allowed them when they were issued.
+    pub async fn registered_for(
+        &self,
+        client_id: &str,
+        grant: GrantType,
+    ) -> Result<bool, OAuthError> {
+        if cimd::is_metadata_url(client_id) || self.config.static_client(client_id).is_some() {
+            return Ok(true);
+        }
+        let id = client_id.to_string();
+        let registered = self
+            .store
+            .run(move |conn| store::get_client(conn, &id))
+            .await?;
+        Ok(registered.is_some_and(|c| match grant {
+            GrantType::AuthorizationCode => c.allows_authorization_code,
+            GrantType::RefreshToken => c.allows_refresh,
+        }))
     }
 
     /// Authenticates the client of a token or revocation request; returns its client_id.

@@ -175,6 +175,7 @@ async fn register(
         redirect_uris: redirect_uris.clone(),
         secret_hash: secret.as_deref().map(secrets::token_hash),
         auth_method: method,
+        allows_authorization_code: grant_types.contains(&GrantType::AuthorizationCode),
         allows_refresh: grant_types.contains(&GrantType::RefreshToken),
     };
     let now = time::now();

@@ -561,3 +561,26 @@ async fn login_issues_a_fresh_session_id_and_a_planted_one_grants_nothing() {
         .unwrap();
     assert!(signed_in.text().await.unwrap().contains("Authorize access"));
 }
+
+#[tokio::test]
+async fn a_client_registered_without_the_code_grant_gets_no_code() {
+    let server = TestServer::start().await;
+    let registration = register_client(
+        &server,
+        serde_json::json!({
+            "redirect_uris": [PUBLIC_REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["refresh_token"],
+        }),
+    )
+    .await;
+    let client_id = registration["client_id"].as_str().unwrap();
+    let p = pkce();
+    let params = with(&standard_params(&p, "st"), "client_id", client_id);
+    let resp = browser()
+        .get(authorize_url(&server, &params))
+        .send()
+        .await
+        .unwrap();
+    assert_error_redirect(&server, &resp, "unauthorized_client");
+}
