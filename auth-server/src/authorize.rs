@@ -166,6 +166,13 @@ async fn validate(
         &state.config.resources,
         &state.config.issuer,
     )?;
+    if !client.allows_authorization_code {
+        return Err(AuthorizeError::Redirect {
+            to: request.redirect,
+            error: ErrorCode::UnauthorizedClient,
+            description: "the client is not registered for the authorization_code grant".into(),
+        });
+    }
     Ok(Validated {
         client,
         request,
@@ -374,9 +381,10 @@ async fn sign_in(
         audit::sign_in_failed(username, client_id, peer.ip(), reason);
         state.metrics.sign_in(reason.as_str());
     };
-    // Brute-force bound: once an address has used up its failures for the minute, no password
-    // is checked at all, right or wrong.
-    if state.login_limiter.exhausted(peer.ip(), Instant::now()) {
+    // Brute-force bound: each attempt is counted before its password is checked, so that a
+    // burst of parallel attempts gets no more checks than the limit allows. Once an address has
+    // used up its attempts for the minute, no password is checked at all, right or wrong.
+    let Some(attempt) = state.login_limiter.count_attempt(peer.ip(), Instant::now()) else {
         failed(SignInFailure::RateLimited);
         let mut response = login_page(
             state,
@@ -393,9 +401,8 @@ async fn sign_in(
             HeaderValue::from(ratelimit::WINDOW.as_secs()),
         );
         return Ok(response);
-    }
+    };
     if !session::check_password(state, username, password).await {
-        state.login_limiter.allow(peer.ip(), Instant::now());
         failed(if state.config.users.contains_key(username) {
             SignInFailure::WrongPassword
         } else {
@@ -410,6 +417,8 @@ async fn sign_in(
             &[],
         ));
     }
+    // Successful sign-ins do not count against the limit.
+    state.login_limiter.refund(attempt);
     let cookie = session::start(state, username).await?;
     audit::sign_in_succeeded(username, client_id, peer.ip());
     state.metrics.sign_in("success");

@@ -104,6 +104,7 @@ pub struct ClientMetadata {
     pub client_id: String,
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
+    pub allows_authorization_code: bool,
     pub allows_refresh: bool,
 }
 
@@ -161,11 +162,15 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
     for uri in &redirect_uris {
         redirect_uri::validate_registered(uri).map_err(|e| format!("redirect URI `{uri}`: {e}"))?;
     }
+    if let Some(name) = &doc.client_name {
+        crate::clients::check_client_name(name)?;
+    }
     let client_name = doc.client_name.map(|n| n.chars().take(200).collect());
     Ok(ClientMetadata {
         client_id: url.to_string(),
         client_name,
         redirect_uris,
+        allows_authorization_code: grant_types.contains(&GrantType::AuthorizationCode),
         allows_refresh: grant_types.contains(&GrantType::RefreshToken),
     })
 }
@@ -570,6 +575,14 @@ mod tests {
         let doc = validate_document(URL, good).unwrap();
         assert_eq!(doc.client_name.as_deref(), Some("App"));
         assert!(doc.allows_refresh);
+        assert!(doc.allows_authorization_code);
+        let refresh_only = br#"{"client_id":"https://app.example.com/client.json",
+            "redirect_uris":["http://127.0.0.1:3000/cb"],"grant_types":["refresh_token"]}"#;
+        assert!(
+            !validate_document(URL, refresh_only)
+                .unwrap()
+                .allows_authorization_code
+        );
 
         let cases: &[&[u8]] = &[
             br#"{"client_id":"https://evil.example/client.json","redirect_uris":["http://127.0.0.1/cb"]}"#,
@@ -579,6 +592,7 @@ mod tests {
             br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"client_secret":"s"}"#,
             br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}"#,
             br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"grant_types":["password"]}"#,
+            br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1/cb"],"client_name":"App\u2067x\u2069"}"#,
             b"not json",
         ];
         for body in cases {

@@ -13,11 +13,32 @@ use crate::cimd::{self, Fetcher};
 use crate::config::Config;
 use crate::error::OAuthError;
 use crate::metrics::Metrics;
-use crate::oauth::AuthMethod;
+use crate::oauth::{AuthMethod, GrantType};
 use crate::params::Params;
 use crate::password_check::PasswordChecker;
 use crate::secrets;
 use crate::store::{self, Store};
+
+/// Refuses a self-asserted client name that holds an invisible formatting character (Unicode
+/// category Cf: bidirectional embeddings, overrides and isolates, zero-width characters, the
+/// Arabic letter mark, the byte order mark...). Such characters make the name on the consent
+/// page read differently from what it is, for example reversing part of it.
+pub fn check_client_name(name: &str) -> Result<(), String> {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    match name
+        .chars()
+        .find(|c| get_general_category(*c) == GeneralCategory::Format)
+    {
+        Some(c) => Err(format!(
+            "client_name must not contain invisible formatting or bidirectional control characters (it contains U+{:04X})",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The one answer for a metadata document that could not be resolved, fetched or validated.
+const UNUSABLE_METADATA_DOCUMENT: &str = "its metadata document could not be fetched or was not accepted (the server log has the reason)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
@@ -33,6 +54,8 @@ pub struct Client {
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
     pub kind: ClientKind,
+    /// Registered for the `authorization_code` grant, so it may be given codes.
+    pub allows_authorization_code: bool,
     pub allows_refresh: bool,
 }
 
@@ -74,14 +97,16 @@ impl Clients<'_> {
         if cimd::is_metadata_url(client_id) {
             let fetched = self.fetcher.resolve_for(client_id, Some(requester)).await;
             self.metrics.client_metadata_fetch(fetched.is_ok());
-            let doc = fetched.inspect_err(|reason| {
-                audit::client_metadata_fetch_failed(client_id, reason);
+            let doc = fetched.map_err(|reason| {
+                audit::client_metadata_fetch_failed(client_id, &reason);
+                self.metadata_failure_shown(client_id, reason)
             })?;
             return Ok(Client {
                 client_id: doc.client_id,
                 client_name: doc.client_name,
                 redirect_uris: doc.redirect_uris,
                 kind: ClientKind::MetadataDocument,
+                allows_authorization_code: doc.allows_authorization_code,
                 allows_refresh: doc.allows_refresh,
             });
         }
@@ -91,6 +116,7 @@ impl Clients<'_> {
                 client_name: Some(c.client_name.clone()),
                 redirect_uris: c.redirect_uris.clone(),
                 kind: ClientKind::Static,
+                allows_authorization_code: true,
                 allows_refresh: true,
             });
         }
@@ -109,10 +135,47 @@ impl Clients<'_> {
                 client_name: c.client_name,
                 redirect_uris: c.redirect_uris,
                 kind: ClientKind::Registered,
+                allows_authorization_code: c.allows_authorization_code,
                 allows_refresh: c.allows_refresh,
             }),
             None => Err("unknown client_id".into()),
         }
+    }
+
+    /// What the requester is told when a metadata document cannot be used. A broken URL is
+    /// explained, since it follows from the client_id alone. Anything found while resolving,
+    /// fetching or validating stays in the log: anyone can name any URL, and the reason would
+    /// tell them which internal names exist and which private addresses they resolve to.
+    fn metadata_failure_shown(&self, client_id: &str, reason: String) -> String {
+        match cimd::validate_client_id_url(
+            client_id,
+            self.config.allow_insecure_localhost_client_metadata,
+        ) {
+            Err(_) => reason,
+            Ok(_) => UNUSABLE_METADATA_DOCUMENT.to_string(),
+        }
+    }
+
+    /// Did the (authenticated) client register for `grant`? Static clients may use every grant.
+    /// A metadata-document client's document is not fetched at the token endpoint: its codes
+    /// and refresh tokens exist only if its document allowed them when they were issued.
+    pub async fn registered_for(
+        &self,
+        client_id: &str,
+        grant: GrantType,
+    ) -> Result<bool, OAuthError> {
+        if cimd::is_metadata_url(client_id) || self.config.static_client(client_id).is_some() {
+            return Ok(true);
+        }
+        let id = client_id.to_string();
+        let registered = self
+            .store
+            .run(move |conn| store::get_client(conn, &id))
+            .await?;
+        Ok(registered.is_some_and(|c| match grant {
+            GrantType::AuthorizationCode => c.allows_authorization_code,
+            GrantType::RefreshToken => c.allows_refresh,
+        }))
     }
 
     /// Authenticates the client of a token or revocation request; returns its client_id.
@@ -268,6 +331,27 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Present
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_names_with_invisible_formatting_characters_are_refused() {
+        for name in [
+            "Good App\u{202E}ppA liveE",
+            "a\u{202A}b",
+            "a\u{2066}b\u{2069}",
+            "a\u{200B}b",
+            "a\u{200F}b",
+            "a\u{061C}b",
+            "\u{FEFF}App",
+            "a\u{00AD}b",
+            "a\u{E0041}b",
+        ] {
+            let refused = check_client_name(name).unwrap_err();
+            assert!(refused.starts_with("client_name "), "{refused}");
+        }
+        for name in ["My App", "Приложение", "تطبيق", "アプリ 🚀"] {
+            assert_eq!(check_client_name(name), Ok(()), "{name}");
+        }
+    }
 
     #[test]
     fn the_basic_scheme_name_is_case_insensitive() {

@@ -19,6 +19,13 @@ fn no_room_for(windows: &mut HashMap<IpAddr, (Instant, u32)>, ip: IpAddr, now: I
     windows.len() >= MAX_TRACKED
 }
 
+/// An attempt counted against an address's allowance before its outcome is known; giving it
+/// back (`RateLimiter::refund`) uncounts it when the attempt turns out not to count.
+pub struct CountedAttempt {
+    ip: IpAddr,
+    window_start: Instant,
+}
+
 pub struct RateLimiter {
     per_window: u32,
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
@@ -48,7 +55,49 @@ impl RateLimiter {
         entry.1 <= self.per_window
     }
 
+    /// Counts an attempt from `ip` before it is made, so that parallel attempts cannot all pass
+    /// the check while none has been counted yet; `None` when the allowance is used up (the
+    /// refused attempt is not counted).
+    pub fn count_attempt(&self, ip: IpAddr, now: Instant) -> Option<CountedAttempt> {
+        let mut windows = self.windows.lock().ok()?;
+        if no_room_for(&mut windows, ip, now) {
+            return None;
+        }
+        let entry = windows.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= WINDOW {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.per_window {
+            return None;
+        }
+        entry.1 += 1;
+        Some(CountedAttempt {
+            ip,
+            window_start: entry.0,
+        })
+    }
+
+    /// Uncounts an attempt that turned out not to count (a successful sign-in). An address
+    /// left with no counted attempt is forgotten, so its next window starts with its next
+    /// attempt; an attempt from a window that has since ended changes nothing.
+    pub fn refund(&self, attempt: CountedAttempt) {
+        let Ok(mut windows) = self.windows.lock() else {
+            return;
+        };
+        let Some(entry) = windows.get_mut(&attempt.ip) else {
+            return;
+        };
+        if entry.0 != attempt.window_start {
+            return;
+        }
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 == 0 {
+            windows.remove(&attempt.ip);
+        }
+    }
+
     /// Has `ip` used up its allowance in the current window? Counts nothing.
+    #[cfg(test)]
     pub fn exhausted(&self, ip: IpAddr, now: Instant) -> bool {
         let Ok(mut windows) = self.windows.lock() else {
             return true;
@@ -94,6 +143,33 @@ mod tests {
         assert!(!rl.exhausted(new, t + WINDOW));
         assert!(rl.allow(new, t + WINDOW));
         assert!(rl.windows.lock().unwrap().len() <= MAX_TRACKED);
+    }
+
+    #[test]
+    fn counted_attempts_stop_at_the_limit_and_refunds_give_them_back() {
+        let rl = RateLimiter::new(2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let t = Instant::now();
+        let first = rl.count_attempt(a, t).unwrap();
+        let _second = rl.count_attempt(a, t).unwrap();
+        assert!(rl.count_attempt(a, t).is_none());
+        assert!(rl.exhausted(a, t));
+        rl.refund(first);
+        assert!(!rl.exhausted(a, t));
+        assert!(rl.count_attempt(a, t).is_some());
+        assert!(rl.count_attempt(a, t).is_none());
+        assert!(rl.count_attempt(a, t + WINDOW).is_some());
+    }
+
+    #[test]
+    fn a_refund_from_an_ended_window_changes_nothing() {
+        let rl = RateLimiter::new(1);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let t = Instant::now();
+        let old = rl.count_attempt(a, t).unwrap();
+        let _new = rl.count_attempt(a, t + WINDOW).unwrap();
+        rl.refund(old);
+        assert!(rl.exhausted(a, t + WINDOW));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::oauth::{AuthMethod, GrantType, RESPONSE_TYPE_CODE};
 use crate::params::has_content_type;
 use crate::state::AppState;
 use crate::store::{self, RegisteredClient};
-use crate::{audit, ratelimit, redirect_uri, secrets, time};
+use crate::{audit, clients, ratelimit, redirect_uri, secrets, time};
 
 /// `/register` while registration is enabled; otherwise the path answers 404.
 pub fn routes(config: &Config) -> Router<AppState> {
@@ -87,6 +87,9 @@ fn validate(body: &[u8]) -> Result<Accepted, OAuthError> {
         return Err(metadata_error(format!(
             "client_name must be at most {MAX_CLIENT_NAME_CHARS} characters without control characters"
         )));
+    }
+    if let Some(name) = &req.client_name {
+        clients::check_client_name(name).map_err(metadata_error)?;
     }
     // RFC 7591 §2: the default is client_secret_basic.
     let method_name = req
@@ -172,6 +175,7 @@ async fn register(
         redirect_uris: redirect_uris.clone(),
         secret_hash: secret.as_deref().map(secrets::token_hash),
         auth_method: method,
+        allows_authorization_code: grant_types.contains(&GrantType::AuthorizationCode),
         allows_refresh: grant_types.contains(&GrantType::RefreshToken),
     };
     let now = time::now();
@@ -253,5 +257,19 @@ mod tests {
             "invalid_client_metadata"
         );
         assert_eq!(code_of("not json"), "invalid_client_metadata");
+    }
+
+    #[test]
+    fn client_names_that_disguise_themselves_are_refused_naming_the_field() {
+        let body = r#"{"redirect_uris":["https://a.example/cb"],"client_name":"Good\u202eevil"}"#;
+        let refused = validate(body.as_bytes()).err().unwrap();
+        assert_eq!(refused.code.as_str(), "invalid_client_metadata");
+        assert!(
+            refused.description.contains("client_name"),
+            "{}",
+            refused.description
+        );
+        let plain = r#"{"redirect_uris":["https://a.example/cb"],"client_name":"Good App"}"#;
+        assert_eq!(code_of(plain), "ok");
     }
 }

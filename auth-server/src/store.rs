@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS clients (
     secret_hash TEXT,
     auth_method TEXT NOT NULL,
     allows_refresh INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    allows_authorization_code INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
@@ -90,6 +91,32 @@ CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
 "#;
 
 /// Opens (creating if needed, with mode 0600) the database and applies the schema.
+/// Brings a database made by an earlier version up to the current schema. Clients registered
+/// before `allows_authorization_code` was stored keep the only grant they could use then.
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    let has_column = |conn: &Connection| -> Result<bool, StoreError> {
+        let mut columns = conn.prepare("SELECT name FROM pragma_table_info('clients')")?;
+        let names = columns.query_map([], |r| r.get::<_, String>(0))?;
+        for name in names {
+            if name? == "allows_authorization_code" {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    if has_column(conn)? {
+        return Ok(());
+    }
+    let added = conn.execute_batch(
+        "ALTER TABLE clients ADD COLUMN allows_authorization_code INTEGER NOT NULL DEFAULT 1",
+    );
+    // Another process opening the same file may have added it in between.
+    match added {
+        Err(e) if !has_column(conn)? => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let file_err = |source| StoreError::File {
         path: path.display().to_string(),
@@ -115,6 +142,7 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
+    add_missing_columns(&conn)?;
     Ok(conn)
 }
 
@@ -230,6 +258,7 @@ pub struct RegisteredClient {
     pub redirect_uris: Vec<String>,
     pub secret_hash: Option<String>,
     pub auth_method: AuthMethod,
+    pub allows_authorization_code: bool,
     pub allows_refresh: bool,
 }
 
@@ -237,9 +266,9 @@ pub fn insert_client(conn: &Connection, c: &RegisteredClient, now: i64) -> Resul
     let uris =
         serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.execute(
-        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![c.client_id, c.client_name, uris, c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now],
+        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at, allows_authorization_code)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![c.client_id, c.client_name, uris, c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now, c.allows_authorization_code],
     )?;
     Ok(())
 }
@@ -250,7 +279,7 @@ pub fn get_client(
 ) -> Result<Option<RegisteredClient>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT client_name, redirect_uris, secret_hash, auth_method, allows_refresh FROM clients WHERE client_id = ?1",
+            "SELECT client_name, redirect_uris, secret_hash, auth_method, allows_refresh, allows_authorization_code FROM clients WHERE client_id = ?1",
             [client_id],
             |r| {
                 Ok((
@@ -259,11 +288,14 @@ pub fn get_client(
                     r.get::<_, Option<String>>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, bool>(4)?,
+                    r.get::<_, bool>(5)?,
                 ))
             },
         )
         .optional()?;
-    let Some((client_name, uris, secret_hash, method, allows_refresh)) = row else {
+    let Some((client_name, uris, secret_hash, method, allows_refresh, allows_authorization_code)) =
+        row
+    else {
         return Ok(None);
     };
     let redirect_uris: Vec<String> =
@@ -276,6 +308,7 @@ pub fn get_client(
         redirect_uris,
         secret_hash,
         auth_method,
+        allows_authorization_code,
         allows_refresh,
     }))
 }
@@ -597,4 +630,31 @@ pub fn purge_expired(conn: &Connection, now: i64) -> Result<(), StoreError> {
     conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
     conn.execute("DELETE FROM refresh_families WHERE expires_at < ?1", [now])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_registered_before_the_code_grant_was_stored_keep_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE clients (client_id TEXT PRIMARY KEY, client_name TEXT,
+                redirect_uris TEXT NOT NULL, secret_hash TEXT, auth_method TEXT NOT NULL,
+                allows_refresh INTEGER NOT NULL, created_at INTEGER NOT NULL);
+             INSERT INTO clients VALUES ('old', NULL, '[\"https://a.example/cb\"]', NULL, 'none', 0, 0);",
+        )
+        .unwrap();
+        drop(old);
+        let conn = open_connection(&path).unwrap();
+        let client = get_client(&conn, "old").unwrap().unwrap();
+        assert!(client.allows_authorization_code);
+        assert!(!client.allows_refresh);
+        // Opening again finds the column in place.
+        drop(conn);
+        assert!(open_connection(&path).is_ok());
+    }
 }

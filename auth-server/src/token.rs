@@ -167,6 +167,19 @@ async fn token(
         )
     })?;
     let client_id = state.clients().authenticate(&headers, &params).await?;
+    if !state
+        .clients()
+        .registered_for(&client_id, grant_type)
+        .await?
+    {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "the client is not registered for the {} grant",
+                grant_type.as_str()
+            ),
+        ));
+    }
     match grant_type {
         GrantType::AuthorizationCode => authorization_code(&state, &params, client_id).await,
         GrantType::RefreshToken => refresh_token(&state, &params, client_id).await,

@@ -443,6 +443,49 @@ async fn after_too_many_failed_logins_the_address_is_refused_even_with_the_right
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_parallel_wrong_passwords_gets_no_more_checks_than_the_limit() {
+    let server = TestServer::start_with("login_failures_per_minute = 3", "").await;
+    let b = browser();
+    let p = pkce();
+    let html = page(&b, &authorize_url(&server, &standard_params(&p, "st"))).await;
+    let mut fields = form_fields(&html);
+    fields.retain(|(k, _)| !["username", "password", "action"].contains(&k.as_str()));
+    fields.extend(
+        [
+            ("username", "demo"),
+            ("password", "nope"),
+            ("action", "login"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter())
+        .finish();
+    let attempts: Vec<_> = (0..9)
+        .map(|_| {
+            let request = b
+                .post(server.url("/authorize"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone());
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (3, 6), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn successful_logins_do_not_count_against_the_limit() {
     let server = TestServer::start_with("login_failures_per_minute = 1", "").await;
@@ -517,4 +560,27 @@ async fn login_issues_a_fresh_session_id_and_a_planted_one_grants_nothing() {
         .await
         .unwrap();
     assert!(signed_in.text().await.unwrap().contains("Authorize access"));
+}
+
+#[tokio::test]
+async fn a_client_registered_without_the_code_grant_gets_no_code() {
+    let server = TestServer::start().await;
+    let registration = register_client(
+        &server,
+        serde_json::json!({
+            "redirect_uris": [PUBLIC_REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["refresh_token"],
+        }),
+    )
+    .await;
+    let client_id = registration["client_id"].as_str().unwrap();
+    let p = pkce();
+    let params = with(&standard_params(&p, "st"), "client_id", client_id);
+    let resp = browser()
+        .get(authorize_url(&server, &params))
+        .send()
+        .await
+        .unwrap();
+    assert_error_redirect(&server, &resp, "unauthorized_client");
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode as AxumStatus, header};
@@ -92,6 +92,67 @@ fn params_for<'a>(client_id: &'a str, p: &'a Pkce) -> Vec<(&'a str, &'a str)> {
     params
 }
 
+/// What the page says about every document that could not be resolved, fetched or validated.
+const UNUSABLE_DOCUMENT: &str = "its metadata document could not be fetched or was not accepted";
+
+/// The audit log of every server in this test binary, as JSON lines.
+#[derive(Clone, Default)]
+struct AuditLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for AuditLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts capturing audit events (once for the whole binary; tests tell theirs apart by
+/// `client_id`, which holds each test's own fixture port).
+fn audit_log() -> &'static AuditLog {
+    static LOG: OnceLock<AuditLog> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = AuditLog::default();
+        let writer = log.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "mcp_auth_server::audit=info",
+            ))
+            .with_writer(move || writer.clone())
+            .init();
+        log
+    })
+}
+
+/// The logged reasons why the metadata document of `client_id` was refused.
+fn logged_fetch_failures(client_id: &str) -> Vec<String> {
+    let bytes = audit_log().0.lock().unwrap().clone();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|e| e["event"] == "client_metadata.fetch_failed" && e["client_id"] == client_id)
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The page refusing `client_id` says only that its document was unusable; the reason, which
+/// contains `detail`, is in the log.
+#[track_caller]
+fn assert_refused_with_the_reason_logged(client_id: &str, html: &str, detail: &str) {
+    assert!(html.contains(UNUSABLE_DOCUMENT), "{client_id}: {html}");
+    assert!(!html.contains(detail), "{client_id}: {html}");
+    let reasons = logged_fetch_failures(client_id);
+    assert!(
+        reasons.iter().any(|r| r.contains(detail)),
+        "{client_id}: {reasons:?}"
+    );
+}
+
 async fn dev_server() -> TestServer {
     TestServer::start_with("allow_insecure_localhost_client_metadata = true", "").await
 }
@@ -144,7 +205,8 @@ async fn metadata_document_client_completes_the_flow_and_is_marked_unverified() 
 }
 
 #[tokio::test]
-async fn bad_documents_are_rejected_on_an_error_page() {
+async fn bad_documents_are_rejected_on_an_error_page_with_the_reason_in_the_log() {
+    audit_log();
     let server = dev_server().await;
     let (fixture, base) = start_fixture().await;
     let id = |name: &str| format!("{base}/docs/{name}");
@@ -189,7 +251,6 @@ async fn bad_documents_are_rejected_on_an_error_page() {
     let p = pkce();
     for (name, expected) in [
         ("mismatch", "does not equal its URL"),
-        ("unlisted", "not registered"),
         ("large", "larger than 5120 bytes"),
         ("secret", "must not contain a client secret"),
         ("basic", "shared-secret"),
@@ -206,9 +267,20 @@ async fn bad_documents_are_rejected_on_an_error_page() {
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{name}");
         assert!(resp.headers().get("location").is_none(), "{name}");
         let html = resp.text().await.unwrap();
-        assert!(html.contains(expected), "{name}: {html}");
+        assert_refused_with_the_reason_logged(&client_id, &html, expected);
     }
     assert_eq!(fixture.hits("good"), 0, "redirects are not followed");
+    // A valid document that does not list the redirect_uri: the request, not the document, is
+    // at fault, and the page says so.
+    let html = browser()
+        .get(authorize_url(&server, &params_for(&id("unlisted"), &p)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("not registered"), "{html}");
 }
 
 #[tokio::test]
@@ -254,24 +326,25 @@ async fn failures_are_remembered_only_briefly() {
 
 #[tokio::test]
 async fn client_id_urls_are_validated_and_private_addresses_refused() {
+    audit_log();
     // Development switch off: the http fixture is not reachable at all.
     let server = TestServer::start().await;
     let (fixture, base) = start_fixture().await;
     let client_id = format!("{base}/docs/good");
     fixture.serve("good", doc(&client_id, serde_json::json!({})), None);
     let p = pkce();
-    let cases = [
+    let refuse = |client_id: String| {
+        let url = authorize_url(&server, &params_for(&client_id, &p));
+        async move {
+            let resp = browser().get(url).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{client_id}");
+            assert!(resp.headers().get("location").is_none());
+            resp.text().await.unwrap()
+        }
+    };
+    // A URL that breaks the rules is explained: that follows from the client_id alone.
+    let url_rules = [
         (client_id.clone(), "https"),
-        ("https://127.0.0.1:1/client.json".to_string(), "loopback"),
-        (
-            "https://169.254.169.254/latest/meta-data".to_string(),
-            "link-local",
-        ),
-        ("https://10.0.0.1/client.json".to_string(), "private"),
-        ("https://[::1]/client.json".to_string(), "loopback"),
-        ("https://[::ffff:a00:1]/client.json".to_string(), "private"),
-        ("https://[fd00::1]/client.json".to_string(), "unique-local"),
-        ("https://localhost/client.json".to_string(), "loopback"),
         ("https://app.example.com".to_string(), "must have a path"),
         (
             "https://app.example.com/client.json#frag".to_string(),
@@ -279,16 +352,23 @@ async fn client_id_urls_are_validated_and_private_addresses_refused() {
         ),
         ("http://app.example.com/client.json".to_string(), "https"),
     ];
-    for (client_id, expected) in cases {
-        let resp = browser()
-            .get(authorize_url(&server, &params_for(&client_id, &p)))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{client_id}");
-        assert!(resp.headers().get("location").is_none());
-        let html = resp.text().await.unwrap();
+    for (client_id, expected) in url_rules {
+        let html = refuse(client_id.clone()).await;
         assert!(html.contains(expected), "{client_id}: {html}");
+    }
+    // Where a host points is not told to whoever asks, only logged.
+    let private_addresses = [
+        ("https://127.0.0.1:1/client.json", "loopback"),
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("https://10.0.0.1/client.json", "private"),
+        ("https://[::1]/client.json", "loopback"),
+        ("https://[::ffff:a00:1]/client.json", "private"),
+        ("https://[fd00::1]/client.json", "unique-local"),
+        ("https://localhost/client.json", "loopback"),
+    ];
+    for (client_id, expected) in private_addresses {
+        let html = refuse(client_id.to_string()).await;
+        assert_refused_with_the_reason_logged(client_id, &html, expected);
     }
     assert_eq!(fixture.hits("good"), 0);
 }

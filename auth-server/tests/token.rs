@@ -669,3 +669,25 @@ async fn the_basic_scheme_is_accepted_in_any_letter_case() {
         assert_eq!(resp.status(), StatusCode::OK, "{scheme}");
     }
 }
+
+#[tokio::test]
+async fn a_client_registered_without_the_refresh_grant_cannot_use_it() {
+    let server = TestServer::start().await;
+    let registration = register_client(
+        &server,
+        serde_json::json!({
+            "redirect_uris": [PUBLIC_REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code"],
+        }),
+    )
+    .await;
+    let client_id = registration["client_id"].as_str().unwrap();
+    let (status, body) = refresh_without_secret(&server, client_id).await;
+    assert_oauth_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
+}
