@@ -28,10 +28,12 @@ pub const MAX_CONCURRENT_FETCHES_PER_HOST: usize = 2;
 /// Document fetches one requesting address (an IPv6 /64) may cause at once; further ones are
 /// refused at once, so one requester naming many slow hosts cannot take every global slot.
 pub const MAX_CONCURRENT_FETCHES_PER_REQUESTER: usize = 4;
-/// How long a failed lookup answers with the same error without a new fetch (by default). Short:
-/// it bounds the outbound work a flood naming a broken or slow URL can cause, while a client
-/// that fixes its document waits at most this long.
-pub const FAILURE_CACHE: Duration = Duration::from_secs(30);
+/// How long a failed lookup answers with the same error without a new fetch, by default: never.
+/// MCP clients expect a fixed document to work on the next attempt (the MCP authorization
+/// requirements say failures are not cached); operators under a flood of broken or slow URLs
+/// can opt in to a short window (`client_metadata_failure_cache_secs`), and the per-host and
+/// per-requester caps bound such a flood either way.
+pub const FAILURE_CACHE: Duration = Duration::from_secs(0);
 
 /// Does this client_id name a metadata document (rather than a registered client)?
 pub fn is_metadata_url(client_id: &str) -> bool {

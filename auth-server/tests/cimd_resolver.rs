@@ -252,7 +252,28 @@ async fn at_most_a_fixed_number_of_fetches_run_at_once() {
 }
 
 #[tokio::test]
-async fn a_failing_url_is_fetched_once_within_the_default_failure_window() {
+async fn failures_are_not_remembered_by_default() {
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let client_id = format!("http://localhost:{port}/client.json");
+    let (local, hits) = counting_server(
+        &format!("127.0.0.1:{port}"),
+        document("http://localhost/other.json"),
+    )
+    .await;
+    let resolver = ScriptedResolver::new(vec![vec![local], vec![local]]);
+    let fetcher = Fetcher::with_resolver(true, Duration::from_secs(5), resolver.clone());
+    let first = fetcher.resolve(&client_id).await.unwrap_err();
+    let second = fetcher.resolve(&client_id).await.unwrap_err();
+    assert_eq!(second, first);
+    // A client that fixed its document in between would have been served: both attempts fetched.
+    assert_eq!(resolver.lookups(), 2);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_failing_url_is_fetched_once_within_a_configured_failure_window() {
     let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = probe.local_addr().unwrap().port();
     drop(probe);
@@ -264,7 +285,8 @@ async fn a_failing_url_is_fetched_once_within_the_default_failure_window() {
     )
     .await;
     let resolver = ScriptedResolver::new(vec![vec![local]]);
-    let fetcher = Fetcher::with_resolver(true, Duration::from_secs(5), resolver.clone());
+    let fetcher = Fetcher::with_resolver(true, Duration::from_secs(5), resolver.clone())
+        .with_failure_cache(Duration::from_secs(30));
     let first = fetcher.resolve(&client_id).await.unwrap_err();
     assert!(first.contains("does not equal its URL"), "{first}");
     let second = fetcher.resolve(&client_id).await.unwrap_err();
