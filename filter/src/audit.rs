@@ -6,6 +6,7 @@
 //! from a secret: the subject and client ID are claims of a verified token, and the decision
 //! names the failed check, never its input.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::config::Config;
@@ -17,7 +18,7 @@ use crate::response::Denial;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audit {
     /// `allowed`, or the denial's kind and what failed (see [`decision`]).
-    pub decision: String,
+    pub decision: Cow<'static, str>,
     /// The resource, by configuration index.
     pub resource: Option<usize>,
     /// The verified identity, once the token was valid.
@@ -32,35 +33,38 @@ pub struct Audit {
 /// (`missing_token`, `invalid_token`, `insufficient_scope`, …), followed by `: <what failed>`
 /// where there is more to say: the failed check, or for `insufficient_scope` the scopes the
 /// token lacks (`granted` are the ones it has).
-pub fn decision(denial: Option<&Denial>, granted: &[String]) -> String {
+///
+/// Borrowed where nothing is appended (`allowed`, `missing_token`, …): the common decisions cost
+/// no allocation on a request that is otherwise served from the token cache.
+pub fn decision(denial: Option<&Denial>, granted: &[String]) -> Cow<'static, str> {
     let Some(denial) = denial else {
-        return "allowed".to_string();
+        return Cow::Borrowed("allowed");
     };
     let name = denial.counter().name();
-    let mut out = name
-        .strip_prefix("mcp_auth.denied.")
-        .unwrap_or(name)
-        .to_string();
+    let kind = name.strip_prefix("mcp_auth.denied.").unwrap_or(name);
     match denial {
         Denial::InvalidRequest(d) | Denial::InvalidToken(d) | Denial::BadMcpRequest(d) => {
+            let mut out = String::from(kind);
             out.push_str(": ");
             out.push_str(d);
+            Cow::Owned(out)
         }
         Denial::InsufficientScope(needed) => {
+            let mut out = String::from(kind);
             let mut separator = ": ";
             for scope in needed.iter().filter(|s| !granted.contains(s)) {
                 out.push_str(separator);
                 out.push_str(scope);
                 separator = " ";
             }
+            Cow::Owned(out)
         }
         Denial::MissingToken
         | Denial::Origin
         | Denial::BodyTooLarge
         | Denial::KeysUnavailable
-        | Denial::UnmatchedPath => {}
+        | Denial::UnmatchedPath => Cow::Borrowed(kind),
     }
-    out
 }
 
 /// Appends `value` to a comma-separated list.
@@ -73,7 +77,11 @@ fn append(list: &mut String, value: &str) {
 
 impl Audit {
     /// A record without MCP calls yet (see [`Audit::add_call`]).
-    pub fn new(decision: String, resource: Option<usize>, identity: Option<Rc<Identity>>) -> Self {
+    pub fn new(
+        decision: Cow<'static, str>,
+        resource: Option<usize>,
+        identity: Option<Rc<Identity>>,
+    ) -> Self {
         Audit {
             decision,
             resource,

@@ -918,7 +918,7 @@ mod tests {
         assert_eq!(
             step.audit
                 .as_ref()
-                .map(|a| (a.decision.as_str(), a.resource)),
+                .map(|a| (a.decision.as_ref(), a.resource)),
             Some(("missing_token", Some(0)))
         );
         assert!(is_answered(&missing));
