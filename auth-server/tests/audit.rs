@@ -69,21 +69,8 @@ async fn each_action_is_logged_once_with_its_fields_and_without_secrets() {
     let state = "state-value-5e0b2d";
     let url = authorize_url(&server, &standard_params(&p, state));
     // A wrong password, then the full sign-in and consent.
-    let login = page(&b, &url).await;
     let wrong_password = "wrong-password-81c4";
-    let resp = submit(
-        &b,
-        &server,
-        &form_fields(&login),
-        &[
-            ("username", "demo"),
-            ("password", wrong_password),
-            ("action", "login"),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let redirect = authorize(&b, &server, &url).await;
+    let redirect = authorize_after_a_wrong_password(&b, &server, &url, wrong_password).await;
     let code = query_param(&redirect, "code").unwrap();
     // Code exchange, one refresh, reuse of the rotated token, revocation, code replay.
     let (status, first) = json(redeem(&server, &code, &p.verifier).await).await;

@@ -43,21 +43,8 @@ async fn verbose_logs_hold_no_secrets() {
     let state = "state-value-4f1c9a";
     let url = authorize_url(&server, &standard_params(&p, state));
     // A failed login first, with a password that must not be logged.
-    let html = page(&b, &url).await;
     let wrong_password = "wrong-password-7d2e";
-    let resp = submit(
-        &b,
-        &server,
-        &form_fields(&html),
-        &[
-            ("username", "demo"),
-            ("password", wrong_password),
-            ("action", "login"),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let redirect = authorize(&b, &server, &url).await;
+    let redirect = authorize_after_a_wrong_password(&b, &server, &url, wrong_password).await;
     let code = query_param(&redirect, "code").unwrap();
     let (status, t) = json(redeem(&server, &code, &p.verifier).await).await;
     assert_eq!(status, StatusCode::OK, "{t}");

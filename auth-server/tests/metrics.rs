@@ -51,20 +51,7 @@ async fn a_flow_moves_the_counters_on_the_admin_listener() {
     let b = browser();
     let p = pkce();
     let url = authorize_url(&server, &standard_params(&p, "st"));
-    let login = page(&b, &url).await;
-    let resp = submit(
-        &b,
-        &server,
-        &form_fields(&login),
-        &[
-            ("username", "demo"),
-            ("password", "nope"),
-            ("action", "login"),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let redirect = authorize(&b, &server, &url).await;
+    let redirect = authorize_after_a_wrong_password(&b, &server, &url, "nope").await;
     let code = query_param(&redirect, "code").unwrap();
     let (status, t) = json(redeem(&server, &code, &p.verifier).await).await;
     assert_eq!(status, StatusCode::OK, "{t}");

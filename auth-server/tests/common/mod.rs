@@ -324,6 +324,30 @@ pub async fn consent_page_after_sign_in(
 }
 
 /// Runs the browser part (login if needed, consent if needed) and returns the final redirect.
+/// Opens the sign-in page of `url`, submits `wrong_password` for the demo user (which must be
+/// refused), then signs in and consents; returns the redirect to the client.
+pub async fn authorize_after_a_wrong_password(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    url: &str,
+    wrong_password: &str,
+) -> String {
+    let login = page(browser, url).await;
+    let resp = submit(
+        browser,
+        server,
+        &form_fields(&login),
+        &[
+            ("username", "demo"),
+            ("password", wrong_password),
+            ("action", "login"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    authorize(browser, server, url).await
+}
+
 pub async fn authorize(browser: &reqwest::Client, server: &TestServer, url: &str) -> String {
     let mut resp = browser.get(url).send().await.unwrap();
     for _ in 0..6 {
