@@ -34,6 +34,10 @@ mod stats;
 mod token;
 mod urls;
 
+// The fuzz targets' way in (filter/fuzz), and the tests of their seeds; never in the `.wasm`.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+
 // The verifiers live in their own crate, built for speed (see its README).
 use mcp_auth_filter_crypto::{es256, rs256};
 

@@ -4,11 +4,13 @@
 //! - `test`: set up, then `cargo test --workspace`, then the end-to-end tests (pytest).
 //! - `e2e [pytest args]`: set up, build, and run only the end-to-end tests.
 //! - `bench (--quick | --full) [bench flags]`: set up, then run the benchmarks (`bench/README.md`).
+//! - `fuzz [--seconds N]`: run the filter's fuzz targets for a bounded time (`filter/fuzz`).
 //!
 //! Anything else on the command line is refused with the usage text and exit status 2.
 //! - `build-wasm`: build the release filter (and the no-op filter the benchmark compares with).
 
 mod demo;
+mod fuzz;
 mod render;
 mod supervise;
 mod venv;
@@ -25,6 +27,7 @@ commands:
   e2e [pytest arguments]      run only the end-to-end tests; the arguments go to pytest
   bench (--quick | --full) [bench options]
                               run the benchmarks (options: bench/README.md)
+  fuzz [--seconds N]          run each fuzz target of the filter for N seconds (default 60)
   build-wasm                  build the release filter and the benchmark's reference filters
   help                        print this text";
 
@@ -36,6 +39,7 @@ enum Task {
     Test,
     E2e(Vec<String>),
     Bench(Vec<String>),
+    Fuzz(u64),
     BuildWasm,
     Help,
 }
@@ -62,6 +66,7 @@ fn parse_task(args: &[String]) -> Result<Task, String> {
             Ok(Task::Bench(rest.to_vec()))
         }
         "bench" => Err("`bench` needs --quick or --full".into()),
+        "fuzz" => fuzz::parse_seconds(rest).map(Task::Fuzz),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::E2e(pytest_args) => e2e(&pytest_args),
         Task::Bench(bench_args) => bench(&bench_args),
+        Task::Fuzz(seconds) => fuzz::fuzz(seconds),
         Task::BuildWasm => build_wasm(Wasm::WithBenchFilters).map(|_| ()),
         Task::Help => {
             println!("{USAGE}");
@@ -177,6 +183,7 @@ fn test() -> Result<(), String> {
     run(cargo()
         .args(["test", "--workspace"])
         .env("MCP_AUTH_FILTER_WASM", &wasm))?;
+    fuzz::fuzz(fuzz::TEST_SECONDS)?;
     pytest(&venv, &wasm, &[])
 }
 
@@ -196,16 +203,21 @@ fn bench(bench_args: &[String]) -> Result<(), String> {
         .args(bench_args))
 }
 
-/// Installs the load generator `wrk` (Debian package) when it is missing: directly as root,
-/// otherwise through `sudo`, which may ask for a password.
+/// Installs the load generator `wrk` when it is missing.
 fn ensure_wrk() -> Result<(), String> {
+    ensure_debian_package("wrk", "wrk")
+}
+
+/// Installs the Debian package that provides `program` when `program` is missing: directly as
+/// root, otherwise through `sudo`, which may ask for a password.
+fn ensure_debian_package(program: &str, package: &str) -> Result<(), String> {
     let found = |program: &str| {
         Command::new("sh")
             .args(["-c", &format!("command -v {program}")])
             .output()
             .is_ok_and(|out| out.status.success())
     };
-    if found("wrk") {
+    if found(program) {
         return Ok(());
     }
     let as_root = Command::new("id")
@@ -223,15 +235,17 @@ fn ensure_wrk() -> Result<(), String> {
         command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         command
     };
-    if run(&mut apt(&["install", "-y", "-q", "wrk"])).is_err() {
+    if run(&mut apt(&["install", "-y", "-q", package])).is_err() {
         // A fresh machine may have no package lists yet.
         run(&mut apt(&["update", "-q"]))?;
-        run(&mut apt(&["install", "-y", "-q", "wrk"]))?;
+        run(&mut apt(&["install", "-y", "-q", package]))?;
     }
-    if found("wrk") {
+    if found(program) {
         Ok(())
     } else {
-        Err("wrk is still missing after apt-get install wrk".into())
+        Err(format!(
+            "{program} is still missing after apt-get install {package}"
+        ))
     }
 }
 
@@ -303,6 +317,9 @@ mod tests {
             ]))
         );
         assert!(parse(&["bench"]).is_err());
+        assert_eq!(parse(&["fuzz"]), Ok(Task::Fuzz(fuzz::DEFAULT_SECONDS)));
+        assert_eq!(parse(&["fuzz", "--seconds", "3"]), Ok(Task::Fuzz(3)));
+        assert!(parse(&["fuzz", "-k"]).is_err());
         assert!(parse(&["bench", "--part", "auth"]).is_err());
     }
 }
