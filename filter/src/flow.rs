@@ -1112,6 +1112,31 @@ mod tests {
     }
 
     #[test]
+    fn headers_that_disagree_with_the_body_are_a_header_mismatch_carrying_its_id() {
+        let mut w = World::new();
+        let key = ed_key("k1");
+        w.keys_arrive(&[&key], NOW_MS);
+        let auth = bearer(&key);
+        let mut headers = post(&auth);
+        headers.push(("mcp-method", "tools/call"));
+        headers.push(("mcp-name", "echo"));
+        let (id, request, step) = w.request(&headers, false, NOW_MS);
+        assert_eq!(step.next, Next::Continue { resume: false });
+        let step = w.body(id, &request, ADMIN_CALL, NOW_MS);
+        assert_eq!(
+            denial(&step),
+            &Denial::HeaderMismatch {
+                description: "Mcp-Name header does not match the body",
+                id: Some("1".into()),
+            }
+        );
+        assert_eq!(
+            step.audit.map(|a| a.decision),
+            Some("bad_mcp_request: Mcp-Name header does not match the body".into())
+        );
+    }
+
+    #[test]
     fn a_body_over_max_body_bytes_is_413() {
         let mut w = World::new();
         let key = ed_key("k1");
@@ -1156,7 +1181,10 @@ mod tests {
             ),
             (
                 valid.as_str(),
-                Denial::BadMcpRequest("invalid Mcp-Name header encoding"),
+                Denial::HeaderMismatch {
+                    description: "invalid Mcp-Name header encoding",
+                    id: None,
+                },
             ),
         ] {
             let mut headers = post(auth);
