@@ -43,7 +43,10 @@ pub fn decision(denial: Option<&Denial>, granted: &[String]) -> Cow<'static, str
     let name = denial.counter().name();
     let kind = name.strip_prefix("mcp_auth.denied.").unwrap_or(name);
     match denial {
-        Denial::InvalidRequest(d) | Denial::InvalidToken(d) | Denial::BadMcpRequest(d) => {
+        Denial::InvalidRequest(d)
+        | Denial::InvalidToken(d)
+        | Denial::BadMcpRequest(d)
+        | Denial::HeaderMismatch { description: d, .. } => {
             let mut out = String::from(kind);
             out.push_str(": ");
             out.push_str(d);

@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::issuer::{Issuer, JwksSource, RemoteJwks};
 use crate::jwks::KeySet;
-use crate::policy::ToolRule;
+use crate::policy::{self, ToolRule};
 use crate::resource::Resource;
 use crate::urls::{check_origin, parse_http_url, parse_resource_url};
 use crate::{metadata, response};
@@ -41,6 +41,20 @@ pub enum UnmatchedPaths {
     Reject,
     /// Forward untouched.
     Pass,
+}
+
+/// Which scopes a resource's 401 challenges (and its other challenges without a needed-scope
+/// list) ask for in `scope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChallengeScopes {
+    /// `required_scopes` (default): a client asks for more when a 403 `insufficient_scope`
+    /// tells it (step-up).
+    #[default]
+    Required,
+    /// `required_scopes` and every scope a `tool_scopes` rule can require, so that the first
+    /// token already covers every tool: for clients that cannot step up after a 403.
+    All,
 }
 
 /// Default and accepted range of every numeric setting, in the unit its field name says.
@@ -158,6 +172,12 @@ struct RawConfig {
     /// `pass` (forwarded untouched).
     #[serde(default)]
     unmatched_paths: UnmatchedPaths,
+    /// The host holds the request headers while the filter reads the body after pausing the
+    /// header phase (Envoy 1.35+ `PluginConfig.allow_on_headers_stop_iteration: true`, which must
+    /// be set together with this): per-tool decisions are then made before the upstream sees
+    /// anything (default false).
+    #[serde(default)]
+    hold_headers_for_body: bool,
 }
 
 // serde's `default = "…"` takes a function path.
@@ -207,6 +227,10 @@ struct RawResource {
     /// Per-method / per-tool extra scopes (default none).
     #[serde(default)]
     tool_scopes: Vec<RawToolRule>,
+    /// The `scope` of 401 challenges: `required` (`required_scopes`, the default) or `all`
+    /// (also every scope of `tool_scopes`, for clients that mishandle a 403 step-up).
+    #[serde(default)]
+    challenge_scopes: ChallengeScopes,
     /// Metadata `resource_name` (optional, not empty).
     #[serde(default)]
     resource_name: Option<String>,
@@ -324,6 +348,9 @@ pub struct Config {
     pub metadata_max_age: u64,
     /// Policy for unmatched paths.
     pub unmatched_paths: UnmatchedPaths,
+    /// The host holds the headers while body callbacks run after a paused header phase
+    /// (Envoy's `allow_on_headers_stop_iteration`).
+    pub hold_headers_for_body: bool,
     /// Short hash of the configuration text, namespacing shared-data cache keys.
     pub fingerprint: String,
 }
@@ -530,6 +557,7 @@ impl Config {
                 limits::METADATA_MAX_AGE_SECONDS,
             )?,
             unmatched_paths: raw.unmatched_paths,
+            hold_headers_for_body: raw.hold_headers_for_body,
             fingerprint,
         })
     }
@@ -713,6 +741,10 @@ fn validate_resource(
     if r.resource_name.as_deref() == Some("") {
         return err(format!("{field}.resource_name"), "must not be empty");
     }
+    let challenge_scopes = match r.challenge_scopes {
+        ChallengeScopes::Required => required_scopes.clone(),
+        ChallengeScopes::All => policy::every_scope(&required_scopes, &tool_rules),
+    };
     let metadata_path = format!("{}{}", metadata::WELL_KNOWN, url.path);
     let metadata_url = format!("{}{}", url.origin(), metadata_path);
     let mut resource = Resource {
@@ -732,7 +764,7 @@ fn validate_resource(
         challenge_params: String::new(),
     };
     resource.metadata_json = metadata::document(&resource);
-    resource.challenge_params = response::params(&resource.metadata_url, &resource.required_scopes);
+    resource.challenge_params = response::params(&resource.metadata_url, &challenge_scopes);
     Ok(resource)
 }
 
@@ -766,6 +798,8 @@ pub(crate) mod tests {
             "/token_cache",
             "/metadata_max_age_seconds",
             "/unmatched_paths",
+            "/hold_headers_for_body",
+            "/resources/0/challenge_scopes",
         ] {
             let (parent, member) = pointer.rsplit_once('/').expect("pointer");
             let removed = v
@@ -795,6 +829,7 @@ pub(crate) mod tests {
         assert_eq!(c.token_cache_slots, 1024);
         assert_eq!(c.metadata_max_age, 3600);
         assert_eq!(c.unmatched_paths, UnmatchedPaths::Reject);
+        assert!(!c.hold_headers_for_body);
         let headers: Vec<(&str, &str)> = c
             .identity_headers
             .iter()
@@ -822,6 +857,41 @@ pub(crate) mod tests {
                 min_refetch_interval: Duration::from_secs(30),
                 max_stale: Duration::from_secs(86_400),
             }
+        );
+    }
+
+    #[test]
+    fn challenge_scopes_all_asks_for_every_scope_a_rule_can_require() {
+        let mut v = demo_json();
+        v["resources"][0]["tool_scopes"] = json!([
+            { "method": "tools/call", "name": "admin_*", "scopes": ["mcp:admin"] },
+            { "method": "resources/*", "scopes": ["mcp:read", "mcp:tools"] }
+        ]);
+        let scope_of = |c: &Config| {
+            c.resources[0]
+                .challenge_params
+                .split("scope=")
+                .nth(1)
+                .map(str::to_string)
+        };
+        let required = parse(&v).expect("valid");
+        assert_eq!(scope_of(&required).as_deref(), Some(r#""mcp:tools""#));
+        v["resources"][0]["challenge_scopes"] = json!("all");
+        let all = parse(&v).expect("valid");
+        assert_eq!(
+            scope_of(&all).as_deref(),
+            Some(r#""mcp:tools mcp:admin mcp:read""#)
+        );
+        assert_eq!(
+            all.resources[0].required_scopes,
+            vec!["mcp:tools"],
+            "what a request needs is unchanged"
+        );
+        v["resources"][0]["challenge_scopes"] = json!("every");
+        let e = parse(&v).expect_err("unknown value").0;
+        assert!(
+            e.starts_with("resources[0].challenge_scopes: unknown variant `every`"),
+            "{e}"
         );
     }
 

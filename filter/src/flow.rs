@@ -604,15 +604,12 @@ impl Runtime {
             Calls::AwaitingBody(headers) => {
                 // Check what is known before the headers go on: the base scopes, and the tool
                 // named by Mcp-Method/Mcp-Name when the client sent them. The body is checked
-                // when complete: proxy-wasm hosts (Envoy) deliver it only once the header phase
-                // continues, and its callbacks hold it (paused) until the decision.
+                // when complete; its callbacks hold it (paused) until the decision.
                 let announced = front::calls_from_headers(headers);
                 if let Err(denial) = front::authorize(&self.cfg, resource, identity, &announced) {
                     return Next::Deny(checks.denied(denial));
                 }
-                return Next::Continue {
-                    resume: checks.release(caller),
-                };
+                return self.headers_before_body(checks, caller);
             }
             Calls::Rejected(denial) => return Next::Deny(checks.denied(denial.clone())),
             Calls::NotNeeded => &[][..],
@@ -623,6 +620,22 @@ impl Runtime {
                 resume: checks.release(caller),
             },
             Err(denial) => Next::Deny(checks.denied(denial)),
+        }
+    }
+
+    /// The headers of a request whose body is still to be checked, once everything the headers
+    /// tell is allowed. A host that delivers the body while it holds paused headers
+    /// (`hold_headers_for_body`) keeps holding them: a body callback's `Continue` later releases
+    /// headers and body together, once the body is allowed, and a denial reaches nothing
+    /// upstream. Resuming here (keys that arrive before the body is complete) would release the
+    /// headers and the part of the body received so far, unchecked. Other hosts deliver the
+    /// body only after the header phase continues, so the headers go on now.
+    fn headers_before_body(&self, checks: &mut Checks, caller: Caller) -> Next {
+        if self.cfg.hold_headers_for_body {
+            return checks.hold();
+        }
+        Next::Continue {
+            resume: checks.release(caller),
         }
     }
 
@@ -1095,6 +1108,169 @@ mod tests {
         );
     }
 
+    /// The demo configuration on a host that holds paused headers while the body comes.
+    fn holding() -> World {
+        let mut cfg = demo_json();
+        cfg["hold_headers_for_body"] = json!(true);
+        World::with(cfg)
+    }
+
+    #[test]
+    fn with_held_headers_a_rule_bearing_post_pauses_until_its_body_decides() {
+        let mut w = holding();
+        let key = ed_key("k1");
+        w.keys_arrive(&[&key], NOW_MS);
+        let (id, request, step) = w.request(&post(&bearer(&key)), false, NOW_MS);
+        assert_eq!(step.next, Next::Hold, "the headers wait for the body");
+        assert_eq!(step.next.action(), Action::Pause);
+        assert!(
+            step.upstream_headers.is_some(),
+            "edited while they are held"
+        );
+        assert_eq!(step.audit, None, "not decided yet");
+        assert_eq!(
+            w.rt.request_body(id, &request, 10, false),
+            BodyStep::Done(Step::only(Next::Hold)),
+            "a first chunk is held with the headers"
+        );
+        let denied = w.body(id, &request, ADMIN_CALL, NOW_MS);
+        assert_eq!(
+            denial(&denied),
+            &Denial::InsufficientScope(vec!["mcp:tools".into(), "mcp:admin".into()])
+        );
+        let (id, request, _) = w.request(&post(&bearer(&key)), false, NOW_MS);
+        let allowed = w.body(id, &request, TOOL_CALL, NOW_MS);
+        assert_eq!(
+            allowed.next,
+            Next::Allow { resume: false },
+            "the body callback's Continue releases headers and body together"
+        );
+        assert_eq!(allowed.next.action(), Action::Continue);
+    }
+
+    #[test]
+    fn with_held_headers_requests_that_need_no_body_are_not_paused() {
+        let mut w = holding();
+        let key = ed_key("k1");
+        w.keys_arrive(&[&key], NOW_MS);
+        let auth = bearer(&key);
+        let delete = vec![
+            (":method", "DELETE"),
+            (":path", "/mcp"),
+            ("authorization", auth.as_str()),
+        ];
+        for (what, headers, end_of_stream) in [
+            ("GET stream", get(&auth), true),
+            ("GET with a body", get(&auth), false),
+            ("DELETE", delete, false),
+        ] {
+            let (_, _, step) = w.request(&headers, end_of_stream, NOW_MS);
+            assert_eq!(step.next, Next::Allow { resume: false }, "{what}");
+        }
+        let (_, _, no_body) = w.request(&post(&auth), true, NOW_MS);
+        assert_eq!(
+            denial(&no_body),
+            &Denial::BadMcpRequest("missing JSON-RPC body"),
+            "headers that end the request are decided at once"
+        );
+        let mut cfg = demo_json();
+        cfg["hold_headers_for_body"] = json!(true);
+        cfg["resources"][0]["tool_scopes"] = json!([]);
+        let mut w = World::with(cfg);
+        w.keys_arrive(&[&key], NOW_MS);
+        let (_, _, step) = w.request(&post(&auth), false, NOW_MS);
+        assert_eq!(
+            step.next,
+            Next::Allow { resume: false },
+            "a route without tool rules never reads the body"
+        );
+    }
+
+    #[test]
+    fn with_held_headers_keys_that_arrive_before_the_whole_body_do_not_release_it() {
+        let key = ed_key("k1");
+        for hold in [false, true] {
+            let mut cfg = demo_json();
+            cfg["hold_headers_for_body"] = json!(hold);
+            let mut w = World::with(cfg);
+            let (id, request, step) = w.request(&post(&bearer(&key)), false, NOW_MS);
+            assert_eq!(step.next, Next::Hold, "waiting for keys");
+            w.keys_arrive(&[&key], NOW_MS + 300);
+            let woken = w.wake(NOW_MS + 300);
+            assert!(woken[0].upstream_headers.is_some());
+            if hold {
+                assert_eq!(
+                    woken[0].next,
+                    Next::Hold,
+                    "resuming would release the part of the body the host holds"
+                );
+                assert_eq!(
+                    w.body(id, &request, TOOL_CALL, NOW_MS + 400).next,
+                    Next::Allow { resume: false }
+                );
+            } else {
+                assert_eq!(
+                    woken[0].next,
+                    Next::Continue { resume: true },
+                    "the host delivers the body only once the headers go on"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn with_held_headers_a_body_complete_before_the_keys_is_decided_when_they_arrive() {
+        let mut w = holding();
+        let key = ed_key("k1");
+        let (id, request, _) = w.request(&post(&bearer(&key)), false, NOW_MS);
+        assert_eq!(
+            w.rt.request_body(id, &request, 10, false),
+            BodyStep::Done(Step::only(Next::Hold))
+        );
+        assert_eq!(
+            w.body(id, &request, ADMIN_CALL, NOW_MS + 10).next,
+            Next::Hold
+        );
+        w.keys_arrive(&[&key], NOW_MS + 300);
+        let woken = w.wake(NOW_MS + 300);
+        assert_eq!(
+            denial(&woken[0]),
+            &Denial::InsufficientScope(vec!["mcp:tools".into(), "mcp:admin".into()])
+        );
+        let (id, request, _) = w.request(&post(&bearer(&key)), false, NOW_MS + 400);
+        assert_eq!(
+            w.body(id, &request, TOOL_CALL, NOW_MS + 400).next,
+            Next::Allow { resume: false }
+        );
+    }
+
+    #[test]
+    fn with_held_headers_a_body_over_the_limit_or_empty_is_answered_from_the_body_callback() {
+        let mut w = holding();
+        let key = ed_key("k1");
+        w.keys_arrive(&[&key], NOW_MS);
+        let (id, request, _) = w.request(&post(&bearer(&key)), false, NOW_MS);
+        let BodyStep::Done(too_large) = w.rt.request_body(id, &request, 1024 * 1024 + 1, false)
+        else {
+            panic!("decided without reading");
+        };
+        assert_eq!(denial(&too_large), &Denial::BodyTooLarge);
+        let (id, request, _) = w.request(&post(&bearer(&key)), false, NOW_MS);
+        assert_eq!(
+            denial(&w.body(id, &request, b"", NOW_MS)),
+            &Denial::BadMcpRequest("missing JSON-RPC body"),
+            "an empty last chunk ends a body that is not there"
+        );
+        let (_, held, _) = w.request(&post(&bearer(&key)), false, NOW_MS);
+        assert_eq!(
+            w.rt.request_trailers(&held),
+            TrailersStep::MeasureBody {
+                limit: 1024 * 1024 + 1
+            },
+            "trailers end the body: decided as on its last chunk"
+        );
+    }
+
     #[test]
     fn a_tool_announced_in_the_headers_is_authorized_before_the_body() {
         let mut w = World::new();
@@ -1108,6 +1284,31 @@ mod tests {
         assert_eq!(
             denial(&step),
             &Denial::InsufficientScope(vec!["mcp:tools".into(), "mcp:admin".into()])
+        );
+    }
+
+    #[test]
+    fn headers_that_disagree_with_the_body_are_a_header_mismatch_carrying_its_id() {
+        let mut w = World::new();
+        let key = ed_key("k1");
+        w.keys_arrive(&[&key], NOW_MS);
+        let auth = bearer(&key);
+        let mut headers = post(&auth);
+        headers.push(("mcp-method", "tools/call"));
+        headers.push(("mcp-name", "echo"));
+        let (id, request, step) = w.request(&headers, false, NOW_MS);
+        assert_eq!(step.next, Next::Continue { resume: false });
+        let step = w.body(id, &request, ADMIN_CALL, NOW_MS);
+        assert_eq!(
+            denial(&step),
+            &Denial::HeaderMismatch {
+                description: "Mcp-Name header does not match the body",
+                id: Some("1".into()),
+            }
+        );
+        assert_eq!(
+            step.audit.map(|a| a.decision),
+            Some("bad_mcp_request: Mcp-Name header does not match the body".into())
         );
     }
 
@@ -1156,7 +1357,10 @@ mod tests {
             ),
             (
                 valid.as_str(),
-                Denial::BadMcpRequest("invalid Mcp-Name header encoding"),
+                Denial::HeaderMismatch {
+                    description: "invalid Mcp-Name header encoding",
+                    id: None,
+                },
             ),
         ] {
             let mut headers = post(auth);

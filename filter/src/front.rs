@@ -313,7 +313,11 @@ pub fn on_headers(cfg: &Config, head: &RequestHead<'_>) -> HeadDecision {
     let mcp = if has_rules && head.method == "POST" {
         match mcp_request::parse_headers(head.mcp_method, head.mcp_name) {
             Ok(h) => McpNeed::FromBody(h),
-            Err(e) => McpNeed::Malformed(Denial::BadMcpRequest(e.description())),
+            // Decided before the body is read: its id is unknown.
+            Err(e) => McpNeed::Malformed(Denial::HeaderMismatch {
+                description: e.description(),
+                id: None,
+            }),
         }
     } else {
         McpNeed::NotNeeded
@@ -340,11 +344,16 @@ pub fn calls_from_headers(headers: &McpHeaders) -> Vec<McpCall> {
         .collect()
 }
 
-/// The MCP calls of a buffered body, checked against the headers.
+/// The MCP calls of a buffered body, checked against the headers: a body that cannot be
+/// authorized is a 400 `invalid_request`, headers that disagree with a readable body a 400
+/// `HeaderMismatch` carrying the request's id.
 pub fn mcp_calls(headers: &McpHeaders, body: &[u8]) -> Result<Vec<McpCall>, Denial> {
     let parsed =
         mcp_request::parse_body(body).map_err(|e| Denial::BadMcpRequest(e.description()))?;
-    mcp_request::reconcile(headers, parsed).map_err(|e| Denial::BadMcpRequest(e.description()))
+    mcp_request::reconcile(headers, parsed).map_err(|e| Denial::HeaderMismatch {
+        description: e.description(),
+        id: mcp_request::request_id(body),
+    })
 }
 
 /// Result of a token check.
@@ -823,7 +832,10 @@ mod tests {
         assert!(matches!(
             on_headers(&c, &bad),
             HeadDecision::Authenticate(PendingAuth {
-                mcp: McpNeed::Malformed(Denial::BadMcpRequest("invalid Mcp-Name header encoding")),
+                mcp: McpNeed::Malformed(Denial::HeaderMismatch {
+                    description: "invalid Mcp-Name header encoding",
+                    id: None
+                }),
                 ..
             })
         ));

@@ -416,6 +416,15 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody, McpRequestError> {
     }
 }
 
+/// The `id` of the request a body holds (one message whose `id` is a string or a number), as
+/// JSON text, for an error response about it. Parses the body again: only an error path calls it.
+pub fn request_id(body: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<Value>(body).ok()?.get("id")? {
+        id @ (Value::String(_) | Value::Number(_)) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
 /// A parsed JSON-RPC body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedBody {
@@ -646,6 +655,29 @@ mod tests {
         ];
         for (h, body, want) in table {
             assert_eq!(reconcile(&h, body), want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn the_request_id_is_read_from_a_single_message_only() {
+        for (body, want) in [
+            (
+                r#"{"jsonrpc":"2.0","id":"a-1","method":"tools/call"}"#,
+                Some(r#""a-1""#.to_string()),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#,
+                Some("7".to_string()),
+            ),
+            (r#"{"jsonrpc":"2.0","id":null,"method":"tools/call"}"#, None),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                None,
+            ),
+            (r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#, None),
+            ("not json", None),
+        ] {
+            assert_eq!(request_id(body.as_bytes()), want, "{body}");
         }
     }
 

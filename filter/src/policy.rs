@@ -51,6 +51,18 @@ pub fn required_scopes(base: &[String], rules: &[ToolRule], calls: &[McpCall]) -
     needed
 }
 
+/// Every scope a request could need: the base scopes, then each rule's, without duplicates
+/// (what [`required_scopes`] returns for calls matching every rule).
+pub fn every_scope(base: &[String], rules: &[ToolRule]) -> Vec<String> {
+    let mut all = base.to_vec();
+    for scope in rules.iter().flat_map(|r| &r.scopes) {
+        if !all.contains(scope) {
+            all.push(scope.clone());
+        }
+    }
+    all
+}
+
 /// True when every needed scope is granted.
 pub fn scopes_satisfied(needed: &[String], granted: &[String]) -> bool {
     needed.iter().all(|n| granted.contains(n))
@@ -125,6 +137,15 @@ mod tests {
             required_scopes(&s(&["mcp:tools"]), &rules(), &calls),
             s(&["mcp:tools", "mcp:admin", "mcp:read"])
         );
+    }
+
+    #[test]
+    fn every_scope_is_the_base_then_each_rules_scopes_once() {
+        assert_eq!(
+            every_scope(&s(&["mcp:tools", "mcp:admin"]), &rules()),
+            s(&["mcp:tools", "mcp:admin", "mcp:delete", "mcp:read"])
+        );
+        assert_eq!(every_scope(&[], &[]), Vec::<String>::new());
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub struct Resource {
     pub resource_documentation: Option<String>,
     /// Pre-rendered metadata JSON.
     pub metadata_json: String,
-    /// Pre-rendered `resource_metadata="…", scope="…"` challenge parameters.
+    /// Pre-rendered `resource_metadata="…", scope="…"` challenge parameters; `scope` per the
+    /// resource's `challenge_scopes`.
     pub challenge_params: String,
 }

@@ -76,6 +76,15 @@ pub enum Denial {
     Origin,
     /// 400 malformed MCP request.
     BadMcpRequest(&'static str),
+    /// 400 with the JSON-RPC error `HeaderMismatch`: `Mcp-Method` / `Mcp-Name` are malformed,
+    /// missing where the body needs them, or disagree with the body (2026-07-28 transport).
+    HeaderMismatch {
+        /// The `message` (static text, never the header or body values).
+        description: &'static str,
+        /// The request's JSON-RPC `id` as JSON text (a string or number), when the body was
+        /// read and has one.
+        id: Option<String>,
+    },
     /// 413.
     BodyTooLarge,
     /// 503 no keys.
@@ -100,7 +109,7 @@ impl Denial {
             Denial::InvalidToken(_) => Counter::InvalidToken,
             Denial::InsufficientScope(_) => Counter::InsufficientScope,
             Denial::Origin => Counter::Origin,
-            Denial::BadMcpRequest(_) => Counter::BadMcpRequest,
+            Denial::BadMcpRequest(_) | Denial::HeaderMismatch { .. } => Counter::BadMcpRequest,
             Denial::BodyTooLarge => Counter::BodyTooLarge,
             Denial::KeysUnavailable => Counter::KeysUnavailable,
             Denial::UnmatchedPath => Counter::UnmatchedPath,
@@ -112,6 +121,7 @@ impl Denial {
         match self {
             Denial::MissingToken => "no bearer token",
             Denial::InvalidRequest(d) | Denial::InvalidToken(d) | Denial::BadMcpRequest(d) => d,
+            Denial::HeaderMismatch { description, .. } => description,
             Denial::InsufficientScope(_) => "required scope missing",
             Denial::Origin => "origin not allowed",
             Denial::BodyTooLarge => "request body exceeds max_body_bytes",
@@ -170,6 +180,9 @@ impl Denial {
             }
             Denial::Origin => json_error(403, "forbidden_origin", "origin not allowed"),
             Denial::BadMcpRequest(d) => json_error(400, "invalid_request", d),
+            Denial::HeaderMismatch { description, id } => {
+                header_mismatch(description, id.as_deref())
+            }
             Denial::BodyTooLarge => json_error(413, "invalid_request", self.reason()),
             Denial::KeysUnavailable => {
                 let mut r = json_error(503, "temporarily_unavailable", self.reason());
@@ -178,6 +191,29 @@ impl Denial {
             }
             Denial::UnmatchedPath => json_error(404, "not_found", self.reason()),
         }
+    }
+}
+
+/// The JSON-RPC error code the 2026-07-28 Streamable HTTP transport gives a request whose
+/// `Mcp-Method` / `Mcp-Name` (or other mirrored headers) are missing, malformed, or disagree with
+/// the body (`HeaderMismatch`, answered with status 400).
+pub const HEADER_MISMATCH_CODE: i32 = -32020;
+
+/// 400 with a JSON-RPC error response `HeaderMismatch`, carrying the request's `id` (JSON text)
+/// when known (MCP's error responses leave `id` out when it is not). `description` is one of the
+/// static descriptions, which need no escaping inside a JSON string.
+fn header_mismatch(description: &str, id: Option<&str>) -> LocalResponse {
+    let id = id.map(|id| format!(r#""id":{id},"#)).unwrap_or_default();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0",{id}"error":{{"code":{HEADER_MISMATCH_CODE},"message":"{description}"}}}}"#
+    );
+    LocalResponse {
+        status: 400,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: body.into_bytes(),
     }
 }
 
@@ -262,7 +298,7 @@ mod tests {
         let table = [
             (Denial::Origin, 403, "forbidden_origin"),
             (
-                Denial::BadMcpRequest("Mcp-Name header does not match the body"),
+                Denial::BadMcpRequest("body is not a JSON-RPC message"),
                 400,
                 "invalid_request",
             ),
@@ -280,6 +316,37 @@ mod tests {
             Denial::KeysUnavailable.response(None).header("retry-after"),
             Some("5")
         );
+    }
+
+    #[test]
+    fn a_header_mismatch_is_a_json_rpc_error_with_the_requests_id() {
+        let with_id = Denial::HeaderMismatch {
+            description: "Mcp-Name header does not match the body",
+            id: Some(r#""req-7""#.into()),
+        }
+        .response(None);
+        assert_eq!(with_id.status, 400);
+        assert_eq!(with_id.header("content-type"), Some("application/json"));
+        assert_eq!(with_id.header("www-authenticate"), None);
+        assert_eq!(
+            body(&with_id),
+            json!({"jsonrpc": "2.0", "id": "req-7",
+                "error": {"code": -32020, "message": "Mcp-Name header does not match the body"}})
+        );
+        let numeric = Denial::HeaderMismatch {
+            description: "d",
+            id: Some("3".into()),
+        };
+        assert_eq!(body(&numeric.response(None))["id"], json!(3));
+        let unknown = Denial::HeaderMismatch {
+            description: "invalid Mcp-Name header encoding",
+            id: None,
+        }
+        .response(None);
+        let unknown = body(&unknown);
+        assert_eq!(unknown["error"]["code"], json!(HEADER_MISMATCH_CODE));
+        assert!(unknown.get("id").is_none(), "{unknown}");
+        assert_eq!(numeric.counter(), Counter::BadMcpRequest);
     }
 
     #[test]

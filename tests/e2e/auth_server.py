@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envoy_template import ROOT
-from processes import Service
+from processes import Service, free_port
 
 DEMO_CONFIG = ROOT / "auth-server" / "demo.toml"
 
@@ -98,6 +98,8 @@ def configure(
         issuer=f"http://localhost:{port}",
         listen=f"127.0.0.1:{port}",
         storage_path=str(workdir / f"{name}.sqlite"),
+        # The demo's fixed metrics port would collide between servers of parallel runs.
+        admin_listen=f"127.0.0.1:{free_port()}",
         # Lets the test serve its client ID metadata document from http://localhost.
         allow_insecure_localhost_client_metadata=True,
         resources=[{**template, "url": url} for url in resources],

@@ -345,11 +345,22 @@ impl Host {
             .ok_or_else(|| anyhow!("no HTTP stream with context id {}", stream.0))
     }
 
+    /// Models Envoy's Wasm `PluginConfig.allow_on_headers_stop_iteration` (Envoy 1.35+) when
+    /// `true`: a `Pause` from a header callback then holds only the headers, and the body and
+    /// trailers still reach the filter's callbacks; the headers go on with the body when a
+    /// later callback returns `Continue` or the filter continues the stream. `false` (the
+    /// default, and every host without the field, such as Istio's `WasmPlugin`): that `Pause`
+    /// holds everything, see [`Host::send_request_headers`].
+    pub fn set_headers_stop_iteration(&mut self, enabled: bool) {
+        self.store.data_mut().headers_stop_iteration = enabled;
+    }
+
     /// Delivers request headers (`proxy_on_request_headers`). On `Continue` the headers as
     /// the filter left them go to the upstream. On `Pause` they are held and, as in Envoy
     /// (which turns that `Pause` into `StopAllIterationAndWatermark`), so is everything after
     /// them: body chunks and trailers wait in the host, unseen by the filter, until the filter
-    /// continues the stream.
+    /// continues the stream. With [`Host::set_headers_stop_iteration`] only the headers are
+    /// held: body chunks and trailers are passed to the filter.
     pub fn send_request_headers(
         &mut self,
         stream: StreamId,
@@ -486,6 +497,7 @@ impl Host {
         };
         let raw = self.call::<(i32, i32, i32), i32>(name, stream.0, params)?;
         let action = Action::from_raw(raw).map_err(|e| anyhow!(e))?;
+        let stop_iteration = self.store.data().headers_stop_iteration;
         let state = self.stream_state_mut(stream)?;
         state.callbacks.push((callback, action));
         let replied = state.local_response.is_some();
@@ -497,6 +509,7 @@ impl Host {
         match action {
             _ if replied => {}
             Action::Continue => direction.release(),
+            Action::Pause if stop_iteration => direction.stopped_headers = true,
             Action::Pause => direction.stopped_all = true,
         }
         Ok(action)
@@ -669,6 +682,14 @@ impl Host {
         self.stream_state(stream)
             .map(|s| s.callbacks.as_slice())
             .unwrap_or_default()
+    }
+
+    /// Whether the host holds the request headers after the filter paused its header phase
+    /// on a host with [`Host::set_headers_stop_iteration`]: nothing has reached the upstream.
+    pub fn request_headers_held(&self, stream: StreamId) -> bool {
+        self.stream_state(stream)
+            .map(|s| s.request.stopped_headers)
+            .unwrap_or(false)
     }
 
     /// Request body chunks and trailers the host holds back from the filter because its

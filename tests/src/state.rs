@@ -179,6 +179,12 @@ pub(crate) struct Direction {
     /// trailers of this direction are not passed to the filter but wait in `held_body` /
     /// `held_trailers` until the stream is continued.
     pub(crate) stopped_all: bool,
+    /// The header callback returned `Pause` on a host that holds paused headers but still
+    /// passes body and trailers to the filter (Envoy 1.35+ with the Wasm `PluginConfig` field
+    /// `allow_on_headers_stop_iteration`, which turns that `Pause` into `StopIteration`): the
+    /// headers wait in the host until a later callback returns `Continue` or the filter
+    /// continues the stream; both release them together with the body the filter buffered.
+    pub(crate) stopped_headers: bool,
     /// Body chunks that arrived while `stopped_all` (buffered by the host, unseen by the filter).
     pub(crate) held_body: Option<Vec<u8>>,
     /// Trailers that arrived while `stopped_all`.
@@ -205,6 +211,7 @@ impl Direction {
     /// Forwards the headers (if not yet) and the body the filter holds, plus trailers the filter
     /// let through; marks the direction complete when nothing is left to come or held.
     pub(crate) fn release(&mut self) {
+        self.stopped_headers = false;
         self.forward_headers();
         let Some(forwarded) = self.forwarded.as_mut() else {
             return;
@@ -270,6 +277,9 @@ pub(crate) struct VmState {
     pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
     pub(crate) done_calls: u32,
     pub(crate) random_state: u64,
+    /// Whether a `Pause` from a header callback holds only the headers (Envoy's
+    /// `allow_on_headers_stop_iteration`) instead of the whole stream.
+    pub(crate) headers_stop_iteration: bool,
     /// `proxy_continue_stream` calls made during the running callback. Envoy defers them
     /// until the VM call returns (`addAfterVmCallAction`); the host runs them then.
     pub(crate) deferred_continues: Vec<(u32, StreamType)>,
@@ -300,6 +310,7 @@ impl VmState {
             foreign_functions: HashMap::new(),
             done_calls: 0,
             deferred_continues: Vec::new(),
+            headers_stop_iteration: false,
             random_state: 0x9e37_79b9_7f4a_7c15 ^ (vm_index as u64),
         }
     }

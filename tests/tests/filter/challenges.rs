@@ -57,3 +57,27 @@ fn unmatched_paths_are_rejected_with_404() {
     assert!(!got.reached_upstream());
     assert_eq!(gw.metric("denied.unmatched_path"), 1);
 }
+
+#[test]
+fn challenge_scopes_all_asks_for_every_tool_scope_in_the_first_401() {
+    let k = keys();
+    let mut config = crate::support::config(crate::support::inline_jwks(&[&k.ed]));
+    config["resources"][0]["challenge_scopes"] = json!("all");
+    let mut gw = Gateway::with_config(config);
+    let missing = gw.send(Request::get("/mcp"));
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.challenge()["scope"], "mcp:tools mcp:admin");
+    let invalid = gw.send(Request::get("/mcp").bearer("not-a-jwt"));
+    assert_eq!(invalid.challenge()["scope"], "mcp:tools mcp:admin");
+    // A token with every scope the challenge asked for calls any tool: no 403 step-up.
+    let full = gw.token(&k.ed, "mcp:tools mcp:admin");
+    assert!(
+        gw.send(Request::tool_call("admin_report").bearer(&full))
+            .delivered()
+    );
+    // A token granted less still gets the 403 naming what the refused call needs.
+    let narrow = gw.token(&k.ed, "mcp:tools");
+    let refused = gw.send(Request::tool_call("admin_report").bearer(&narrow));
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.challenge()["scope"], "mcp:tools mcp:admin");
+}

@@ -14,6 +14,7 @@ mod bad_tokens;
 mod challenges;
 mod configuration;
 mod cors;
+mod held_headers;
 mod jwks_fetch;
 mod metadata;
 mod metrics;

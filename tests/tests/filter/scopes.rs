@@ -213,10 +213,15 @@ fn header_that_disagrees_with_the_body_is_rejected_with_400() {
     for (name, request, from_body) in cases {
         let got = gw.send(request.bearer(&token));
         assert_eq!(got.status(), 400, "{name}");
-        assert_eq!(got.json()["error"], json!("invalid_request"), "{name}");
+        // The 2026-07-28 transport's HeaderMismatch, with the request's id once the body was
+        // read (before it, the id is unknown and left out).
+        assert_eq!(got.json()["jsonrpc"], json!("2.0"), "{name}");
+        assert_eq!(got.json()["error"]["code"], json!(-32020), "{name}");
         if from_body {
+            assert_eq!(got.json()["id"], json!(1), "{name}");
             got.assert_denied_from_the_body(400, name);
         } else {
+            assert_eq!(got.json().get("id"), None, "{name}");
             assert_denied_from_the_headers(&got, name);
         }
     }
@@ -235,10 +240,10 @@ fn headers_naming_a_permitted_tool_do_not_let_a_body_call_a_tool_needing_more_sc
             .bearer(&token),
     );
     got.assert_denied_from_the_body(400, "Mcp-Name whoami, body admin_report");
-    assert_eq!(got.json()["error"], json!("invalid_request"));
     assert_eq!(
-        got.json()["error_description"],
-        json!("Mcp-Name header does not match the body")
+        got.json(),
+        json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32020,
+            "message": "Mcp-Name header does not match the body"}})
     );
     assert_eq!(got.header("www-authenticate"), None);
     assert_eq!(

@@ -97,6 +97,17 @@ impl Gateway {
         Gateway::with_config(config(remote_jwks()))
     }
 
+    /// [`Gateway::inline`] / [`Gateway::remote`] on a host that holds paused request headers
+    /// while the filter reads the body (Envoy's `allow_on_headers_stop_iteration`), with the
+    /// filter told so (`hold_headers_for_body`).
+    pub fn holding(jwks: Value) -> Gateway {
+        let mut config = config(jwks);
+        config["hold_headers_for_body"] = json!(true);
+        let mut gw = Gateway::with_config(config);
+        gw.host.set_headers_stop_iteration(true);
+        gw
+    }
+
     /// Another worker VM of the same plugin (shares clock, shared data and stats).
     pub fn another_worker(&self) -> Host {
         configured_vm(&self.plugin, &self.config)

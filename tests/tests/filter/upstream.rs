@@ -85,3 +85,35 @@ fn token_with_an_array_audience_containing_the_resource_and_scp_claim_is_accepte
     let got = gw.send(Request::get("/mcp").bearer(&token));
     assert!(got.reached_upstream(), "{:?}", got.reply);
 }
+
+#[test]
+fn mcp_param_headers_reach_the_upstream_untouched() {
+    // 2026-07-28 clients mirror tool arguments marked `x-mcp-header` into `Mcp-Param-<Name>`,
+    // plain or in the Base64 sentinel form; an intermediary that does not know the tool's
+    // schema forwards them as they are, on either host behaviour.
+    let params = [
+        ("Mcp-Param-Region", "us-west1"),
+        ("mcp-param-greeting", "=?base64?SGVsbG8sIOS4lueVjA==?="),
+        ("Mcp-Param-Count", "42"),
+    ];
+    let k = keys();
+    for mut gw in [
+        Gateway::inline(),
+        Gateway::holding(crate::support::inline_jwks(&[&k.ed])),
+    ] {
+        let token = gw.token(&k.ed, "mcp:tools");
+        let mut request = Request::tool_call("whoami")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .bearer(&token);
+        for (name, value) in params {
+            request = request.header(name, value);
+        }
+        let got = gw.send(request);
+        assert!(got.delivered(), "{got:?}");
+        for (name, value) in params {
+            assert_eq!(got.upstream_header(name).as_deref(), Some(value), "{name}");
+        }
+    }
+}
