@@ -389,6 +389,27 @@ mod tests {
     }
 
     #[test]
+    fn a_ps256_assertion_verifies_with_a_key_published_for_ps256() {
+        let pem = include_str!("../../test-support/keys/rsa2048-test-key.pem");
+        let signer = PS256KeyPair::from_pem(pem).unwrap().with_key_id("p");
+        let mut claims = Claims::create(Duration::from_secs(60))
+            .with_issuer(CLIENT)
+            .with_subject(CLIENT)
+            .with_audience("https://as.example")
+            .with_jwt_id("ps-1");
+        claims.issued_at = Some(UnixTimeStamp::from_secs(NOW as u64));
+        claims.invalid_before = Some(UnixTimeStamp::from_secs(NOW as u64));
+        claims.expires_at = Some(UnixTimeStamp::from_secs(NOW as u64 + 60));
+        let token = signer.sign(claims).unwrap();
+        let mut jwk = rsa_key("p").public_jwk();
+        jwk["alg"] = json!("PS256");
+        let keys = Jwks::from_value(&json!({ "keys": [jwk] })).unwrap();
+        assert_eq!(check(&token, &keys, Some("PS256")).unwrap().jti, "ps-1");
+        // The same key published for RS256 refuses it.
+        assert!(refused(&token, &keys_of(&[&rsa_key("p")]), None).contains("differs"));
+    }
+
+    #[test]
     fn each_failed_claim_check_is_named() {
         let key = rsa_key("r");
         let keys = keys_of(&[&key]);
