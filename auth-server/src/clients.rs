@@ -170,8 +170,8 @@ impl Clients<'_> {
     }
 
     /// Did the (authenticated) client register for `grant`? Static clients may use every grant.
-    /// A metadata-document client's document is not fetched at the token endpoint: its codes
-    /// and refresh tokens exist only if its document allowed them when they were issued.
+    /// A metadata-document client's grants are not checked against its current document: its
+    /// codes and refresh tokens exist only if its document allowed them when they were issued.
     pub async fn registered_for(
         &self,
         client_id: &str,
