@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use url::{Host, Url};
 
-use crate::oauth::{GrantType, RESPONSE_TYPE_CODE};
+use crate::client_assertion::{self, Jwks};
+use crate::oauth::{AuthMethod, GrantType, RESPONSE_TYPE_CODE};
 use crate::redirect_uri;
 use crate::ssrf;
 
@@ -34,6 +35,10 @@ pub const MAX_CONCURRENT_FETCHES_PER_REQUESTER: usize = 4;
 /// can opt in to a short window (`client_metadata_failure_cache_secs`), and the per-host and
 /// per-requester caps bound such a flood either way.
 pub const FAILURE_CACHE: Duration = Duration::from_secs(0);
+/// Shortest time between two fetches of one `jwks_uri` forced by an assertion whose `kid` the
+/// cached keys do not hold. A client that rotated its keys is served by one refetch; a flood of
+/// made-up `kid`s causes at most one fetch per interval.
+pub const MIN_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Does this client_id name a metadata document (rather than a registered client)?
 pub fn is_metadata_url(client_id: &str) -> bool {
@@ -108,6 +113,21 @@ pub struct ClientMetadata {
     pub redirect_uris: Vec<String>,
     pub allows_authorization_code: bool,
     pub allows_refresh: bool,
+    /// `none` or `private_key_jwt`.
+    pub auth_method: AuthMethod,
+    /// The declared `token_endpoint_auth_signing_alg`, for `private_key_jwt`.
+    pub signing_alg: Option<String>,
+    /// The client's public keys, for `private_key_jwt`.
+    pub keys: Option<KeySource>,
+}
+
+/// Where a `private_key_jwt` client's public keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// In the document (`jwks`) or the configuration.
+    Inline(Jwks),
+    /// At a `jwks_uri`, fetched like a metadata document (see [`Fetcher::jwks`]).
+    Uri(String),
 }
 
 #[derive(Deserialize)]
@@ -120,6 +140,57 @@ struct Document {
     response_types: Option<Vec<String>>,
     client_secret: Option<serde_json::Value>,
     client_secret_expires_at: Option<serde_json::Value>,
+    token_endpoint_auth_signing_alg: Option<String>,
+    jwks_uri: Option<String>,
+    jwks: Option<serde_json::Value>,
+}
+
+/// Checks a document's `jwks_uri`: https, or http on a loopback host when the document itself
+/// was served that way (only possible with the development switch on). Its addresses are
+/// checked when it is fetched, as the document's were.
+pub fn validate_jwks_uri(uri: &str, document_url: &str) -> Result<Target, String> {
+    if uri.len() > 2000 {
+        return Err("jwks_uri is too long".into());
+    }
+    let url = Url::parse(uri).map_err(|e| format!("jwks_uri is not a valid URL: {e}"))?;
+    if url.fragment().is_some() {
+        return Err("jwks_uri must not contain a fragment".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("jwks_uri must not contain user information".into());
+    }
+    let host = url.host().ok_or("jwks_uri must have a host")?;
+    let loopback = match host {
+        Host::Domain(d) => d == "localhost",
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    let document_is_local = document_url.starts_with("http://");
+    match url.scheme() {
+        "https" => Ok(Target::Public(url)),
+        "http" if loopback && document_is_local => Ok(Target::InsecureLocalhost(url)),
+        _ => Err("jwks_uri must use https".into()),
+    }
+}
+
+/// The keys of a document that declares `private_key_jwt`: exactly one of `jwks_uri` and
+/// `jwks` (RFC 7591 §2).
+fn document_keys(url: &str, doc: &Document) -> Result<KeySource, String> {
+    match (&doc.jwks_uri, &doc.jwks) {
+        (Some(uri), None) => {
+            validate_jwks_uri(uri, url)?;
+            Ok(KeySource::Uri(uri.clone()))
+        }
+        (None, Some(jwks)) => Jwks::from_value(jwks)
+            .map(KeySource::Inline)
+            .map_err(|e| format!("metadata document jwks: {e}")),
+        (Some(_), Some(_)) => {
+            Err("metadata document must not contain both jwks_uri and jwks".into())
+        }
+        (None, None) => Err(
+            "metadata document declares private_key_jwt but has neither jwks_uri nor jwks".into(),
+        ),
+    }
 }
 
 /// Validates a fetched document against the URL it was fetched from.
@@ -134,15 +205,31 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
     if doc.client_secret.is_some() || doc.client_secret_expires_at.is_some() {
         return Err("metadata document must not contain a client secret".into());
     }
-    match doc.token_endpoint_auth_method.as_deref() {
-        None | Some("none") => {}
+    let auth_method = match doc.token_endpoint_auth_method.as_deref() {
+        None | Some("none") => AuthMethod::None,
+        Some("private_key_jwt") => AuthMethod::PrivateKeyJwt,
         Some(m @ ("client_secret_basic" | "client_secret_post" | "client_secret_jwt")) => {
             return Err(format!(
                 "shared-secret authentication `{m}` is not allowed for metadata document clients"
             ));
         }
         Some(m) => return Err(format!("token_endpoint_auth_method `{m}` is not supported")),
-    }
+    };
+    let (keys, signing_alg) = if auth_method == AuthMethod::PrivateKeyJwt {
+        let signing_alg = match doc.token_endpoint_auth_signing_alg.as_deref() {
+            None => None,
+            Some(alg) if client_assertion::SIGNING_ALGS.contains(&alg) => Some(alg.to_string()),
+            Some(alg) => {
+                return Err(format!(
+                    "token_endpoint_auth_signing_alg `{alg}` is not supported (supported: {})",
+                    client_assertion::SIGNING_ALGS.join(", ")
+                ));
+            }
+        };
+        (Some(document_keys(url, &doc)?), signing_alg)
+    } else {
+        (None, None)
+    };
     if let Some(rt) = &doc.response_types
         && rt.iter().any(|t| t != RESPONSE_TYPE_CODE)
     {
@@ -174,6 +261,9 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
         redirect_uris,
         allows_authorization_code: grant_types.contains(&GrantType::AuthorizationCode),
         allows_refresh: grant_types.contains(&GrantType::RefreshToken),
+        auth_method,
+        signing_alg,
+        keys,
     })
 }
 
@@ -244,6 +334,9 @@ pub struct Fetcher {
     fetch_slots: tokio::sync::Semaphore,
     fetches_per_host: FetchCounts<String>,
     fetches_per_requester: FetchCounts<IpAddr>,
+    jwks_cache: Mutex<HashMap<String, (Jwks, Instant)>>,
+    /// When each `jwks_uri` was last refetched for an unknown `kid`.
+    jwks_refetched: Mutex<HashMap<String, Instant>>,
 }
 
 /// Fetches in progress per key (host or requesting address).
@@ -314,6 +407,8 @@ impl Fetcher {
             fetch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
             fetches_per_host: Arc::new(Mutex::new(HashMap::new())),
             fetches_per_requester: Arc::new(Mutex::new(HashMap::new())),
+            jwks_cache: Mutex::new(HashMap::new()),
+            jwks_refetched: Mutex::new(HashMap::new()),
         }
     }
 
@@ -323,19 +418,19 @@ impl Fetcher {
         self
     }
 
-    /// The addresses of the document's host: an IP literal as written, a name through the
-    /// resolver (once).
-    async fn addresses(&self, url: &Url, port: u16) -> Result<Vec<SocketAddr>, String> {
+    /// The addresses of a URL's host: an IP literal as written, a name through the resolver
+    /// (once).
+    async fn addresses(&self, url: &Url, port: u16, what: &str) -> Result<Vec<SocketAddr>, String> {
         match url.host() {
             Some(Host::Ipv4(ip)) => Ok(vec![SocketAddr::new(IpAddr::V4(ip), port)]),
             Some(Host::Ipv6(ip)) => Ok(vec![SocketAddr::new(IpAddr::V6(ip), port)]),
             Some(Host::Domain(name)) => {
                 tokio::time::timeout(self.timeout, self.resolver.lookup(name, port))
                     .await
-                    .map_err(|_| "resolving the client_id host timed out".to_string())?
-                    .map_err(|e| format!("cannot resolve the client_id host: {e}"))
+                    .map_err(|_| format!("resolving the {what} host timed out"))?
+                    .map_err(|e| format!("cannot resolve the {what} host: {e}"))
             }
-            None => Err("client_id URL must have a host".into()),
+            None => Err(format!("the {what} URL must have a host")),
         }
     }
 
@@ -422,18 +517,7 @@ impl Fetcher {
         let url = match &target {
             Target::Public(u) | Target::InsecureLocalhost(u) => u,
         };
-        let host = url.host_str().unwrap_or_default().to_string();
-        let _host_slot = FetchSlot::take(
-            &self.fetches_per_host,
-            host,
-            MAX_CONCURRENT_FETCHES_PER_HOST,
-        )
-        .ok_or_else(|| {
-            format!(
-                "too many metadata document fetches from this host are in progress \
-                 (at most {MAX_CONCURRENT_FETCHES_PER_HOST}); try again shortly"
-            )
-        })?;
+        let _host_slot = self.host_slot(url, "metadata document")?;
         let _slot = self
             .fetch_slots
             .acquire()
@@ -446,15 +530,117 @@ impl Fetcher {
         fetched
     }
 
+    /// One of the host's fetch slots, or a refusal when it has too many fetches in progress.
+    fn host_slot(&self, url: &Url, what: &str) -> Result<FetchSlot<String>, String> {
+        let host = url.host_str().unwrap_or_default().to_string();
+        FetchSlot::take(
+            &self.fetches_per_host,
+            host,
+            MAX_CONCURRENT_FETCHES_PER_HOST,
+        )
+        .ok_or_else(|| {
+            format!(
+                "too many {what} fetches from this host are in progress \
+                 (at most {MAX_CONCURRENT_FETCHES_PER_HOST}); try again shortly"
+            )
+        })
+    }
+
     async fn fetch(&self, client_id: &str, target: &Target) -> Result<ClientMetadata, String> {
+        let (body, lifetime) = self.get(target, "metadata document").await?;
+        let doc = validate_document(client_id, &body)?;
+        if let Some(lifetime) = lifetime {
+            self.remember(&doc, lifetime);
+        }
+        Ok(doc)
+    }
+
+    /// The keys at a `jwks_uri` (checked by [`validate_jwks_uri`] against the document that
+    /// named it), from the cache while its `Cache-Control` allows, else fetched with the same
+    /// address checks, limits and caching rules as a document. The flag tells whether they
+    /// were fetched just now.
+    pub async fn jwks(&self, uri: &str, document_url: &str) -> Result<(Jwks, bool), String> {
+        if let Some(jwks) = self.cached_jwks(uri) {
+            return Ok((jwks, false));
+        }
+        self.fetch_jwks(uri, document_url).await.map(|j| (j, true))
+    }
+
+    /// Fetches the keys at `uri` again because an assertion named a `kid` the cached keys lack;
+    /// `None` when this `jwks_uri` was refetched less than [`MIN_JWKS_REFETCH_INTERVAL`] ago.
+    pub async fn refetch_jwks(
+        &self,
+        uri: &str,
+        document_url: &str,
+    ) -> Result<Option<Jwks>, String> {
+        {
+            let mut refetched = self
+                .jwks_refetched
+                .lock()
+                .map_err(|_| "the JWKS refetch table is unavailable".to_string())?;
+            let now = Instant::now();
+            if refetched
+                .get(uri)
+                .is_some_and(|at| now.duration_since(*at) < MIN_JWKS_REFETCH_INTERVAL)
+            {
+                return Ok(None);
+            }
+            if refetched.len() >= MAX_CACHE_ENTRIES {
+                refetched.retain(|_, at| now.duration_since(*at) < MIN_JWKS_REFETCH_INTERVAL);
+            }
+            refetched.insert(uri.to_string(), now);
+        }
+        self.fetch_jwks(uri, document_url).await.map(Some)
+    }
+
+    fn cached_jwks(&self, uri: &str) -> Option<Jwks> {
+        let cache = self.jwks_cache.lock().ok()?;
+        let (jwks, until) = cache.get(uri)?;
+        (Instant::now() < *until).then(|| jwks.clone())
+    }
+
+    async fn fetch_jwks(&self, uri: &str, document_url: &str) -> Result<Jwks, String> {
+        let target = validate_jwks_uri(uri, document_url)?;
+        let url = match &target {
+            Target::Public(u) | Target::InsecureLocalhost(u) => u,
+        };
+        let _host_slot = self.host_slot(url, "JWKS")?;
+        let _slot = self
+            .fetch_slots
+            .acquire()
+            .await
+            .map_err(|_| "the metadata fetcher is shutting down".to_string())?;
+        let (body, lifetime) = self.get(&target, "JWKS").await?;
+        let jwks = Jwks::parse(&body)?;
+        if let Some(lifetime) = lifetime
+            && let Ok(mut cache) = self.jwks_cache.lock()
+        {
+            let now = Instant::now();
+            if cache.len() >= MAX_CACHE_ENTRIES {
+                cache.retain(|_, (_, until)| *until > now);
+            }
+            if cache.len() < MAX_CACHE_ENTRIES {
+                cache.insert(uri.to_string(), (jwks.clone(), now + lifetime));
+            }
+        }
+        Ok(jwks)
+    }
+
+    /// GETs `target` after checking every address of its host; answers the body (at most
+    /// [`MAX_DOCUMENT_BYTES`]) and how long `Cache-Control` lets it be cached.
+    async fn get(
+        &self,
+        target: &Target,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<Duration>), String> {
         let (url, insecure) = match target {
             Target::Public(u) => (u, false),
             Target::InsecureLocalhost(u) => (u, true),
         };
         let port = url
             .port_or_known_default()
-            .ok_or("client_id URL has no port")?;
-        let addrs = self.addresses(url, port).await?;
+            .ok_or_else(|| format!("the {what} URL has no port"))?;
+        let addrs = self.addresses(url, port, what).await?;
         let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
         if insecure {
             ssrf::check_loopback(&ips)?;
@@ -480,20 +666,19 @@ impl Fetcher {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| format!("fetching the metadata document failed: {}", without_url(&e)))?;
+            .map_err(|e| format!("fetching the {what} failed: {}", without_url(&e)))?;
         if response.status() != reqwest::StatusCode::OK {
             return Err(format!(
-                "fetching the metadata document returned HTTP {} (redirects are not followed)",
+                "fetching the {what} returned HTTP {} (redirects are not followed)",
                 response.status().as_u16()
             ));
         }
+        let too_large = || format!("{what} is larger than {MAX_DOCUMENT_BYTES} bytes");
         if response
             .content_length()
             .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
         {
-            return Err(format!(
-                "metadata document is larger than {MAX_DOCUMENT_BYTES} bytes"
-            ));
+            return Err(too_large());
         }
         let cache_control = response
             .headers()
@@ -504,20 +689,14 @@ impl Fetcher {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("reading the metadata document failed: {}", without_url(&e)))?
+            .map_err(|e| format!("reading the {what} failed: {}", without_url(&e)))?
         {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!(
-                    "metadata document is larger than {MAX_DOCUMENT_BYTES} bytes"
-                ));
+                return Err(too_large());
             }
         }
-        let doc = validate_document(client_id, &body)?;
-        if let Some(lifetime) = cache_lifetime(cache_control.as_deref()) {
-            self.remember(&doc, lifetime);
-        }
-        Ok(doc)
+        Ok((body, cache_lifetime(cache_control.as_deref())))
     }
 }
 
@@ -604,6 +783,69 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn private_key_jwt_documents_need_exactly_one_key_source() {
+        let with = |extra: &str| {
+            let body = format!(
+                r#"{{"client_id":"{URL}","redirect_uris":["http://127.0.0.1:3000/cb"],
+                "token_endpoint_auth_method":"private_key_jwt"{extra}}}"#
+            );
+            validate_document(URL, body.as_bytes())
+        };
+        // ChatGPT's shape: jwks_uri and RS256.
+        let doc = with(
+            r#","token_endpoint_auth_signing_alg":"RS256","jwks_uri":"https://app.example.com/jwks.json""#,
+        )
+        .unwrap();
+        assert_eq!(doc.auth_method, AuthMethod::PrivateKeyJwt);
+        assert_eq!(doc.signing_alg.as_deref(), Some("RS256"));
+        assert_eq!(
+            doc.keys,
+            Some(KeySource::Uri("https://app.example.com/jwks.json".into()))
+        );
+        let jwk = mcp_auth_test_support::rsa_key("k").public_jwk();
+        let inline = with(&format!(r#","jwks":{{"keys":[{jwk}]}}"#)).unwrap();
+        assert!(matches!(inline.keys, Some(KeySource::Inline(_))));
+
+        let refusal = |extra: &str| with(extra).unwrap_err();
+        assert_eq!(
+            refusal(""),
+            "metadata document declares private_key_jwt but has neither jwks_uri nor jwks"
+        );
+        assert!(
+            refusal(&format!(
+                r#","jwks_uri":"https://app.example.com/jwks.json","jwks":{{"keys":[{jwk}]}}"#
+            ))
+            .contains("both jwks_uri and jwks")
+        );
+        assert!(refusal(r#","jwks_uri":"http://app.example.com/jwks.json""#).contains("https"));
+        assert!(refusal(r#","jwks":{"keys":[]}"#).contains("no RSA, EC or OKP signing key"));
+        assert!(
+            refusal(r#","jwks_uri":"https://app.example.com/j","token_endpoint_auth_signing_alg":"HS256""#)
+                .contains("`HS256` is not supported")
+        );
+        // A public client's document has no keys to keep.
+        let public = validate_document(
+            URL,
+            br#"{"client_id":"https://app.example.com/client.json","redirect_uris":["http://127.0.0.1:3000/cb"]}"#,
+        )
+        .unwrap();
+        assert_eq!((public.auth_method, public.keys), (AuthMethod::None, None));
+    }
+
+    #[test]
+    fn jwks_uris_over_http_are_only_for_local_documents() {
+        assert!(matches!(
+            validate_jwks_uri("http://127.0.0.1:8/jwks", "http://localhost:9/c.json"),
+            Ok(Target::InsecureLocalhost(_))
+        ));
+        assert!(validate_jwks_uri("http://127.0.0.1:8/jwks", URL).is_err());
+        assert!(validate_jwks_uri("http://example.com/jwks", "http://localhost:9/c.json").is_err());
+        assert!(validate_jwks_uri("https://u:p@example.com/jwks", URL).is_err());
+        assert!(validate_jwks_uri("https://example.com/jwks#k", URL).is_err());
+        assert!(validate_jwks_uri("file:///etc/passwd", URL).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::audit;
-use crate::cimd::{self, Fetcher};
+use crate::cimd::{self, Fetcher, KeySource};
+use crate::client_assertion::{self, AssertionError, Expected, Jwks};
 use crate::config::Config;
 use crate::error::OAuthError;
 use crate::metrics::Metrics;
@@ -18,6 +19,7 @@ use crate::params::Params;
 use crate::password_check::PasswordChecker;
 use crate::secrets;
 use crate::store::{self, Store};
+use crate::time;
 
 /// Refuses a self-asserted client name that holds an invisible formatting character (Unicode
 /// category Cf: bidirectional embeddings, overrides and isolates, zero-width characters, the
@@ -39,6 +41,10 @@ pub fn check_client_name(name: &str) -> Result<(), String> {
 
 /// The one answer for a metadata document that could not be resolved, fetched or validated.
 const UNUSABLE_METADATA_DOCUMENT: &str = "its metadata document could not be fetched or was not accepted (the server log has the reason)";
+
+/// The answer when a client's `jwks_uri` could not be fetched or held no usable keys. The
+/// reason stays in the log for the same reason as a document's.
+const UNUSABLE_JWKS: &str = "the client's jwks_uri could not be fetched or was not accepted (the server log has the reason)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
@@ -88,6 +94,13 @@ enum StoredSecret {
 struct Credentials {
     method: AuthMethod,
     secret: Option<StoredSecret>,
+    /// For `private_key_jwt`: where the client's keys are and the algorithm it declared.
+    keys: Option<ClientKeys>,
+}
+
+struct ClientKeys {
+    source: KeySource,
+    signing_alg: Option<String>,
 }
 
 impl Clients<'_> {
@@ -157,8 +170,8 @@ impl Clients<'_> {
     }
 
     /// Did the (authenticated) client register for `grant`? Static clients may use every grant.
-    /// A metadata-document client's document is not fetched at the token endpoint: its codes
-    /// and refresh tokens exist only if its document allowed them when they were issued.
+    /// A metadata-document client's grants are not checked against its current document: its
+    /// codes and refresh tokens exist only if its document allowed them when they were issued.
     pub async fn registered_for(
         &self,
         client_id: &str,
@@ -192,14 +205,31 @@ impl Clients<'_> {
                 self.config.allow_insecure_localhost_client_metadata,
             )
             .map_err(|e| fail(&e))?;
+            // The document says how the client authenticates (a document that declares
+            // private_key_jwt must not be downgraded to `none` by leaving the assertion out),
+            // so it is looked up here too: from the cache while its Cache-Control allows.
+            let fetched = self.fetcher.resolve(&p.client_id).await;
+            self.metrics.client_metadata_fetch(fetched.is_ok());
+            let doc = fetched.map_err(|reason| {
+                audit::client_metadata_fetch_failed(&p.client_id, &reason);
+                fail(UNUSABLE_METADATA_DOCUMENT)
+            })?;
             Credentials {
-                method: AuthMethod::None,
+                method: doc.auth_method,
                 secret: None,
+                keys: doc.keys.map(|source| ClientKeys {
+                    source,
+                    signing_alg: doc.signing_alg,
+                }),
             }
         } else if let Some(c) = self.config.static_client(&p.client_id) {
             Credentials {
                 method: c.auth_method,
                 secret: c.client_secret_hash.clone().map(StoredSecret::Argon2),
+                keys: c.jwks.clone().map(|jwks| ClientKeys {
+                    source: KeySource::Inline(jwks),
+                    signing_alg: c.signing_alg.clone(),
+                }),
             }
         } else {
             let id = p.client_id.clone();
@@ -211,10 +241,36 @@ impl Clients<'_> {
                 Some(c) => Credentials {
                     method: c.auth_method,
                     secret: c.secret_hash.map(StoredSecret::Sha256),
+                    keys: None,
                 },
                 None => return Err(fail("unknown client")),
             }
         };
+        if expected.method == AuthMethod::PrivateKeyJwt {
+            if p.secret.is_some() {
+                return Err(fail(
+                    "this client authenticates with private_key_jwt; it must not send a client secret",
+                ));
+            }
+            let Some(assertion) = &p.assertion else {
+                return Err(fail(
+                    "this client authenticates with private_key_jwt: send client_assertion and client_assertion_type",
+                ));
+            };
+            let Some(keys) = &expected.keys else {
+                return Err(fail("this client has no keys"));
+            };
+            self.verify_assertion(&p.client_id, assertion, keys)
+                .await
+                .map_err(|reason| fail(&reason))?;
+            return Ok(p.client_id);
+        }
+        if p.assertion.is_some() {
+            return Err(fail(&format!(
+                "this client authenticates with `{}`, not private_key_jwt; it must not send client_assertion",
+                expected.method.as_str()
+            )));
+        }
         match (expected.method, expected.secret, &p.secret) {
             (AuthMethod::None, _, None) => Ok(p.client_id),
             (AuthMethod::None, _, Some(_)) => {
@@ -239,6 +295,68 @@ impl Clients<'_> {
             }
         }
     }
+
+    /// Verifies a `private_key_jwt` assertion with the client's keys (refetching a `jwks_uri`
+    /// once when the `kid` is unknown) and spends its `jti`. The error says which check failed.
+    async fn verify_assertion(
+        &self,
+        client_id: &str,
+        assertion: &str,
+        keys: &ClientKeys,
+    ) -> Result<(), String> {
+        let audiences = [self.config.endpoint("/token"), self.config.issuer.clone()];
+        let now = time::now();
+        let expected = Expected {
+            client_id,
+            audiences: &audiences,
+            declared_alg: keys.signing_alg.as_deref(),
+            now,
+        };
+        let check = |jwks: &Jwks| client_assertion::verify(assertion, jwks, &expected);
+        let unusable = |reason: String| {
+            audit::client_metadata_fetch_failed(client_id, &format!("jwks_uri: {reason}"));
+            UNUSABLE_JWKS.to_string()
+        };
+        let verified = match &keys.source {
+            KeySource::Inline(jwks) => check(jwks),
+            KeySource::Uri(uri) => {
+                let (jwks, fetched_now) =
+                    self.fetcher.jwks(uri, client_id).await.map_err(unusable)?;
+                match check(&jwks) {
+                    Err(AssertionError::UnknownKid(kid)) if !fetched_now => {
+                        match self
+                            .fetcher
+                            .refetch_jwks(uri, client_id)
+                            .await
+                            .map_err(unusable)?
+                        {
+                            Some(fresh) => check(&fresh),
+                            None => Err(AssertionError::UnknownKid(kid)),
+                        }
+                    }
+                    other => other,
+                }
+            }
+        }
+        .map_err(|e| e.description())?;
+        let (id, jti) = (client_id.to_string(), verified.jti);
+        let first_use = self
+            .store
+            .run(move |conn| {
+                store::use_assertion_jti(conn, &id, &jti, verified.remember_until, now)
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "recording a client assertion jti failed");
+                "internal error while checking the client_assertion jti".to_string()
+            })?;
+        if !first_use {
+            return Err(
+                "client_assertion jti was already used (an assertion is single-use)".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The credentials of an `Authorization: Basic ...` value. The scheme name is
@@ -255,6 +373,8 @@ fn basic_credentials(value: &str) -> Option<&str> {
 struct Presented {
     client_id: String,
     secret: Option<String>,
+    /// A `private_key_jwt` assertion, its type already checked.
+    assertion: Option<String>,
     via_basic: bool,
 }
 
@@ -265,6 +385,7 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Present
     let body_secret = params
         .single("client_secret")
         .map_err(OAuthError::invalid_request)?;
+    let assertion = presented_assertion(params)?;
     let basic = match headers
         .get_all(axum::http::header::AUTHORIZATION)
         .iter()
@@ -302,7 +423,7 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Present
                 .unwrap_or_default()
         };
         let (id, secret) = (decode(id), decode(secret));
-        if body_secret.is_some() {
+        if body_secret.is_some() || assertion.is_some() {
             return Err(OAuthError::invalid_request(
                 "use only one client authentication method",
             ));
@@ -315,17 +436,55 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<Present
         return Ok(Presented {
             client_id: id,
             secret: Some(secret),
+            assertion: None,
             via_basic: true,
         });
     }
-    let client_id = body_id
-        .ok_or_else(|| OAuthError::invalid_client("client_id is required"))?
-        .to_string();
+    if body_secret.is_some() && assertion.is_some() {
+        return Err(OAuthError::invalid_request(
+            "use only one client authentication method",
+        ));
+    }
+    // RFC 7521 §4.2: with an assertion, client_id may be left out; the assertion's subject
+    // names the client (and must equal it once verified).
+    let client_id = match (body_id, &assertion) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(a)) => client_assertion::unverified_subject(a).ok_or_else(|| {
+            OAuthError::invalid_client("client_id is required (the client_assertion has no sub)")
+        })?,
+        (None, None) => return Err(OAuthError::invalid_client("client_id is required")),
+    };
     Ok(Presented {
         client_id,
         secret: body_secret.map(str::to_string),
+        assertion,
         via_basic: false,
     })
+}
+
+/// `client_assertion` with its `client_assertion_type`, which must be the JWT bearer type.
+fn presented_assertion(params: &Params) -> Result<Option<String>, OAuthError> {
+    let assertion = params
+        .single("client_assertion")
+        .map_err(OAuthError::invalid_request)?;
+    let assertion_type = params
+        .single("client_assertion_type")
+        .map_err(OAuthError::invalid_request)?;
+    match (assertion, assertion_type) {
+        (None, None) => Ok(None),
+        (Some(a), Some(t)) if t == client_assertion::ASSERTION_TYPE => Ok(Some(a.to_string())),
+        (Some(_), Some(t)) => Err(OAuthError::invalid_client(format!(
+            "client_assertion_type `{t}` is not supported; use {}",
+            client_assertion::ASSERTION_TYPE
+        ))),
+        (Some(_), None) => Err(OAuthError::invalid_client(format!(
+            "client_assertion_type is required with client_assertion ({})",
+            client_assertion::ASSERTION_TYPE
+        ))),
+        (None, Some(_)) => Err(OAuthError::invalid_client(
+            "client_assertion is required with client_assertion_type",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::client_assertion::{self, Jwks};
 use crate::oauth::AuthMethod;
 use crate::redirect_uri;
 
@@ -189,6 +190,10 @@ pub struct StaticClient {
     /// Argon2 PHC hash of the secret; `None` for a public client.
     pub client_secret_hash: Option<String>,
     pub auth_method: AuthMethod,
+    /// The public keys of a `private_key_jwt` client.
+    pub jwks: Option<Jwks>,
+    /// Its `token_endpoint_auth_signing_alg`, when configured.
+    pub signing_alg: Option<String>,
 }
 
 /// Dynamic client registration (the `[registration]` table).
@@ -356,9 +361,18 @@ struct RawClient {
     redirect_uris: Vec<String>,
     /// Argon2 hash of the client secret; makes the client confidential. Default: none (public).
     client_secret_hash: Option<String>,
-    /// `none`, `client_secret_basic` or `client_secret_post`. Default: `none`, or
-    /// `client_secret_basic` with a secret.
+    /// `none`, `client_secret_basic`, `client_secret_post` or `private_key_jwt`. Default:
+    /// `none`, or `client_secret_basic` with a secret.
     token_endpoint_auth_method: Option<String>,
+    /// For `private_key_jwt`: the client's JWKS as JSON text. Exactly one of `jwks` and
+    /// `jwks_file`.
+    jwks: Option<String>,
+    /// For `private_key_jwt`: a file holding the client's JWKS, resolved against the
+    /// configuration file's directory and read at startup.
+    jwks_file: Option<String>,
+    /// For `private_key_jwt`: the one algorithm the client signs with. Default: any of
+    /// [`client_assertion::SIGNING_ALGS`] that fits the key.
+    token_endpoint_auth_signing_alg: Option<String>,
 }
 
 /// Read the file, apply environment overrides from `env`, validate.
@@ -529,7 +543,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
 
     let resources = validate_resources(raw.resources)?;
     let users = validate_users(raw.users)?;
-    let clients = validate_clients(raw.clients)?;
+    let clients = validate_clients(raw.clients, base_dir)?;
 
     Ok(Config {
         issuer: issuer.identifier,
@@ -688,7 +702,79 @@ fn validate_users(raw: Vec<RawUser>) -> Result<BTreeMap<String, String>, ConfigE
     Ok(users)
 }
 
-fn validate_clients(raw: Vec<RawClient>) -> Result<Vec<StaticClient>, ConfigError> {
+/// The JWKS and signing algorithm of a static client that uses `private_key_jwt`; none for
+/// other methods, which must not configure them.
+fn static_client_keys(
+    i: usize,
+    c: &RawClient,
+    method: AuthMethod,
+    base_dir: &Path,
+) -> Result<(Option<Jwks>, Option<String>), ConfigError> {
+    if method != AuthMethod::PrivateKeyJwt {
+        for (name, set) in [
+            ("jwks", c.jwks.is_some()),
+            ("jwks_file", c.jwks_file.is_some()),
+            (
+                "token_endpoint_auth_signing_alg",
+                c.token_endpoint_auth_signing_alg.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(field_error(
+                    format!("clients[{i}].{name}"),
+                    "only for token_endpoint_auth_method = \"private_key_jwt\"",
+                ));
+            }
+        }
+        return Ok((None, None));
+    }
+    let (field, text) = match (&c.jwks, &c.jwks_file) {
+        (Some(text), None) => ("jwks", text.clone()),
+        (None, Some(file)) => {
+            let path = base_dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                field_error(
+                    format!("clients[{i}].jwks_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            ("jwks_file", text)
+        }
+        (Some(_), Some(_)) => {
+            return Err(field_error(
+                format!("clients[{i}].jwks"),
+                "set either jwks or jwks_file, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(field_error(
+                format!("clients[{i}].jwks"),
+                "private_key_jwt needs the client's public keys: jwks or jwks_file",
+            ));
+        }
+    };
+    let jwks = Jwks::parse(text.as_bytes())
+        .map_err(|m| field_error(format!("clients[{i}].{field}"), m))?;
+    let alg = match c.token_endpoint_auth_signing_alg.as_deref() {
+        None => None,
+        Some(a) if client_assertion::SIGNING_ALGS.contains(&a) => Some(a.to_string()),
+        Some(a) => {
+            return Err(field_error(
+                format!("clients[{i}].token_endpoint_auth_signing_alg"),
+                format!(
+                    "`{a}` is not one of {}",
+                    client_assertion::SIGNING_ALGS.join(", ")
+                ),
+            ));
+        }
+    };
+    Ok((Some(jwks), alg))
+}
+
+fn validate_clients(
+    raw: Vec<RawClient>,
+    base_dir: &Path,
+) -> Result<Vec<StaticClient>, ConfigError> {
     let mut out: Vec<StaticClient> = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
         if c.client_id.is_empty() || c.client_id.chars().any(|ch| ch.is_control() || ch == ' ') {
@@ -728,6 +814,13 @@ fn validate_clients(raw: Vec<RawClient>) -> Result<Vec<StaticClient>, ConfigErro
             c.token_endpoint_auth_method.as_deref(),
         ) {
             (None, None | Some("none")) => AuthMethod::None,
+            (None, Some("private_key_jwt")) => AuthMethod::PrivateKeyJwt,
+            (Some(_), Some("private_key_jwt")) => {
+                return Err(field_error(
+                    format!("clients[{i}].token_endpoint_auth_method"),
+                    "`private_key_jwt` contradicts client_secret_hash",
+                ));
+            }
             (None, Some(_)) => {
                 return Err(field_error(
                     format!("clients[{i}].token_endpoint_auth_method"),
@@ -744,7 +837,9 @@ fn validate_clients(raw: Vec<RawClient>) -> Result<Vec<StaticClient>, ConfigErro
             (Some(_), Some(m)) => AuthMethod::parse(m).ok_or_else(|| {
                 field_error(
                     format!("clients[{i}].token_endpoint_auth_method"),
-                    format!("`{m}` is not one of none, client_secret_basic, client_secret_post"),
+                    format!(
+                        "`{m}` is not one of none, client_secret_basic, client_secret_post, private_key_jwt"
+                    ),
                 )
             })?,
         };
@@ -752,7 +847,10 @@ fn validate_clients(raw: Vec<RawClient>) -> Result<Vec<StaticClient>, ConfigErro
             crate::secrets::check_password_hash_format(hash)
                 .map_err(|m| field_error(format!("clients[{i}].client_secret_hash"), m))?;
         }
+        let (jwks, signing_alg) = static_client_keys(i, &c, auth_method, base_dir)?;
         out.push(StaticClient {
+            jwks,
+            signing_alg,
             client_name: c.client_name.unwrap_or_else(|| c.client_id.clone()),
             client_id: c.client_id,
             redirect_uris: c.redirect_uris,
@@ -831,6 +929,71 @@ default_scopes = ["mcp:tools"]
             Err(ConfigError::Field { field, .. }) => field,
             Err(other) => format!("other error: {other}"),
             Ok(_) => "accepted".into(),
+        }
+    }
+
+    #[test]
+    fn private_key_jwt_clients_need_one_jwks_and_no_secret() {
+        let jwk = mcp_auth_test_support::ec_key("k").public_jwk();
+        let jwks = format!(r#"{{"keys":[{jwk}]}}"#);
+        let client = |fields: &str| {
+            format!(
+                "{MINIMAL}\n[[clients]]\nclient_id = \"c\"\nredirect_uris = [\"https://a.example/cb\"]\n{fields}\n"
+            )
+        };
+        let pkjwt = "token_endpoint_auth_method = \"private_key_jwt\"";
+        let inline = parse_with(
+            &client(&format!(
+                "{pkjwt}\ntoken_endpoint_auth_signing_alg = \"ES256\"\njwks = '{jwks}'"
+            )),
+            &[],
+        )
+        .unwrap();
+        let c = inline.static_client("c").unwrap();
+        assert_eq!(c.auth_method, AuthMethod::PrivateKeyJwt);
+        assert_eq!(c.signing_alg.as_deref(), Some("ES256"));
+        assert!(c.jwks.is_some());
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("client.jwks"), &jwks).unwrap();
+        let from_file = parse(
+            &client(&format!("{pkjwt}\njwks_file = \"client.jwks\"")),
+            dir.path(),
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(from_file.static_client("c").unwrap().jwks, c.jwks);
+
+        let cases = [
+            (pkjwt.to_string(), "clients[0].jwks"),
+            (
+                format!("{pkjwt}\njwks = '{jwks}'\njwks_file = \"x\""),
+                "clients[0].jwks",
+            ),
+            (
+                format!("{pkjwt}\njwks = '{{\"keys\":[]}}'"),
+                "clients[0].jwks",
+            ),
+            (
+                format!("{pkjwt}\njwks_file = \"missing.jwks\""),
+                "clients[0].jwks_file",
+            ),
+            (
+                format!("{pkjwt}\njwks = '{jwks}'\ntoken_endpoint_auth_signing_alg = \"HS256\""),
+                "clients[0].token_endpoint_auth_signing_alg",
+            ),
+            (
+                format!("{pkjwt}\njwks = '{jwks}'\nclient_secret_hash = \"x\""),
+                "clients[0].token_endpoint_auth_method",
+            ),
+            (format!("jwks = '{jwks}'"), "clients[0].jwks"),
+        ];
+        for (fields, field) in cases {
+            assert_eq!(
+                field_of(parse_with(&client(&fields), &[])),
+                field,
+                "{fields}"
+            );
         }
     }
 

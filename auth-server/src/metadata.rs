@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::client_assertion;
 use crate::config::Config;
 use crate::oauth::{AuthMethod, GrantType, RESPONSE_TYPE_CODE};
 use crate::state::AppState;
@@ -66,6 +67,9 @@ pub fn document(config: &Config) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        // For private_key_jwt (RFC 8414 §2): the algorithms a client assertion may use.
+        "token_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGS,
+        "revocation_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGS,
         "scopes_supported": scopes,
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
@@ -113,7 +117,20 @@ mod tests {
         );
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
-            json!(["none", "client_secret_basic", "client_secret_post"])
+            json!([
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
+        );
+        assert_eq!(
+            doc["token_endpoint_auth_signing_alg_values_supported"],
+            json!(["RS256", "PS256", "ES256", "EdDSA"])
+        );
+        assert_eq!(
+            doc["revocation_endpoint_auth_signing_alg_values_supported"],
+            doc["token_endpoint_auth_signing_alg_values_supported"]
         );
         assert_eq!(
             doc["revocation_endpoint_auth_methods_supported"],

@@ -101,6 +101,15 @@ fn validate(body: &[u8]) -> Result<Accepted, OAuthError> {
             "token_endpoint_auth_method `{method_name}` is not supported"
         ))
     })?;
+    // Registered clients keep no keys: a client with its own keys publishes them in a client
+    // ID metadata document (what the clients that use private_key_jwt do) or is configured.
+    if method == AuthMethod::PrivateKeyJwt {
+        return Err(metadata_error(
+            "token_endpoint_auth_method `private_key_jwt` is accepted from client ID metadata \
+             documents and configured clients, not at dynamic registration; use a metadata \
+             document (client_id = its https URL) with jwks_uri or jwks",
+        ));
+    }
     let grant_types = match req.grant_types {
         None => vec![GrantType::AuthorizationCode],
         Some(names) if names.is_empty() => {

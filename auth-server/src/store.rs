@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     used_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
+CREATE TABLE IF NOT EXISTS used_client_assertions (
+    client_id TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
 "#;
 
 /// Opens (creating if needed, with mode 0600) the database and applies the schema.
@@ -621,7 +627,30 @@ pub fn revoke_refresh(
     Ok(RevokeOutcome::Revoked(family))
 }
 
-/// Deletes expired codes, sessions and families; run periodically.
+// ---------------------------------------------------------------- client assertions
+
+/// Records the `jti` of a verified client assertion until `expires_at`; `false` when the
+/// client already used it (a replay). Rows whose time has passed no longer count, whether or
+/// not the purge has removed them yet.
+pub fn use_assertion_jti(
+    conn: &Connection,
+    client_id: &str,
+    jti: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    conn.execute(
+        "DELETE FROM used_client_assertions WHERE client_id = ?1 AND jti = ?2 AND expires_at < ?3",
+        params![client_id, jti, now],
+    )?;
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO used_client_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3)",
+        params![client_id, jti, expires_at],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// Deletes expired codes, sessions, families and used assertion ids; run periodically.
 pub fn purge_expired(conn: &Connection, now: i64) -> Result<(), StoreError> {
     conn.execute(
         "DELETE FROM authorization_codes WHERE expires_at < ?1 - 86400",
@@ -629,12 +658,34 @@ pub fn purge_expired(conn: &Connection, now: i64) -> Result<(), StoreError> {
     )?;
     conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
     conn.execute("DELETE FROM refresh_families WHERE expires_at < ?1", [now])?;
+    conn.execute(
+        "DELETE FROM used_client_assertions WHERE expires_at < ?1",
+        [now],
+    )?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assertion_id_is_used_once_per_client_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_connection(&dir.path().join("jti.sqlite")).unwrap();
+        assert!(use_assertion_jti(&conn, "c", "j", 200, 100).unwrap());
+        assert!(!use_assertion_jti(&conn, "c", "j", 200, 150).unwrap());
+        // Another client's jti space is its own.
+        assert!(use_assertion_jti(&conn, "d", "j", 200, 150).unwrap());
+        // The purge forgets ids whose assertions can no longer be accepted.
+        purge_expired(&conn, 201).unwrap();
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM used_client_assertions", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(left, 0);
+    }
 
     #[test]
     fn clients_registered_before_the_code_grant_was_stored_keep_it() {

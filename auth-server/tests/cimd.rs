@@ -247,6 +247,14 @@ async fn bad_documents_are_rejected_on_an_error_page_with_the_reason_in_the_log(
         ),
         None,
     );
+    fixture.serve(
+        "keyless",
+        doc(
+            &id("keyless"),
+            serde_json::json!({"token_endpoint_auth_method": "private_key_jwt"}),
+        ),
+        None,
+    );
     fixture.serve("notjson", "<html>".to_string(), None);
     let p = pkce();
     for (name, expected) in [
@@ -254,6 +262,10 @@ async fn bad_documents_are_rejected_on_an_error_page_with_the_reason_in_the_log(
         ("large", "larger than 5120 bytes"),
         ("secret", "must not contain a client secret"),
         ("basic", "shared-secret"),
+        (
+            "keyless",
+            "declares private_key_jwt but has neither jwks_uri nor jwks",
+        ),
         ("notjson", "not valid JSON"),
         ("missing", "HTTP 404"),
         ("redirect", "HTTP 302"),

@@ -132,6 +132,23 @@ async fn https_names_resolving_to_non_public_addresses_are_rejected_without_conn
 }
 
 #[tokio::test]
+async fn a_jwks_uri_resolving_to_a_non_public_address_is_rejected_without_connecting() {
+    let (local, connections) = counting_server("127.0.0.1:0", r#"{"keys":[]}"#.into()).await;
+    let resolver = ScriptedResolver::new(vec![vec![local]]);
+    let fetcher = Fetcher::with_resolver(false, Duration::from_secs(5), resolver.clone());
+    let err = fetcher
+        .jwks("https://keys.example.com/jwks.json", HTTPS_ID)
+        .await
+        .unwrap_err();
+    assert!(err.contains("127.0.0.1"), "{err}");
+    assert_eq!(
+        resolver.hosts.lock().unwrap().as_slice(),
+        ["keys.example.com"]
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn a_name_that_does_not_resolve_is_rejected() {
     let resolver = ScriptedResolver::new(vec![vec![]]);
     let fetcher = Fetcher::with_resolver(false, Duration::from_secs(5), resolver.clone());

@@ -25,7 +25,12 @@ async fn metadata_documents_name_the_exact_issuer_and_required_capabilities() {
         let methods = doc["token_endpoint_auth_methods_supported"]
             .as_array()
             .unwrap();
-        for m in ["none", "client_secret_basic", "client_secret_post"] {
+        for m in [
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ] {
             assert!(methods.iter().any(|v| v == m), "{m}");
         }
         assert_eq!(doc["client_id_metadata_document_supported"], true);
