@@ -16,7 +16,7 @@ use crate::config::{Config, Resource};
 use crate::error::{AuthorizeError, ErrorCode};
 use crate::oauth::RESPONSE_TYPE_CODE;
 use crate::params::Params;
-use crate::redirect_uri::ClientRedirect;
+use crate::redirect_uri::{ClientRedirect, PrivateUseSchemes};
 use crate::session::{self, Cookies, CsrfCheckedForm, CsrfToken};
 use crate::state::AppState;
 use crate::{pages, pkce, ratelimit, redirect_uri, resource, secrets, store, time};
@@ -92,15 +92,16 @@ pub fn client_and_redirect(params: &Params) -> Result<ClientAndRedirect<'_>, Aut
 pub fn check_request(
     params: &Params,
     registered_redirect_uris: &[String],
+    policy: &PrivateUseSchemes,
     resources: &[Resource],
     issuer: &str,
 ) -> Result<Checked, AuthorizeError> {
     let requested = client_and_redirect(params)?.redirect_uri;
-    if !redirect_uri::matches_registered(requested, registered_redirect_uris) {
-        return Err(untrusted(
-            "The redirect_uri is not registered for this client; not redirecting.",
-        ));
-    }
+    redirect_uri::check_requested(requested, registered_redirect_uris, policy).map_err(|e| {
+        untrusted(format!(
+            "The redirect_uri cannot be used ({e}); not redirecting."
+        ))
+    })?;
     // From here on the redirect URI is trusted. `state` is echoed only when it is unambiguous.
     let redirect = ClientRedirect {
         redirect_uri: requested.to_string(),
@@ -163,6 +164,7 @@ async fn validate(
     let request = check_request(
         params,
         &client.redirect_uris,
+        &state.config.private_use_redirect_schemes,
         &state.config.resources,
         &state.config.issuer,
     )?;
@@ -189,7 +191,7 @@ fn view<'a>(v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
         client_id: &v.client.client_id,
         client_name: v.client.client_name.as_deref(),
         verified: v.client.verified(),
-        redirect_host: redirect_uri::display_host(&v.request.redirect.redirect_uri),
+        recipient: redirect_uri::recipient(&v.request.redirect.redirect_uri),
         scopes: &v.request.scopes,
         resource: &v.request.resource.url,
         action,
@@ -449,6 +451,7 @@ mod tests {
         check_request(
             &Params::parse(query.as_bytes()),
             &[REDIRECT.to_string()],
+            &PrivateUseSchemes::Any,
             &resources(),
             ISSUER,
         )
@@ -513,7 +516,12 @@ mod tests {
             error_of(&g.replace(&format!("code_challenge={CHALLENGE}&"), "")),
             "invalid_request"
         );
-        assert_eq!(error_of(&format!("{g}&scope=mcp%3Aother")), "invalid_scope");
+        assert_eq!(
+            error_of(&format!(
+                "{g}&resource=http%3A%2F%2Flocalhost%3A10000%2Fother"
+            )),
+            "invalid_target"
+        );
         assert_eq!(
             error_of(&format!(
                 "{g}&resource=http%3A%2F%2Flocalhost%3A10000%2Fmcp%23x"
@@ -521,5 +529,56 @@ mod tests {
             "invalid_target"
         );
         assert_eq!(error_of(&format!("{g}&scope=a&scope=b")), "invalid_request");
+    }
+
+    #[test]
+    fn unknown_scopes_are_dropped_and_the_rest_granted() {
+        let g = good();
+        let claudeai = check(&format!("{g}&scope=claudeai")).unwrap();
+        assert_eq!(claudeai.scopes, vec!["mcp:tools"]);
+        let oidc = check(&format!("{g}&scope=openid+profile+mcp%3Aadmin")).unwrap();
+        assert_eq!(oidc.scopes, vec!["mcp:admin"]);
+    }
+
+    #[test]
+    fn errors_to_a_private_use_redirect_carry_iss_and_state() {
+        let app = "cursor://anysphere.cursor-mcp/oauth/callback";
+        let encoded: String = url::form_urlencoded::byte_serialize(app.as_bytes()).collect();
+        let query = good()
+            .replace(
+                &url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+                &encoded,
+            )
+            .replace("code_challenge_method=S256", "code_challenge_method=plain");
+        let registered = [app.to_string()];
+        let refused = check_request(
+            &Params::parse(query.as_bytes()),
+            &registered,
+            &PrivateUseSchemes::Any,
+            &resources(),
+            ISSUER,
+        );
+        let Err(AuthorizeError::Redirect { to, error, .. }) = refused else {
+            panic!("expected a redirect: {refused:?}");
+        };
+        assert_eq!(error, ErrorCode::InvalidRequest);
+        let location = to.location(&[("error", error.as_str())]);
+        assert!(
+            location.starts_with(&format!("{app}?error=invalid_request")),
+            "{location}"
+        );
+        assert!(
+            location.ends_with("&state=s&iss=http%3A%2F%2Flocalhost%3A9000"),
+            "{location}"
+        );
+        // Where the operator accepts no private-use scheme, it is an error page instead.
+        let page = check_request(
+            &Params::parse(query.as_bytes()),
+            &registered,
+            &PrivateUseSchemes::None,
+            &resources(),
+            ISSUER,
+        );
+        assert!(matches!(page, Err(AuthorizeError::Page { .. })));
     }
 }

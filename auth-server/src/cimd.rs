@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use url::{Host, Url};
 
-use crate::oauth::{GrantType, RESPONSE_TYPE_CODE};
-use crate::redirect_uri;
+use crate::client_metadata;
+use crate::oauth::GrantType;
+use crate::redirect_uri::PrivateUseSchemes;
 use crate::ssrf;
 
 /// Largest accepted document.
@@ -118,6 +119,7 @@ struct Document {
     token_endpoint_auth_method: Option<String>,
     grant_types: Option<Vec<String>>,
     response_types: Option<Vec<String>>,
+    application_type: Option<String>,
     client_secret: Option<serde_json::Value>,
     client_secret_expires_at: Option<serde_json::Value>,
 }
@@ -143,27 +145,24 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
         }
         Some(m) => return Err(format!("token_endpoint_auth_method `{m}` is not supported")),
     }
-    if let Some(rt) = &doc.response_types
-        && rt.iter().any(|t| t != RESPONSE_TYPE_CODE)
-    {
-        return Err("only the `code` response type is supported".into());
-    }
-    let grant_types = match doc.grant_types {
-        None => vec![GrantType::AuthorizationCode],
-        Some(names) => names
-            .iter()
-            .map(|g| {
-                GrantType::parse(g).ok_or_else(|| format!("grant type `{g}` is not supported"))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    // Unsupported grant and response types are dropped, as at registration. The document's
+    // redirect URIs pass the same structural checks; the operator's narrowing of private-use
+    // schemes applies when one of them is used at `/authorize`, so one URI the operator does not
+    // accept does not make the client's other URIs unusable.
+    let grant_types = client_metadata::grant_types(doc.grant_types.as_deref())
+        .map_err(|e| e.description().to_string())?;
+    client_metadata::response_types(doc.response_types.as_deref())
+        .map_err(|e| e.description().to_string())?;
     let redirect_uris = doc.redirect_uris.unwrap_or_default();
     if redirect_uris.is_empty() {
         return Err("metadata document has no redirect_uris".into());
     }
-    for uri in &redirect_uris {
-        redirect_uri::validate_registered(uri).map_err(|e| format!("redirect URI `{uri}`: {e}"))?;
-    }
+    client_metadata::redirect_uris(
+        &redirect_uris,
+        doc.application_type.as_deref(),
+        &PrivateUseSchemes::Any,
+    )
+    .map_err(|e| format!("redirect_uris: {}", e.description()))?;
     if let Some(name) = &doc.client_name {
         crate::clients::check_client_name(name)?;
     }

@@ -6,6 +6,7 @@ pub(crate) mod app;
 pub(crate) mod audit;
 pub(crate) mod authorize;
 pub mod cimd;
+pub(crate) mod client_metadata;
 pub(crate) mod clients;
 pub mod config;
 pub(crate) mod error;
