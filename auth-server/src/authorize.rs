@@ -16,7 +16,7 @@ use crate::config::{Config, Resource};
 use crate::error::{AuthorizeError, ErrorCode};
 use crate::oauth::RESPONSE_TYPE_CODE;
 use crate::params::Params;
-use crate::redirect_uri::{ClientRedirect, PrivateUseSchemes};
+use crate::redirect_uri::{ClientRedirect, PrivateUseSchemes, RedirectKind};
 use crate::session::{self, Cookies, CsrfCheckedForm, CsrfToken};
 use crate::state::AppState;
 use crate::{pages, pkce, ratelimit, redirect_uri, resource, secrets, store, time};
@@ -55,6 +55,8 @@ struct Validated {
 pub struct Checked {
     /// Where the code or a later error goes.
     pub redirect: ClientRedirect,
+    /// What kind of redirect URI that is.
+    pub redirect_kind: RedirectKind,
     pub code_challenge: String,
     pub resource: Resource,
     pub scopes: Vec<String>,
@@ -97,11 +99,12 @@ pub fn check_request(
     issuer: &str,
 ) -> Result<Checked, AuthorizeError> {
     let requested = client_and_redirect(params)?.redirect_uri;
-    redirect_uri::check_requested(requested, registered_redirect_uris, policy).map_err(|e| {
-        untrusted(format!(
-            "The redirect_uri cannot be used ({e}); not redirecting."
-        ))
-    })?;
+    let redirect_kind = redirect_uri::check_requested(requested, registered_redirect_uris, policy)
+        .map_err(|e| {
+            untrusted(format!(
+                "The redirect_uri cannot be used ({e}); not redirecting."
+            ))
+        })?;
     // From here on the redirect URI is trusted. `state` is echoed only when it is unambiguous.
     let redirect = ClientRedirect {
         redirect_uri: requested.to_string(),
@@ -146,6 +149,7 @@ pub fn check_request(
         resource,
         scopes,
         redirect,
+        redirect_kind,
     })
 }
 
@@ -286,11 +290,15 @@ async fn show(
             csrf.set_cookie.as_slice(),
         ));
     };
+    // Any installed app can claim a private-use scheme, so a request naming one cannot show
+    // that it comes from the app the user approved before: it always gets the consent page
+    // (RFC 8252 §8.6).
     let key = consent_key(&v, &username);
-    if state
-        .store
-        .run(move |conn| store::has_consent(conn, &key))
-        .await?
+    if v.request.redirect_kind != RedirectKind::PrivateUse
+        && state
+            .store
+            .run(move |conn| store::has_consent(conn, &key))
+            .await?
     {
         return issue_code(&state, &v, &username, false).await;
     }

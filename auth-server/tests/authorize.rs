@@ -654,6 +654,22 @@ async fn a_native_app_with_a_private_use_redirect_completes_the_flow_and_is_name
         body["scope"], "mcp:tools",
         "the granted scope, not the requested one"
     );
+    // Any app can claim the scheme, so the same request again asks the user again rather than
+    // issuing a code on remembered consent.
+    let p_again = pkce();
+    let again: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| {
+            if *k == "code_challenge" {
+                (*k, p_again.challenge.as_str())
+            } else {
+                (*k, *v)
+            }
+        })
+        .collect();
+    let asked = b.get(authorize_url(&server, &again)).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::OK, "no code without the user");
+    assert!(asked.text().await.unwrap().contains("cursor://"));
     // A denial goes back to the app with iss and state as well.
     let p2 = pkce();
     let params2 = [
