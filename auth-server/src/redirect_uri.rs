@@ -289,7 +289,7 @@ pub fn check_application_type(
 ///   client that registered one form has no reason to present another;
 /// - the **path** may not;
 /// - the **query** must be the registered one, or absent. Some clients (Continue) register
-///   `http://localhost:3000/?state=<uuid>` and then use `http://localhost:3000/`. Dropping the
+///   `http://localhost:3000/?state=<uuid>` and then use `http://localhost:3000`. Dropping the
 ///   query keeps the code on the same listener of the same machine; adding or changing one
 ///   would let a request choose parameters the registration did not.
 ///
@@ -615,6 +615,8 @@ mod tests {
         assert!(matches("http://127.0.0.1:49152/cb", &reg));
         assert!(matches("http://localhost:8123/cb", &reg));
         assert!(matches("http://localhost:3000/", &reg));
+        // Continue presents the bare origin it registered with `/?state=...` added.
+        assert!(matches("http://localhost:3000", &reg));
         assert!(matches("http://localhost:53000/", &reg));
         assert!(matches("http://localhost:3000/?state=0b6a", &reg));
         assert!(matches(

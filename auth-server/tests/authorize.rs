@@ -757,7 +757,8 @@ async fn an_operator_who_accepts_no_private_use_scheme_gets_https_and_loopback_o
 async fn continue_registers_a_loopback_uri_with_a_query_and_uses_it_without() {
     let server = TestServer::start().await;
     let registered_uri = "http://localhost:3000/?state=0b6a0f3e-9a7e-4bd4-b1b1-2f1c6f1f0a11";
-    let used = "http://localhost:3000/";
+    // The TypeScript SDK presents the provider's redirect URL as written: the bare origin.
+    let used = "http://localhost:3000";
     let registered = register_client(
         &server,
         serde_json::json!({

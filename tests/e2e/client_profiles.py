@@ -54,7 +54,8 @@ class Profile:
     # The registration body, or the document without `client_id`, for a callback port.
     metadata: Callable[[Redirect], dict]
     redirect: Callable[[int], Redirect]
-    state: Callable[[], str]
+    # The `state` parameter it sends, if any.
+    state: Callable[[], str | None]
     scope: str | None
     sends_resource: bool = True
     # "none" (client_id in the body), "client_secret_post" or "client_secret_basic".
@@ -75,10 +76,6 @@ def hex_state(nbytes: int) -> Callable[[], str]:
 
 def base64url_state(nbytes: int) -> Callable[[], str]:
     return lambda: secrets.token_urlsafe(nbytes)
-
-
-def uuid_state() -> str:
-    return str(uuid.uuid4())
 
 
 PROFILES: list[Profile] = [
@@ -237,21 +234,24 @@ PROFILES: list[Profile] = [
     ),
     Profile(
         name="Continue",
-        source="continuedev/continue core/context/mcp/MCPOauth.ts (TypeScript MCP SDK provider whose "
-        "registered redirect carries ?state=<uuid>)",
+        source="continuedev/continue core/context/mcp/MCPOauth.ts (MCPConnectionOauthProvider: the "
+        "registered redirect is http://localhost:3000 with ?state=<uuid> added, the one used by the "
+        "TypeScript MCP SDK flow is http://localhost:3000; the provider has no state())",
         registers_with="registration",
         metadata=lambda r: {
-            "client_name": "Continue",
             "redirect_uris": r.registered,
+            "token_endpoint_auth_method": "none",
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
+            "client_name": "Continue Dev, Inc",
+            "client_uri": "https://continue.dev",
         },
-        # Registers the URI with its state in the query, then authorizes and redeems without it.
+        # Registers the URI with its state in the query, then authorizes and redeems with the
+        # bare origin (no path, no query); it listens on the fixed port 3000.
         redirect=lambda port: Redirect(
-            [f"http://localhost:{port}/?state={uuid.uuid4()}"], f"http://localhost:{port}/"
+            [f"http://localhost:3000/?state={uuid.uuid4()}"], "http://localhost:3000"
         ),
-        state=uuid_state,
+        state=lambda: None,
         scope=CHALLENGE_SCOPE,
     ),
     Profile(

@@ -186,10 +186,11 @@ def authorize_and_redeem(
         "response_type": "code",
         "client_id": client.client_id,
         "redirect_uri": client.redirect.presented,
-        "state": state,
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
+    if state is not None:
+        params["state"] = state
     if scope is not None:
         params["scope"] = scope
     if profile.sends_resource:
