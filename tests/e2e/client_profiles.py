@@ -216,8 +216,11 @@ PROFILES: list[Profile] = [
     ),
     Profile(
         name="Goose",
-        source="block/goose crates/goose/src/oauth/mod.rs (rmcp OAuthState with a local callback)",
-        registers_with="registration",
+        source="block/goose crates/goose/src/oauth/mod.rs (rmcp OAuthState with CLIENT_METADATA_URL "
+        "https://goose-docs.ai/oauth/client-metadata.json, client name `goose`, "
+        "http://127.0.0.1:{port}/oauth_callback); the document is served locally and lists the "
+        "callback without a port",
+        registers_with="metadata_document",
         metadata=lambda r: {
             "client_name": "goose",
             "redirect_uris": r.registered,
@@ -225,8 +228,8 @@ PROFILES: list[Profile] = [
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
         },
-        redirect=lambda port: only(
-            loopback("localhost", port, "/oauth_callback")
+        redirect=lambda port: Redirect(
+            ["http://127.0.0.1/oauth_callback"], loopback("127.0.0.1", port, "/oauth_callback")
         ),
         state=base64url_state(16),
         scope=NO_SCOPE,
@@ -275,8 +278,8 @@ PROFILES: list[Profile] = [
     ),
     Profile(
         name="MCP Inspector",
-        source="modelcontextprotocol/inspector client/src/lib/auth.ts (InspectorOAuthClientProvider), "
-        "TypeScript MCP SDK auth flow",
+        source="modelcontextprotocol/inspector client/src/lib/auth.ts (InspectorOAuthClientProvider, "
+        "discoverScopes: the resource metadata's scopes_supported), TypeScript MCP SDK auth flow",
         registers_with="registration",
         metadata=lambda r: {
             "redirect_uris": r.registered,
@@ -285,12 +288,17 @@ PROFILES: list[Profile] = [
             "response_types": ["code"],
             "client_name": "MCP Inspector",
             "client_uri": "https://github.com/modelcontextprotocol/inspector",
+            "scope": "mcp:tools mcp:admin",
         },
-        redirect=lambda port: only(
-            loopback("localhost", port, "/oauth/callback")
+        redirect=lambda port: Redirect(
+            [
+                loopback("localhost", port, "/oauth/callback"),
+                loopback("localhost", port, "/oauth/callback/debug"),
+            ],
+            loopback("localhost", port, "/oauth/callback"),
         ),
         state=hex_state(32),
-        scope=CHALLENGE_SCOPE,
+        scope=ADVERTISED_SCOPES,
     ),
     Profile(
         name="Claude Code",
