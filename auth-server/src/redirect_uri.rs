@@ -360,6 +360,12 @@ pub fn recipient(uri: &str) -> Recipient {
     }
 }
 
+/// A redirect URI without its query, for the log: a registered query can hold a client's
+/// per-flow state (Continue registers `?state=<uuid>`).
+pub fn without_query(uri: &str) -> &str {
+    uri.split_once('?').map_or(uri, |(before, _)| before)
+}
+
 /// Appends query parameters to a (validated) redirect URI.
 pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
     match Url::parse(uri) {
@@ -665,6 +671,15 @@ mod tests {
                 name: None
             }
         );
+    }
+
+    #[test]
+    fn the_log_gets_redirect_uris_without_their_query() {
+        assert_eq!(
+            without_query("http://localhost:3000/?state=0b6a"),
+            "http://localhost:3000/"
+        );
+        assert_eq!(without_query("cursor://a.b/cb"), "cursor://a.b/cb");
     }
 
     #[test]

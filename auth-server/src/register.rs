@@ -20,7 +20,7 @@ use crate::params::has_content_type;
 use crate::redirect_uri::PrivateUseSchemes;
 use crate::state::AppState;
 use crate::store::{self, RegisteredClient};
-use crate::{audit, clients, ratelimit, secrets, time};
+use crate::{audit, clients, ratelimit, redirect_uri, secrets, time};
 
 /// `/register` while registration is enabled; otherwise the path answers 404.
 pub fn routes(config: &Config) -> Router<AppState> {
@@ -198,6 +198,12 @@ async fn register(
         &client_id,
         method.as_str(),
         &grant_types.join(" "),
+        application_type.as_str(),
+        &redirect_uris
+            .iter()
+            .map(|u| redirect_uri::without_query(u))
+            .collect::<Vec<_>>()
+            .join(" "),
         peer.ip(),
     );
     let mut body = serde_json::json!({
