@@ -606,6 +606,34 @@ mod tests {
     }
 
     #[test]
+    fn documents_follow_the_registration_rules_for_native_apps() {
+        // An app scheme next to loopback, and a grant this server does not serve: accepted,
+        // with the unsupported grant dropped.
+        let native = br#"{"client_id":"https://app.example.com/client.json",
+            "redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","http://127.0.0.1/cb"],
+            "grant_types":["authorization_code","urn:ietf:params:oauth:grant-type:device_code"],
+            "response_types":["code","token"],"logo_uri":"https://app.example.com/logo.png"}"#;
+        let doc = validate_document(URL, native).unwrap();
+        assert!(doc.allows_authorization_code && !doc.allows_refresh);
+        assert_eq!(doc.redirect_uris.len(), 2);
+        // A document that calls itself a web client may not list loopback or app URIs.
+        let web = br#"{"client_id":"https://app.example.com/client.json",
+            "application_type":"web","redirect_uris":["http://127.0.0.1/cb"]}"#;
+        assert!(
+            validate_document(URL, web)
+                .unwrap_err()
+                .contains("web client")
+        );
+        let script = br#"{"client_id":"https://app.example.com/client.json",
+            "redirect_uris":["javascript:alert(1)"]}"#;
+        assert!(
+            validate_document(URL, script)
+                .unwrap_err()
+                .contains("scheme `javascript`")
+        );
+    }
+
+    #[test]
     fn requesters_are_counted_by_ipv4_address_or_ipv6_64() {
         let key = |s: &str| requester_key(s.parse().unwrap());
         assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
