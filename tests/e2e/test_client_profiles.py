@@ -83,17 +83,23 @@ def stack(envoy_bin, wasm_path, demo_mcp_server_bin, auth_server_bin, workdir) -
     then a request without `resource` cannot say which one it wants; clients built on rmcp,
     Codex and Goose, send none unless configured to.)"""
     auth_port, envoy_port = free_port(), free_port()
-    upstream = start_demo_mcp_server(demo_mcp_server_bin, workdir)
-    auth = configure(
-        auth_server_bin, workdir, port=auth_port, resources=[f"http://localhost:{envoy_port}/mcp"]
-    ).start()
-    envoy = start_envoy(
-        envoy_bin, wasm_path, workdir, auth_server_port=auth_port, upstream_port=upstream.port, listener_port=envoy_port
-    )
-    yield Stack(auth, upstream, envoy, other_resource="")
-    envoy.service.stop()
-    auth.service.stop()
-    upstream.service.stop()
+    started = []
+    try:
+        upstream = start_demo_mcp_server(demo_mcp_server_bin, workdir)
+        started.append(upstream.service)
+        auth = configure(
+            auth_server_bin, workdir, port=auth_port, resources=[f"http://localhost:{envoy_port}/mcp"]
+        )
+        started.append(auth.service)
+        auth.start()
+        envoy = start_envoy(
+            envoy_bin, wasm_path, workdir, auth_server_port=auth_port, upstream_port=upstream.port, listener_port=envoy_port
+        )
+        started.append(envoy.service)
+        yield Stack(auth, upstream, envoy, other_resource="")
+    finally:
+        for service in reversed(started):
+            service.stop()
 
 
 @pytest.fixture(scope="module")
