@@ -131,6 +131,8 @@ pub fn client_registered(
     client_id: &str,
     token_endpoint_auth_method: &str,
     grant_types: &str,
+    application_type: &str,
+    redirect_uris: &str,
     address: IpAddr,
 ) {
     tracing::info!(
@@ -138,6 +140,8 @@ pub fn client_registered(
         client_id,
         token_endpoint_auth_method,
         grant_types,
+        application_type,
+        redirect_uris,
         %address,
         "client registered"
     );

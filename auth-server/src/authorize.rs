@@ -16,7 +16,7 @@ use crate::config::{Config, Resource};
 use crate::error::{AuthorizeError, ErrorCode};
 use crate::oauth::RESPONSE_TYPE_CODE;
 use crate::params::Params;
-use crate::redirect_uri::ClientRedirect;
+use crate::redirect_uri::{ClientRedirect, PrivateUseSchemes, RedirectKind};
 use crate::session::{self, Cookies, CsrfCheckedForm, CsrfToken};
 use crate::state::AppState;
 use crate::{pages, pkce, ratelimit, redirect_uri, resource, secrets, store, time};
@@ -55,6 +55,8 @@ struct Validated {
 pub struct Checked {
     /// Where the code or a later error goes.
     pub redirect: ClientRedirect,
+    /// What kind of redirect URI that is.
+    pub redirect_kind: RedirectKind,
     pub code_challenge: String,
     pub resource: Resource,
     pub scopes: Vec<String>,
@@ -92,15 +94,17 @@ pub fn client_and_redirect(params: &Params) -> Result<ClientAndRedirect<'_>, Aut
 pub fn check_request(
     params: &Params,
     registered_redirect_uris: &[String],
+    policy: &PrivateUseSchemes,
     resources: &[Resource],
     issuer: &str,
 ) -> Result<Checked, AuthorizeError> {
     let requested = client_and_redirect(params)?.redirect_uri;
-    if !redirect_uri::matches_registered(requested, registered_redirect_uris) {
-        return Err(untrusted(
-            "The redirect_uri is not registered for this client; not redirecting.",
-        ));
-    }
+    let redirect_kind = redirect_uri::check_requested(requested, registered_redirect_uris, policy)
+        .map_err(|e| {
+            untrusted(format!(
+                "The redirect_uri cannot be used ({e}); not redirecting."
+            ))
+        })?;
     // From here on the redirect URI is trusted. `state` is echoed only when it is unambiguous.
     let redirect = ClientRedirect {
         redirect_uri: requested.to_string(),
@@ -145,6 +149,7 @@ pub fn check_request(
         resource,
         scopes,
         redirect,
+        redirect_kind,
     })
 }
 
@@ -163,6 +168,7 @@ async fn validate(
     let request = check_request(
         params,
         &client.redirect_uris,
+        &state.config.private_use_redirect_schemes,
         &state.config.resources,
         &state.config.issuer,
     )?;
@@ -189,7 +195,7 @@ fn view<'a>(v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
         client_id: &v.client.client_id,
         client_name: v.client.client_name.as_deref(),
         verified: v.client.verified(),
-        redirect_host: redirect_uri::display_host(&v.request.redirect.redirect_uri),
+        recipient: redirect_uri::recipient(&v.request.redirect.redirect_uri),
         scopes: &v.request.scopes,
         resource: &v.request.resource.url,
         action,
@@ -284,11 +290,15 @@ async fn show(
             csrf.set_cookie.as_slice(),
         ));
     };
+    // Any installed app can claim a private-use scheme, so a request naming one cannot show
+    // that it comes from the app the user approved before: it always gets the consent page
+    // (RFC 8252 §8.6).
     let key = consent_key(&v, &username);
-    if state
-        .store
-        .run(move |conn| store::has_consent(conn, &key))
-        .await?
+    if v.request.redirect_kind != RedirectKind::PrivateUse
+        && state
+            .store
+            .run(move |conn| store::has_consent(conn, &key))
+            .await?
     {
         return issue_code(&state, &v, &username, false).await;
     }
@@ -449,6 +459,7 @@ mod tests {
         check_request(
             &Params::parse(query.as_bytes()),
             &[REDIRECT.to_string()],
+            &PrivateUseSchemes::Any,
             &resources(),
             ISSUER,
         )
@@ -513,7 +524,12 @@ mod tests {
             error_of(&g.replace(&format!("code_challenge={CHALLENGE}&"), "")),
             "invalid_request"
         );
-        assert_eq!(error_of(&format!("{g}&scope=mcp%3Aother")), "invalid_scope");
+        assert_eq!(
+            error_of(&format!(
+                "{g}&resource=http%3A%2F%2Flocalhost%3A10000%2Fother"
+            )),
+            "invalid_target"
+        );
         assert_eq!(
             error_of(&format!(
                 "{g}&resource=http%3A%2F%2Flocalhost%3A10000%2Fmcp%23x"
@@ -521,5 +537,56 @@ mod tests {
             "invalid_target"
         );
         assert_eq!(error_of(&format!("{g}&scope=a&scope=b")), "invalid_request");
+    }
+
+    #[test]
+    fn unknown_scopes_are_dropped_and_the_rest_granted() {
+        let g = good();
+        let claudeai = check(&format!("{g}&scope=claudeai")).unwrap();
+        assert_eq!(claudeai.scopes, vec!["mcp:tools"]);
+        let oidc = check(&format!("{g}&scope=openid+profile+mcp%3Aadmin")).unwrap();
+        assert_eq!(oidc.scopes, vec!["mcp:admin"]);
+    }
+
+    #[test]
+    fn errors_to_a_private_use_redirect_carry_iss_and_state() {
+        let app = "cursor://anysphere.cursor-mcp/oauth/callback";
+        let encoded: String = url::form_urlencoded::byte_serialize(app.as_bytes()).collect();
+        let query = good()
+            .replace(
+                &url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+                &encoded,
+            )
+            .replace("code_challenge_method=S256", "code_challenge_method=plain");
+        let registered = [app.to_string()];
+        let refused = check_request(
+            &Params::parse(query.as_bytes()),
+            &registered,
+            &PrivateUseSchemes::Any,
+            &resources(),
+            ISSUER,
+        );
+        let Err(AuthorizeError::Redirect { to, error, .. }) = refused else {
+            panic!("expected a redirect: {refused:?}");
+        };
+        assert_eq!(error, ErrorCode::InvalidRequest);
+        let location = to.location(&[("error", error.as_str())]);
+        assert!(
+            location.starts_with(&format!("{app}?error=invalid_request")),
+            "{location}"
+        );
+        assert!(
+            location.ends_with("&state=s&iss=http%3A%2F%2Flocalhost%3A9000"),
+            "{location}"
+        );
+        // Where the operator accepts no private-use scheme, it is an error page instead.
+        let page = check_request(
+            &Params::parse(query.as_bytes()),
+            &registered,
+            &PrivateUseSchemes::None,
+            &resources(),
+            ISSUER,
+        );
+        assert!(matches!(page, Err(AuthorizeError::Page { .. })));
     }
 }

@@ -12,8 +12,9 @@ use serde::Deserialize;
 use url::{Host, Url};
 
 use crate::client_assertion::{self, Jwks};
-use crate::oauth::{AuthMethod, GrantType, RESPONSE_TYPE_CODE};
-use crate::redirect_uri;
+use crate::client_metadata;
+use crate::oauth::{AuthMethod, GrantType};
+use crate::redirect_uri::PrivateUseSchemes;
 use crate::ssrf;
 
 /// Largest accepted document.
@@ -138,6 +139,7 @@ struct Document {
     token_endpoint_auth_method: Option<String>,
     grant_types: Option<Vec<String>>,
     response_types: Option<Vec<String>>,
+    application_type: Option<String>,
     client_secret: Option<serde_json::Value>,
     client_secret_expires_at: Option<serde_json::Value>,
     token_endpoint_auth_signing_alg: Option<String>,
@@ -230,27 +232,24 @@ pub fn validate_document(url: &str, body: &[u8]) -> Result<ClientMetadata, Strin
     } else {
         (None, None)
     };
-    if let Some(rt) = &doc.response_types
-        && rt.iter().any(|t| t != RESPONSE_TYPE_CODE)
-    {
-        return Err("only the `code` response type is supported".into());
-    }
-    let grant_types = match doc.grant_types {
-        None => vec![GrantType::AuthorizationCode],
-        Some(names) => names
-            .iter()
-            .map(|g| {
-                GrantType::parse(g).ok_or_else(|| format!("grant type `{g}` is not supported"))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    // Unsupported grant and response types are dropped, as at registration. The document's
+    // redirect URIs pass the same structural checks; the operator's narrowing of private-use
+    // schemes applies when one of them is used at `/authorize`, so one URI the operator does not
+    // accept does not make the client's other URIs unusable.
+    let grant_types = client_metadata::grant_types(doc.grant_types.as_deref())
+        .map_err(|e| e.description().to_string())?;
+    client_metadata::response_types(doc.response_types.as_deref())
+        .map_err(|e| e.description().to_string())?;
     let redirect_uris = doc.redirect_uris.unwrap_or_default();
     if redirect_uris.is_empty() {
         return Err("metadata document has no redirect_uris".into());
     }
-    for uri in &redirect_uris {
-        redirect_uri::validate_registered(uri).map_err(|e| format!("redirect URI `{uri}`: {e}"))?;
-    }
+    client_metadata::redirect_uris(
+        &redirect_uris,
+        doc.application_type.as_deref(),
+        &PrivateUseSchemes::Any,
+    )
+    .map_err(|e| format!("redirect_uris: {}", e.description()))?;
     if let Some(name) = &doc.client_name {
         crate::clients::check_client_name(name)?;
     }
@@ -846,6 +845,34 @@ mod tests {
         assert!(validate_jwks_uri("https://u:p@example.com/jwks", URL).is_err());
         assert!(validate_jwks_uri("https://example.com/jwks#k", URL).is_err());
         assert!(validate_jwks_uri("file:///etc/passwd", URL).is_err());
+    }
+
+    #[test]
+    fn documents_follow_the_registration_rules_for_native_apps() {
+        // An app scheme next to loopback, and a grant this server does not serve: accepted,
+        // with the unsupported grant dropped.
+        let native = br#"{"client_id":"https://app.example.com/client.json",
+            "redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","http://127.0.0.1/cb"],
+            "grant_types":["authorization_code","urn:ietf:params:oauth:grant-type:device_code"],
+            "response_types":["code","token"],"logo_uri":"https://app.example.com/logo.png"}"#;
+        let doc = validate_document(URL, native).unwrap();
+        assert!(doc.allows_authorization_code && !doc.allows_refresh);
+        assert_eq!(doc.redirect_uris.len(), 2);
+        // A document that calls itself a web client may not list loopback or app URIs.
+        let web = br#"{"client_id":"https://app.example.com/client.json",
+            "application_type":"web","redirect_uris":["http://127.0.0.1/cb"]}"#;
+        assert!(
+            validate_document(URL, web)
+                .unwrap_err()
+                .contains("web client")
+        );
+        let script = br#"{"client_id":"https://app.example.com/client.json",
+            "redirect_uris":["javascript:alert(1)"]}"#;
+        assert!(
+            validate_document(URL, script)
+                .unwrap_err()
+                .contains("scheme `javascript`")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::client_assertion::{self, Jwks};
 use crate::oauth::AuthMethod;
-use crate::redirect_uri;
+use crate::redirect_uri::{self, PrivateUseSchemes};
 
 /// Prefix of environment variables that override configuration fields. Nested fields are
 /// separated by a double underscore: `MCP_AUTH_SERVER__REGISTRATION__RATE_LIMIT_PER_MINUTE`.
@@ -27,6 +27,13 @@ pub const DEFAULT_STORAGE_PATH: &str = "mcp-auth-server.sqlite";
 pub const DEFAULT_SIGNING_ALGORITHM: SigningAlgorithm = SigningAlgorithm::EdDsa;
 pub const DEFAULT_REGISTRATION_ENABLED: bool = true;
 pub const DEFAULT_REGISTRATION_RATE_LIMIT_PER_MINUTE: u32 = 20;
+/// `private_use_redirect_schemes` when the file does not set it: every private-use scheme that
+/// is not refused outright, as native MCP clients (Cursor, VS Code extensions) need.
+pub const DEFAULT_PRIVATE_USE_REDIRECT_SCHEMES: &str = ANY_PRIVATE_USE_SCHEME;
+/// The `private_use_redirect_schemes` value that accepts every private-use scheme.
+pub const ANY_PRIVATE_USE_SCHEME: &str = "any";
+/// The `private_use_redirect_schemes` value that accepts none: https and loopback http only.
+pub const NO_PRIVATE_USE_SCHEME: &str = "none";
 
 /// A numeric field with a default and inclusive bounds.
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +238,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub login_failures_per_minute: u32,
+    /// Which native-app redirect URI schemes clients may register and use.
+    pub private_use_redirect_schemes: PrivateUseSchemes,
     pub registration: Registration,
     pub resources: Vec<Resource>,
     /// username -> argon2 PHC hash
@@ -302,6 +311,11 @@ struct RawConfig {
     /// Failed sign-ins allowed per client IP address per minute; beyond them every sign-in
     /// from that address gets 429 until the minute is over. [`LOGIN_FAILURES_PER_MINUTE`].
     login_failures_per_minute: Option<u32>,
+    /// Which private-use URI schemes (RFC 8252 §7.1, native apps: `cursor://...`,
+    /// `com.example.app:/...`) redirect URIs may use: `"any"` (every scheme that is not refused
+    /// outright), `"none"` (https and loopback http only), or a list of lower-case schemes.
+    /// Default [`DEFAULT_PRIVATE_USE_REDIRECT_SCHEMES`].
+    private_use_redirect_schemes: Option<RawSchemes>,
     /// `[registration]`: dynamic client registration.
     #[serde(default)]
     registration: RawRegistration,
@@ -314,6 +328,44 @@ struct RawConfig {
     /// `[[clients]]`: static clients, shown as verified.
     #[serde(default)]
     clients: Vec<RawClient>,
+}
+
+/// `private_use_redirect_schemes` as written: a keyword or a list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSchemes {
+    Keyword(String),
+    List(Vec<String>),
+}
+
+const PRIVATE_USE_FIELD: &str = "private_use_redirect_schemes";
+
+fn validate_private_use_schemes(raw: Option<RawSchemes>) -> Result<PrivateUseSchemes, ConfigError> {
+    let raw =
+        raw.unwrap_or_else(|| RawSchemes::Keyword(DEFAULT_PRIVATE_USE_REDIRECT_SCHEMES.into()));
+    match raw {
+        RawSchemes::Keyword(k) if k == ANY_PRIVATE_USE_SCHEME => Ok(PrivateUseSchemes::Any),
+        RawSchemes::Keyword(k) if k == NO_PRIVATE_USE_SCHEME => Ok(PrivateUseSchemes::None),
+        RawSchemes::Keyword(k) => Err(field_error(
+            PRIVATE_USE_FIELD,
+            format!(
+                "`{k}` is neither `{ANY_PRIVATE_USE_SCHEME}`, `{NO_PRIVATE_USE_SCHEME}` nor a list of schemes"
+            ),
+        )),
+        RawSchemes::List(list) if list.is_empty() => Err(field_error(
+            PRIVATE_USE_FIELD,
+            format!(
+                "an empty list; write `\"{NO_PRIVATE_USE_SCHEME}\"` to accept no private-use scheme"
+            ),
+        )),
+        RawSchemes::List(list) => {
+            for scheme in &list {
+                redirect_uri::check_private_use_scheme(scheme)
+                    .map_err(|m| field_error(PRIVATE_USE_FIELD, m))?;
+            }
+            Ok(PrivateUseSchemes::Only(list))
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -541,9 +593,11 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         ));
     }
 
+    let private_use_redirect_schemes =
+        validate_private_use_schemes(raw.private_use_redirect_schemes)?;
     let resources = validate_resources(raw.resources)?;
     let users = validate_users(raw.users)?;
-    let clients = validate_clients(raw.clients, base_dir)?;
+    let clients = validate_clients(raw.clients, base_dir, &private_use_redirect_schemes)?;
 
     Ok(Config {
         issuer: issuer.identifier,
@@ -564,6 +618,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         request_timeout,
         header_read_timeout,
         login_failures_per_minute,
+        private_use_redirect_schemes,
         registration,
         resources,
         users,
@@ -774,6 +829,7 @@ fn static_client_keys(
 fn validate_clients(
     raw: Vec<RawClient>,
     base_dir: &Path,
+    policy: &PrivateUseSchemes,
 ) -> Result<Vec<StaticClient>, ConfigError> {
     let mut out: Vec<StaticClient> = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
@@ -802,7 +858,7 @@ fn validate_clients(
             ));
         }
         for uri in &c.redirect_uris {
-            redirect_uri::validate_registered(uri).map_err(|m| {
+            redirect_uri::validate_registered(uri, policy).map_err(|m| {
                 field_error(
                     format!("clients[{i}].redirect_uris"),
                     format!("`{uri}`: {m}"),
@@ -896,6 +952,61 @@ default_scopes = ["mcp:tools"]
         assert!(!c.allow_insecure_localhost_client_metadata);
         assert!(c.registration.enabled);
         assert_eq!(c.admin_listen, None);
+        assert_eq!(c.private_use_redirect_schemes, PrivateUseSchemes::Any);
+    }
+
+    #[test]
+    fn private_use_redirect_schemes_can_be_narrowed() {
+        let with = |line: &str| {
+            let text = MINIMAL.replace("\n[[resources]]", &format!("\n{line}\n[[resources]]"));
+            parse_with(&text, &[])
+        };
+        let none = with("private_use_redirect_schemes = \"none\"").unwrap();
+        assert_eq!(none.private_use_redirect_schemes, PrivateUseSchemes::None);
+        let list = with("private_use_redirect_schemes = [\"cursor\", \"vscode\"]").unwrap();
+        assert_eq!(
+            list.private_use_redirect_schemes,
+            PrivateUseSchemes::Only(vec!["cursor".into(), "vscode".into()])
+        );
+        let env = parse_with(
+            MINIMAL,
+            &[("MCP_AUTH_SERVER__PRIVATE_USE_REDIRECT_SCHEMES", "none")],
+        )
+        .unwrap();
+        assert_eq!(env.private_use_redirect_schemes, PrivateUseSchemes::None);
+        for bad in [
+            "private_use_redirect_schemes = \"all\"",
+            "private_use_redirect_schemes = []",
+            "private_use_redirect_schemes = [\"javascript\"]",
+            "private_use_redirect_schemes = [\"Cursor\"]",
+            "private_use_redirect_schemes = [\"https\"]",
+        ] {
+            assert_eq!(field_of(with(bad)), PRIVATE_USE_FIELD, "{bad}");
+        }
+        let js = with("private_use_redirect_schemes = [\"javascript\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(js.contains("scheme `javascript`"), "{js}");
+    }
+
+    #[test]
+    fn static_clients_follow_the_redirect_uri_rules_and_policy() {
+        let client = |uri: &str| {
+            format!("{MINIMAL}\n[[clients]]\nclient_id = \"app\"\nredirect_uris = [\"{uri}\"]\n")
+        };
+        let cursor = "cursor://anysphere.cursor-mcp/oauth/callback";
+        assert!(parse_with(&client(cursor), &[]).is_ok());
+        assert_eq!(
+            field_of(parse_with(
+                &client(cursor),
+                &[("MCP_AUTH_SERVER__PRIVATE_USE_REDIRECT_SCHEMES", "none")]
+            )),
+            "clients[0].redirect_uris"
+        );
+        let err = parse_with(&client("javascript:/x"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scheme `javascript`"), "{err}");
     }
 
     #[test]
@@ -1107,6 +1218,10 @@ default_scopes = ["mcp:tools"]
                 DEFAULT_SIGNING_ALGORITHM.jwa_name().to_string(),
             ),
             ("allow_insecure_localhost_client_metadata", "false".into()),
+            (
+                PRIVATE_USE_FIELD,
+                DEFAULT_PRIVATE_USE_REDIRECT_SCHEMES.to_string(),
+            ),
             ("enabled", DEFAULT_REGISTRATION_ENABLED.to_string()),
             (
                 "rate_limit_per_minute",

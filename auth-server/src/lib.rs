@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod authorize;
 pub mod cimd;
 pub(crate) mod client_assertion;
+pub(crate) mod client_metadata;
 pub(crate) mod clients;
 pub mod config;
 pub(crate) mod error;

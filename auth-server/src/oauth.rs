@@ -62,6 +62,31 @@ impl AuthMethod {
     }
 }
 
+/// What kind of application a client is (OpenID Connect Dynamic Client Registration §2): it
+/// decides which redirect URIs the client may register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplicationType {
+    /// Runs on a web server: https redirect URIs only.
+    Web,
+    /// Runs on the user's device: loopback http, private-use schemes, or claimed https.
+    Native,
+}
+
+impl ApplicationType {
+    pub const ALL: [ApplicationType; 2] = [ApplicationType::Web, ApplicationType::Native];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplicationType::Web => "web",
+            ApplicationType::Native => "native",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +98,9 @@ mod tests {
         }
         for m in AuthMethod::ALL {
             assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
+        }
+        for a in ApplicationType::ALL {
+            assert_eq!(ApplicationType::parse(a.as_str()), Some(a));
         }
         assert_eq!(GrantType::parse("password"), None);
         assert_eq!(AuthMethod::parse("client_secret_jwt"), None);

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::params::Params;
+use crate::redirect_uri::Recipient;
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}\
 .unverified{color:#a40;font-weight:bold}label{display:block;margin:.5rem 0}\
@@ -86,7 +87,8 @@ pub struct RequestView<'a> {
     pub client_id: &'a str,
     pub client_name: Option<&'a str>,
     pub verified: bool,
-    pub redirect_host: String,
+    /// Who receives the authorization response.
+    pub recipient: Recipient,
     pub scopes: &'a [String],
     pub resource: &'a str,
     pub action: &'a str,
@@ -102,6 +104,30 @@ fn client_line(v: &RequestView<'_>) -> Markup {
             }
         }
         p { "Client ID: " code { (v.client_id) } }
+    }
+}
+
+/// Where the answer goes. A private-use redirect is spelled out: any installed program can
+/// claim a scheme, so the user is told which app will receive the code.
+fn recipient_line(recipient: &Recipient) -> Markup {
+    match recipient {
+        Recipient::Website(host) => html! {
+            p { "After you decide, you will be sent to " strong { (host) } "." }
+        },
+        Recipient::ThisComputer(address) => html! {
+            p {
+                "After you decide, your browser will hand the answer to a program on this computer that listens at "
+                strong { (address) } "."
+            }
+        },
+        Recipient::App { links, name } => html! {
+            p.app-redirect {
+                "After you allow, your browser will hand the code to the app that handles "
+                code { (links) } " links"
+                @if let Some(name) = name { ": " strong { (name) } }
+                ". Allow only if you started this from that app."
+            }
+        },
     }
 }
 
@@ -127,7 +153,7 @@ pub fn consent(view: &RequestView<'_>, request: &Params, csrf: &str, username: &
         html! {
             p { "Signed in as " strong { (username) } }
             (client_line(view))
-            p { "After you decide, you will be sent to " strong { (view.redirect_host) } "." }
+            (recipient_line(&view.recipient))
             p { "It asks for access to " code { (view.resource) } " with these scopes:" }
             ul { @for s in view.scopes { li { code { (s) } } } }
             form method="post" action=(view.action) {
@@ -160,7 +186,10 @@ mod tests {
             client_id: "\"><script>id</script>",
             client_name: Some("<script>alert(1)</script>"),
             verified: false,
-            redirect_host: "<b>host</b>".into(),
+            recipient: Recipient::App {
+                links: "<b>scheme</b>".into(),
+                name: Some("<b>app</b>".into()),
+            },
             scopes: &scopes,
             resource: "<script>r</script>",
             action: "/authorize",
@@ -172,8 +201,57 @@ mod tests {
             error("<script>t</script>", "<script>m</script>"),
         ] {
             let s = page.into_string();
-            assert!(!s.contains("<script"), "{s}");
+            assert!(!s.contains("<script") && !s.contains("<b>"), "{s}");
             assert!(s.contains("&lt;script&gt;"), "{s}");
         }
+    }
+
+    fn consent_for(recipient: Recipient, verified: bool) -> String {
+        let scopes = vec!["mcp:tools".to_string()];
+        let view = RequestView {
+            client_id: "c",
+            client_name: Some("Cursor"),
+            verified,
+            recipient,
+            scopes: &scopes,
+            resource: "https://mcp.example/mcp",
+            action: "/authorize",
+        };
+        consent(&view, &Params::default(), "csrf", "demo").into_string()
+    }
+
+    #[test]
+    fn the_consent_page_names_the_app_that_receives_a_private_use_redirect() {
+        let page = consent_for(
+            Recipient::App {
+                links: "cursor://".into(),
+                name: Some("anysphere.cursor-mcp".into()),
+            },
+            false,
+        );
+        assert!(
+            page.contains("the app that handles <code>cursor://</code> links: <strong>anysphere.cursor-mcp</strong>"),
+            "{page}"
+        );
+        assert!(page.contains("class=\"unverified\""), "{page}");
+        let unnamed = consent_for(
+            Recipient::App {
+                links: "com.example.app:".into(),
+                name: None,
+            },
+            true,
+        );
+        assert!(
+            unnamed.contains("<code>com.example.app:</code> links."),
+            "{unnamed}"
+        );
+        assert!(!unnamed.contains("class=\"unverified\""), "{unnamed}");
+        let web = consent_for(Recipient::Website("app.example.com".into()), false);
+        assert!(
+            web.contains("sent to <strong>app.example.com</strong>"),
+            "{web}"
+        );
+        let local = consent_for(Recipient::ThisComputer("127.0.0.1:3000".into()), false);
+        assert!(local.contains("<strong>127.0.0.1:3000</strong>"), "{local}");
     }
 }

@@ -12,10 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
-use crate::config::Config;
+use crate::client_metadata::{self, Refused};
+use crate::config::{Config, Resource};
 use crate::error::{ErrorCode, OAuthError};
-use crate::oauth::{AuthMethod, GrantType, RESPONSE_TYPE_CODE};
+use crate::oauth::{ApplicationType, AuthMethod, GrantType};
 use crate::params::has_content_type;
+use crate::redirect_uri::PrivateUseSchemes;
 use crate::state::AppState;
 use crate::store::{self, RegisteredClient};
 use crate::{audit, clients, ratelimit, redirect_uri, secrets, time};
@@ -34,6 +36,7 @@ pub const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 const MAX_REDIRECT_URIS: usize = 10;
 const MAX_CLIENT_NAME_CHARS: usize = 200;
 
+/// The members this server reads; every other member is ignored (RFC 7591 §2).
 #[derive(Deserialize)]
 struct Request {
     redirect_uris: Option<Vec<String>>,
@@ -41,22 +44,41 @@ struct Request {
     token_endpoint_auth_method: Option<String>,
     grant_types: Option<Vec<String>>,
     response_types: Option<Vec<String>>,
+    application_type: Option<String>,
+    scope: Option<String>,
 }
 
 fn metadata_error(description: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
 }
 
-/// A validated registration request.
+impl From<Refused> for OAuthError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::RedirectUri(d) => OAuthError::new(ErrorCode::InvalidRedirectUri, d),
+            Refused::Metadata(d) => metadata_error(d),
+        }
+    }
+}
+
+/// A validated registration request: what takes effect.
 struct Accepted {
     redirect_uris: Vec<String>,
     client_name: Option<String>,
     method: AuthMethod,
     grant_types: Vec<GrantType>,
+    response_types: Vec<&'static str>,
+    application_type: ApplicationType,
+    scope: Option<String>,
 }
 
-/// Validates a registration request into the client to store (without id and secret).
-fn validate(body: &[u8]) -> Result<Accepted, OAuthError> {
+/// Validates a registration request into the client to store (without id and secret), under
+/// the operator's private-use scheme `policy` and the configured `resources` (for `scope`).
+fn validate(
+    body: &[u8],
+    policy: &PrivateUseSchemes,
+    resources: &[Resource],
+) -> Result<Accepted, OAuthError> {
     if body.len() > MAX_REGISTRATION_BYTES {
         return Err(metadata_error(format!(
             "registration request larger than {MAX_REGISTRATION_BYTES} bytes"
@@ -65,22 +87,14 @@ fn validate(body: &[u8]) -> Result<Accepted, OAuthError> {
     let req: Request = serde_json::from_slice(body)
         .map_err(|e| metadata_error(format!("the body is not valid client metadata JSON: {e}")))?;
     let uris = req.redirect_uris.unwrap_or_default();
-    if uris.is_empty() {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidRedirectUri,
-            "redirect_uris is required",
-        ));
-    }
     if uris.len() > MAX_REDIRECT_URIS {
         return Err(OAuthError::new(
             ErrorCode::InvalidRedirectUri,
             format!("at most {MAX_REDIRECT_URIS} redirect URIs"),
         ));
     }
-    for uri in &uris {
-        redirect_uri::validate_registered(uri)
-            .map_err(|e| OAuthError::new(ErrorCode::InvalidRedirectUri, format!("`{uri}`: {e}")))?;
-    }
+    let application_type =
+        client_metadata::redirect_uris(&uris, req.application_type.as_deref(), policy)?;
     if let Some(name) = &req.client_name
         && (name.chars().count() > MAX_CLIENT_NAME_CHARS || name.chars().any(char::is_control))
     {
@@ -110,29 +124,16 @@ fn validate(body: &[u8]) -> Result<Accepted, OAuthError> {
              document (client_id = its https URL) with jwks_uri or jwks",
         ));
     }
-    let grant_types = match req.grant_types {
-        None => vec![GrantType::AuthorizationCode],
-        Some(names) if names.is_empty() => {
-            return Err(metadata_error("grant_types must not be empty"));
-        }
-        Some(names) => names
-            .iter()
-            .map(|g| {
-                GrantType::parse(g)
-                    .ok_or_else(|| metadata_error(format!("grant type `{g}` is not supported")))
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    if let Some(rt) = req.response_types
-        && rt.iter().any(|t| t != RESPONSE_TYPE_CODE)
-    {
-        return Err(metadata_error("only the `code` response type is supported"));
-    }
+    let grant_types = client_metadata::grant_types(req.grant_types.as_deref())?;
+    let response_types = client_metadata::response_types(req.response_types.as_deref())?;
     Ok(Accepted {
         redirect_uris: uris,
         client_name: req.client_name,
         method,
         grant_types,
+        response_types,
+        application_type,
+        scope: client_metadata::scope(req.scope.as_deref(), resources),
     })
 }
 
@@ -172,7 +173,14 @@ async fn register(
         client_name,
         method,
         grant_types,
-    } = validate(&body)?;
+        response_types,
+        application_type,
+        scope,
+    } = validate(
+        &body,
+        &state.config.private_use_redirect_schemes,
+        &state.config.resources,
+    )?;
     let client_id = secrets::random_token()?;
     let secret = match method {
         AuthMethod::None => None,
@@ -186,6 +194,8 @@ async fn register(
         auth_method: method,
         allows_authorization_code: grant_types.contains(&GrantType::AuthorizationCode),
         allows_refresh: grant_types.contains(&GrantType::RefreshToken),
+        application_type,
+        scope: scope.clone(),
     };
     let now = time::now();
     state
@@ -197,6 +207,12 @@ async fn register(
         &client_id,
         method.as_str(),
         &grant_types.join(" "),
+        application_type.as_str(),
+        &redirect_uris
+            .iter()
+            .map(|u| redirect_uri::without_query(u))
+            .collect::<Vec<_>>()
+            .join(" "),
         peer.ip(),
     );
     let mut body = serde_json::json!({
@@ -204,10 +220,14 @@ async fn register(
         "client_id_issued_at": now,
         "redirect_uris": redirect_uris,
         "grant_types": grant_types,
-        "response_types": [RESPONSE_TYPE_CODE],
+        "response_types": response_types,
         "token_endpoint_auth_method": method.as_str(),
+        "application_type": application_type.as_str(),
     });
     if let Some(obj) = body.as_object_mut() {
+        if let Some(scope) = scope {
+            obj.insert("scope".into(), serde_json::Value::String(scope));
+        }
         if let Some(name) = client_name {
             obj.insert("client_name".into(), serde_json::Value::String(name));
         }
@@ -223,8 +243,20 @@ async fn register(
 mod tests {
     use super::*;
 
+    fn resources() -> Vec<Resource> {
+        vec![Resource {
+            url: "http://localhost:10000/mcp".into(),
+            scopes: vec!["mcp:tools".into(), "mcp:admin".into()],
+            default_scopes: vec!["mcp:tools".into()],
+        }]
+    }
+
+    fn accept(body: &str) -> Result<Accepted, OAuthError> {
+        validate(body.as_bytes(), &PrivateUseSchemes::Any, &resources())
+    }
+
     fn code_of(body: &str) -> &'static str {
-        match validate(body.as_bytes()) {
+        match accept(body) {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
         }
@@ -262,6 +294,14 @@ mod tests {
             "invalid_client_metadata"
         );
         assert_eq!(
+            code_of(r#"{"redirect_uris":["https://a.example/cb"],"response_types":["token"]}"#),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code_of(r#"{"redirect_uris":["https://a.example/cb"],"application_type":"desktop"}"#),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
             code_of(r#"{"redirect_uris":"https://a.example/cb"}"#),
             "invalid_client_metadata"
         );
@@ -271,7 +311,7 @@ mod tests {
     #[test]
     fn client_names_that_disguise_themselves_are_refused_naming_the_field() {
         let body = r#"{"redirect_uris":["https://a.example/cb"],"client_name":"Good\u202eevil"}"#;
-        let refused = validate(body.as_bytes()).err().unwrap();
+        let refused = accept(body).err().unwrap();
         assert_eq!(refused.code.as_str(), "invalid_client_metadata");
         assert!(
             refused.description.contains("client_name"),
@@ -280,5 +320,60 @@ mod tests {
         );
         let plain = r#"{"redirect_uris":["https://a.example/cb"],"client_name":"Good App"}"#;
         assert_eq!(code_of(plain), "ok");
+    }
+
+    #[test]
+    fn what_real_clients_register_takes_effect_without_what_is_not_served() {
+        // Cursor: a private-use, an https and a loopback redirect URI in one registration.
+        let cursor = accept(
+            r#"{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback",
+            "https://cursor.com/oauth/callback","http://127.0.0.1:41234/callback"],
+            "token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"],
+            "response_types":["code"]}"#,
+        )
+        .unwrap();
+        assert_eq!(cursor.application_type, ApplicationType::Native);
+        assert_eq!(cursor.redirect_uris.len(), 3);
+        // VS Code: the device-code grant is dropped, unknown members are ignored.
+        let vscode = accept(
+            r#"{"client_name":"Visual Studio Code","redirect_uris":["http://127.0.0.1:33418/","https://vscode.dev/redirect"],
+            "grant_types":["authorization_code","refresh_token","urn:ietf:params:oauth:grant-type:device_code"],
+            "response_types":["code","token"],"token_endpoint_auth_method":"none","software_id":"x",
+            "logo_uri":"https://example.com/x.png","scope":"openid mcp:tools offline_access"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            vscode.grant_types,
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        );
+        assert_eq!(vscode.response_types, vec!["code"]);
+        assert_eq!(vscode.scope.as_deref(), Some("mcp:tools"));
+        // A declared web client may not register loopback or app URIs.
+        let refused =
+            accept(r#"{"application_type":"web","redirect_uris":["http://127.0.0.1:3000/cb"]}"#)
+                .err()
+                .unwrap();
+        assert_eq!(refused.code.as_str(), "invalid_redirect_uri");
+        // A dangerous scheme is named.
+        let refused = accept(r#"{"redirect_uris":["data:text/html,x"]}"#)
+            .err()
+            .unwrap();
+        assert!(
+            refused.description.contains("scheme `data`"),
+            "{}",
+            refused.description
+        );
+    }
+
+    #[test]
+    fn the_operator_policy_applies_to_registration() {
+        let body = br#"{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"]}"#;
+        let refused = validate(body, &PrivateUseSchemes::None, &resources())
+            .err()
+            .unwrap();
+        assert_eq!(refused.code.as_str(), "invalid_redirect_uri");
+        assert!(refused.description.contains("scheme `cursor`"));
+        let only = PrivateUseSchemes::Only(vec!["cursor".into()]);
+        assert!(validate(body, &only, &resources()).is_ok());
     }
 }

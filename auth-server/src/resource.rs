@@ -25,42 +25,47 @@ pub fn select<'a>(resources: &'a [Resource], requested: &[&str]) -> Result<&'a R
     }
 }
 
-/// Decides the granted scope of an authorization request: the resource's default scopes when
-/// none are requested; otherwise every requested scope must belong to the resource.
-/// `offline_access` is accepted and ignored (refresh tokens do not depend on it).
-/// Errors are `invalid_scope` descriptions.
-pub fn grant(resource: &Resource, requested: Option<&str>) -> Result<Vec<String>, String> {
-    let mut wanted: Vec<String> = requested
+/// The requested scope tokens this resource defines. Others are dropped (RFC 6749 §3.3 lets
+/// the server grant less than asked): Claude.ai asks for `claudeai`, OpenID-minded clients for
+/// `openid profile`, Gemini CLI for every scope it saw advertised. `offline_access` is one of
+/// them: refresh tokens follow the client's registered grant types, not a scope.
+fn known(resource: &Resource, requested: Option<&str>) -> Vec<String> {
+    requested
         .unwrap_or("")
         .split(' ')
-        .filter(|s| !s.is_empty() && *s != OFFLINE_ACCESS)
+        .filter(|s| !s.is_empty() && *s != OFFLINE_ACCESS && resource.scopes.iter().any(|k| k == s))
         .map(str::to_string)
-        .collect();
+        .collect()
+}
+
+/// Decides the granted scope of an authorization request: the requested scopes this resource
+/// defines, or its default scopes when none of them remain (or none were requested).
+/// The error is an `invalid_scope` description: nothing known was asked for and the resource
+/// has no default scopes.
+pub fn grant(resource: &Resource, requested: Option<&str>) -> Result<Vec<String>, String> {
+    let mut wanted = known(resource, requested);
     if wanted.is_empty() {
         if resource.default_scopes.is_empty() {
-            return Err("scope is required: the resource has no default scopes".into());
+            return Err(format!(
+                "scope is required: name at least one of the scopes of {} ({}); it has no default scopes",
+                resource.url,
+                resource.scopes.join(" ")
+            ));
         }
         wanted = resource.default_scopes.clone();
-    }
-    if let Some(unknown) = wanted.iter().find(|s| !resource.scopes.contains(s)) {
-        return Err(format!(
-            "scope `{unknown}` is not available for resource {}",
-            resource.url
-        ));
     }
     Ok(normalize(wanted))
 }
 
-/// Narrowing on refresh: the requested scopes must be a subset of the granted ones.
-pub fn narrow(granted: &[String], requested: Option<&str>) -> Result<Vec<String>, String> {
-    let Some(requested) = requested else {
-        return Ok(granted.to_vec());
-    };
-    let wanted: Vec<String> = requested
-        .split(' ')
-        .filter(|s| !s.is_empty() && *s != OFFLINE_ACCESS)
-        .map(str::to_string)
-        .collect();
+/// Narrowing on refresh: of the requested scopes, those `resource` does not define are
+/// dropped as at `/authorize`; the rest must be a subset of the `granted` ones. Nothing known
+/// requested keeps the grant's scope.
+pub fn narrow(
+    resource: &Resource,
+    granted: &[String],
+    requested: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let wanted = known(resource, requested);
     if wanted.is_empty() {
         return Ok(granted.to_vec());
     }
@@ -146,18 +151,54 @@ mod tests {
             grant(&r, Some("mcp:tools mcp:admin mcp:tools")).unwrap(),
             vec!["mcp:admin", "mcp:tools"]
         );
-        assert!(grant(&r, Some("mcp:tools <script>")).is_err());
         assert!(grant(&other(), None).is_err());
     }
 
     #[test]
-    fn refresh_can_only_narrow() {
-        let granted = vec!["mcp:admin".to_string(), "mcp:tools".to_string()];
-        assert_eq!(narrow(&granted, None).unwrap(), granted);
+    fn unknown_requested_scopes_are_dropped() {
+        let r = mcp();
+        // Claude.ai
+        assert_eq!(grant(&r, Some("claudeai")).unwrap(), vec!["mcp:tools"]);
         assert_eq!(
-            narrow(&granted, Some("mcp:tools")).unwrap(),
+            grant(&r, Some("openid profile mcp:admin")).unwrap(),
+            vec!["mcp:admin"]
+        );
+        assert_eq!(
+            grant(&r, Some("mcp:tools <script>")).unwrap(),
             vec!["mcp:tools"]
         );
-        assert!(narrow(&["mcp:tools".to_string()], Some("mcp:tools mcp:admin")).is_err());
+        // Gemini CLI: every advertised scope (of every resource), and offline_access.
+        assert_eq!(
+            grant(&r, Some("mcp:tools mcp:admin read offline_access")).unwrap(),
+            vec!["mcp:admin", "mcp:tools"]
+        );
+        // Nothing known and no default scopes: the client must name one.
+        let refused = grant(&other(), Some("claudeai")).unwrap_err();
+        assert!(refused.contains("read"), "{refused}");
+        assert_eq!(
+            grant(&other(), Some("claudeai read")).unwrap(),
+            vec!["read"]
+        );
+    }
+
+    #[test]
+    fn refresh_can_only_narrow() {
+        let r = mcp();
+        let granted = vec!["mcp:admin".to_string(), "mcp:tools".to_string()];
+        assert_eq!(narrow(&r, &granted, None).unwrap(), granted);
+        assert_eq!(
+            narrow(&r, &granted, Some("mcp:tools")).unwrap(),
+            vec!["mcp:tools"]
+        );
+        assert_eq!(
+            narrow(&r, &granted, Some("claudeai offline_access")).unwrap(),
+            granted
+        );
+        assert_eq!(
+            narrow(&r, &granted, Some("claudeai mcp:tools")).unwrap(),
+            vec!["mcp:tools"]
+        );
+        // A scope the resource defines but the grant does not hold is still refused.
+        assert!(narrow(&r, &["mcp:tools".to_string()], Some("mcp:tools mcp:admin")).is_err());
     }
 }

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::config::SigningAlgorithm;
 use crate::keys::KeyMeta;
-use crate::oauth::AuthMethod;
+use crate::oauth::{ApplicationType, AuthMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS clients (
     auth_method TEXT NOT NULL,
     allows_refresh INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
-    allows_authorization_code INTEGER NOT NULL DEFAULT 1
+    allows_authorization_code INTEGER NOT NULL DEFAULT 1,
+    application_type TEXT NOT NULL DEFAULT 'native',
+    scope TEXT
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
@@ -96,33 +98,47 @@ CREATE TABLE IF NOT EXISTS used_client_assertions (
 );
 "#;
 
-/// Opens (creating if needed, with mode 0600) the database and applies the schema.
-/// Brings a database made by an earlier version up to the current schema. Clients registered
-/// before `allows_authorization_code` was stored keep the only grant they could use then.
+/// Columns of `clients` added after its first version, with the value rows made before them
+/// get: clients registered before `allows_authorization_code` was stored keep the only grant
+/// they could use then; before `application_type` was stored, only https and loopback redirect
+/// URIs could be registered, and those clients are treated as the native apps that register
+/// loopback URIs (the type is only reported back, never used to refuse).
+const ADDED_CLIENT_COLUMNS: &[(&str, &str)] = &[
+    ("allows_authorization_code", "INTEGER NOT NULL DEFAULT 1"),
+    ("application_type", "TEXT NOT NULL DEFAULT 'native'"),
+    ("scope", "TEXT"),
+];
+
+/// Brings a database made by an earlier version up to the current schema.
 fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
-    let has_column = |conn: &Connection| -> Result<bool, StoreError> {
+    let has_column = |conn: &Connection, column: &str| -> Result<bool, StoreError> {
         let mut columns = conn.prepare("SELECT name FROM pragma_table_info('clients')")?;
         let names = columns.query_map([], |r| r.get::<_, String>(0))?;
         for name in names {
-            if name? == "allows_authorization_code" {
+            if name? == column {
                 return Ok(true);
             }
         }
         Ok(false)
     };
-    if has_column(conn)? {
-        return Ok(());
+    for (column, definition) in ADDED_CLIENT_COLUMNS {
+        if has_column(conn, column)? {
+            continue;
+        }
+        let added = conn.execute_batch(&format!(
+            "ALTER TABLE clients ADD COLUMN {column} {definition}"
+        ));
+        // Another process opening the same file may have added it in between.
+        if let Err(e) = added
+            && !has_column(conn, column)?
+        {
+            return Err(e.into());
+        }
     }
-    let added = conn.execute_batch(
-        "ALTER TABLE clients ADD COLUMN allows_authorization_code INTEGER NOT NULL DEFAULT 1",
-    );
-    // Another process opening the same file may have added it in between.
-    match added {
-        Err(e) if !has_column(conn)? => Err(e.into()),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
+/// Opens (creating if needed, with mode 0600) the database and applies the schema.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let file_err = |source| StoreError::File {
         path: path.display().to_string(),
@@ -266,15 +282,18 @@ pub struct RegisteredClient {
     pub auth_method: AuthMethod,
     pub allows_authorization_code: bool,
     pub allows_refresh: bool,
+    pub application_type: ApplicationType,
+    /// The registered `scope` (known scopes only), reported back; not a limit.
+    pub scope: Option<String>,
 }
 
 pub fn insert_client(conn: &Connection, c: &RegisteredClient, now: i64) -> Result<(), StoreError> {
     let uris =
         serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.execute(
-        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at, allows_authorization_code)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![c.client_id, c.client_name, uris, c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now, c.allows_authorization_code],
+        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at, allows_authorization_code, application_type, scope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![c.client_id, c.client_name, uris, c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now, c.allows_authorization_code, c.application_type.as_str(), c.scope],
     )?;
     Ok(())
 }
@@ -285,7 +304,7 @@ pub fn get_client(
 ) -> Result<Option<RegisteredClient>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT client_name, redirect_uris, secret_hash, auth_method, allows_refresh, allows_authorization_code FROM clients WHERE client_id = ?1",
+            "SELECT client_name, redirect_uris, secret_hash, auth_method, allows_refresh, allows_authorization_code, application_type, scope FROM clients WHERE client_id = ?1",
             [client_id],
             |r| {
                 Ok((
@@ -295,12 +314,22 @@ pub fn get_client(
                     r.get::<_, String>(3)?,
                     r.get::<_, bool>(4)?,
                     r.get::<_, bool>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             },
         )
         .optional()?;
-    let Some((client_name, uris, secret_hash, method, allows_refresh, allows_authorization_code)) =
-        row
+    let Some((
+        client_name,
+        uris,
+        secret_hash,
+        method,
+        allows_refresh,
+        allows_authorization_code,
+        application_type,
+        scope,
+    )) = row
     else {
         return Ok(None);
     };
@@ -308,6 +337,9 @@ pub fn get_client(
         serde_json::from_str(&uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let auth_method = AuthMethod::parse(&method)
         .ok_or_else(|| StoreError::Corrupt(format!("client auth method {method}")))?;
+    let application_type = ApplicationType::parse(&application_type).ok_or_else(|| {
+        StoreError::Corrupt(format!("client application type {application_type}"))
+    })?;
     Ok(Some(RegisteredClient {
         client_id: client_id.to_string(),
         client_name,
@@ -316,6 +348,8 @@ pub fn get_client(
         auth_method,
         allows_authorization_code,
         allows_refresh,
+        application_type,
+        scope,
     }))
 }
 
@@ -704,6 +738,8 @@ mod tests {
         let client = get_client(&conn, "old").unwrap().unwrap();
         assert!(client.allows_authorization_code);
         assert!(!client.allows_refresh);
+        assert_eq!(client.application_type, ApplicationType::Native);
+        assert_eq!(client.scope, None);
         // Opening again finds the column in place.
         drop(conn);
         assert!(open_connection(&path).is_ok());

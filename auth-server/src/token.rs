@@ -71,6 +71,24 @@ fn check_still_configured(
     Ok(())
 }
 
+/// The scope of a refresh: the family's `granted` scope, narrowed to what was `requested`.
+fn narrowed(
+    config: &Config,
+    resource_url: &str,
+    granted: &str,
+    requested: Option<&str>,
+) -> Result<Vec<String>, OAuthError> {
+    let resource = config
+        .resources
+        .iter()
+        .find(|r| r.url == resource_url)
+        .ok_or_else(|| {
+            OAuthError::invalid_grant("the resource of this grant is no longer served")
+        })?;
+    resource::narrow(resource, &resource::split(granted), requested)
+        .map_err(OAuthError::invalid_scope)
+}
+
 fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
     params
         .single(name)
@@ -311,17 +329,19 @@ async fn refresh_token(
                 }
                 check_resource(&config.resources, &check_params, &f.resource)?;
                 check_still_configured(&config, &f.username, &f.resource, &f.scope)?;
-                resource::narrow(&resource::split(&f.scope), scope_for_check.as_deref())
-                    .map_err(OAuthError::invalid_scope)?;
+                narrowed(&config, &f.resource, &f.scope, scope_for_check.as_deref())?;
                 Ok(())
             })
         })
         .await?;
     match outcome {
         Rotation::Rotated(family) => {
-            let scopes =
-                resource::narrow(&resource::split(&family.scope), requested_scope.as_deref())
-                    .map_err(OAuthError::invalid_scope)?;
+            let scopes = narrowed(
+                &state.config,
+                &family.resource,
+                &family.scope,
+                requested_scope.as_deref(),
+            )?;
             let granted = Grant {
                 grant_type: GrantType::RefreshToken,
                 client_id: &client_id,

@@ -197,6 +197,8 @@ async fn each_action_is_logged_once_with_its_fields_and_without_secrets() {
             ("client_id", registered_id.into()),
             ("token_endpoint_auth_method", "client_secret_basic".into()),
             ("grant_types", "authorization_code".into()),
+            ("application_type", "native".into()),
+            ("redirect_uris", PUBLIC_REDIRECT.into()),
             ("address", address()),
         ],
     );

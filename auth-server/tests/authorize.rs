@@ -253,10 +253,6 @@ async fn scope_and_resource_errors_redirect_with_the_oauth_code() {
     let base = standard_params(&p, "st");
     let cases = [
         (
-            with(&base, "scope", "mcp:tools <script>alert(1)</script>"),
-            "invalid_scope",
-        ),
-        (
             with(&base, "resource", "http://localhost:10000/mcp#frag"),
             "invalid_target",
         ),
@@ -324,7 +320,8 @@ async fn script_in_state_scope_or_client_name_is_escaped_on_every_page() {
     let consent = follow(&b, &server, &resp).await.text().await.unwrap();
     assert!(!consent.contains("<script"), "{consent}");
     assert!(consent.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-    // An unknown scope with a script: the error goes back URL-encoded, no page reflects it.
+    // An unknown scope with a script is dropped: the consent page asks for the default scope
+    // and reflects the script only as an escaped hidden form value.
     let bad_scope = with(
         &with(&standard_params(&p, evil), "client_id", &client_id),
         "scope",
@@ -335,8 +332,13 @@ async fn script_in_state_scope_or_client_name_is_escaped_on_every_page() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    assert!(!location(&resp).contains('<'));
+    assert_eq!(resp.status(), StatusCode::OK);
+    let consent = resp.text().await.unwrap();
+    assert!(!consent.contains("<script"), "{consent}");
+    assert!(
+        consent.contains("<li><code>mcp:tools</code></li>"),
+        "{consent}"
+    );
     // Error pages escape too.
     let error_page = page(
         &b,
@@ -583,4 +585,225 @@ async fn a_client_registered_without_the_code_grant_gets_no_code() {
         .await
         .unwrap();
     assert_error_redirect(&server, &resp, "unauthorized_client");
+}
+
+#[tokio::test]
+async fn a_native_app_with_a_private_use_redirect_completes_the_flow_and_is_named() {
+    let server = TestServer::start().await;
+    let app = "cursor://anysphere.cursor-mcp/oauth/callback";
+    // Cursor registers its app URI with an https and a loopback URI, in one request.
+    let registered = register_client(
+        &server,
+        serde_json::json!({
+            "client_name": "Cursor",
+            "redirect_uris": [app, "https://cursor.com/oauth/callback", "http://127.0.0.1:41234/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }),
+    )
+    .await;
+    assert_eq!(registered["application_type"], "native", "{registered}");
+    assert_eq!(registered["redirect_uris"][0], app, "{registered}");
+    let client_id = registered["client_id"].as_str().unwrap();
+    let p = pkce();
+    let params = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", app),
+        ("code_challenge", p.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "st"),
+        // Claude.ai-style scope the server does not know: dropped, the default granted.
+        ("scope", "claudeai"),
+    ];
+    let b = browser();
+    let consent = consent_page_after_sign_in(&b, &server, &authorize_url(&server, &params)).await;
+    assert!(
+        consent.contains("the app that handles <code>cursor://</code> links: <strong>anysphere.cursor-mcp</strong>"),
+        "{consent}"
+    );
+    assert!(consent.contains("unverified"), "{consent}");
+    let resp = submit(
+        &b,
+        &server,
+        &form_fields(&consent),
+        &[("action", "approve")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let loc = location(&resp);
+    assert!(loc.starts_with(&format!("{app}?code=")), "{loc}");
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("st"));
+    assert_eq!(
+        query_param(&loc, "iss").as_deref(),
+        Some(server.issuer.as_str())
+    );
+    let code = query_param(&loc, "code").unwrap();
+    let (status, body) = redeem_code(
+        &server.url("/token"),
+        client_id,
+        app,
+        &code,
+        &p.verifier,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["scope"], "mcp:tools",
+        "the granted scope, not the requested one"
+    );
+    // Any app can claim the scheme, so the same request again asks the user again rather than
+    // issuing a code on remembered consent.
+    let p_again = pkce();
+    let again: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| {
+            if *k == "code_challenge" {
+                (*k, p_again.challenge.as_str())
+            } else {
+                (*k, *v)
+            }
+        })
+        .collect();
+    let asked = b.get(authorize_url(&server, &again)).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::OK, "no code without the user");
+    assert!(asked.text().await.unwrap().contains("cursor://"));
+    // A denial goes back to the app with iss and state as well.
+    let p2 = pkce();
+    let params2 = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", app),
+        ("code_challenge", p2.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "st"),
+        ("scope", "mcp:admin"),
+    ];
+    let consent = page(&b, &authorize_url(&server, &params2)).await;
+    let resp = submit(&b, &server, &form_fields(&consent), &[("action", "deny")]).await;
+    let loc = location(&resp);
+    assert!(
+        loc.starts_with(&format!("{app}?error=access_denied")),
+        "{loc}"
+    );
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("st"));
+    assert_eq!(
+        query_param(&loc, "iss").as_deref(),
+        Some(server.issuer.as_str())
+    );
+}
+
+#[tokio::test]
+async fn dangerous_redirect_schemes_are_refused_naming_the_scheme() {
+    let server = TestServer::start().await;
+    for (uri, scheme) in [
+        ("javascript:alert(document.domain)", "javascript"),
+        ("data:text/html,<script>alert(1)</script>", "data"),
+        ("file:///etc/passwd", "file"),
+        ("vbscript:msgbox(1)", "vbscript"),
+        ("blob:https://a.example/x", "blob"),
+    ] {
+        let resp = reqwest::Client::new()
+            .post(server.url("/register"))
+            .json(&serde_json::json!({"redirect_uris": [uri]}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(resp).await;
+        assert_oauth_error(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+        );
+        let description = body["error_description"].as_str().unwrap();
+        assert!(
+            description.contains(&format!("scheme `{scheme}`")),
+            "{description}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_operator_who_accepts_no_private_use_scheme_gets_https_and_loopback_only() {
+    let server = TestServer::start_with("private_use_redirect_schemes = \"none\"", "").await;
+    let resp = reqwest::Client::new()
+        .post(server.url("/register"))
+        .json(
+            &serde_json::json!({"redirect_uris": ["cursor://anysphere.cursor-mcp/oauth/callback"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(resp).await;
+    assert_oauth_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_redirect_uri",
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("scheme `cursor`"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn continue_registers_a_loopback_uri_with_a_query_and_uses_it_without() {
+    let server = TestServer::start().await;
+    let registered_uri = "http://localhost:3000/?state=0b6a0f3e-9a7e-4bd4-b1b1-2f1c6f1f0a11";
+    // The TypeScript SDK presents the provider's redirect URL as written: the bare origin.
+    let used = "http://localhost:3000";
+    let registered = register_client(
+        &server,
+        serde_json::json!({
+            "client_name": "Continue",
+            "redirect_uris": [registered_uri],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+        }),
+    )
+    .await;
+    let client_id = registered["client_id"].as_str().unwrap();
+    let p = pkce();
+    let url = authorize_url(
+        &server,
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", used),
+            ("code_challenge", p.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "st"),
+        ],
+    );
+    let loc = authorize(&browser(), &server, &url).await;
+    assert!(loc.starts_with("http://localhost:3000/?code="), "{loc}");
+    let code = query_param(&loc, "code").unwrap();
+    // The token request must repeat the URI used at /authorize, not the registered one.
+    let (status, body) = redeem_code(
+        &server.url("/token"),
+        client_id,
+        registered_uri,
+        &code,
+        &p.verifier,
+        &[],
+    )
+    .await;
+    assert_oauth_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = redeem_code(
+        &server.url("/token"),
+        client_id,
+        used,
+        &code,
+        &p.verifier,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

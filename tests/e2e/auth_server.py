@@ -97,6 +97,8 @@ def configure(
     config.update(
         issuer=f"http://localhost:{port}",
         listen=f"127.0.0.1:{port}",
+        # A free port, so that tests run while the demo (which holds 9464) is up.
+        admin_listen=f"127.0.0.1:{free_port()}",
         storage_path=str(workdir / f"{name}.sqlite"),
         # The demo's fixed metrics port would collide between servers of parallel runs.
         admin_listen=f"127.0.0.1:{free_port()}",
