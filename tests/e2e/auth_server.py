@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envoy_template import ROOT
-from processes import Service
+from processes import Service, free_port
 
 DEMO_CONFIG = ROOT / "auth-server" / "demo.toml"
 
@@ -97,6 +97,8 @@ def configure(
     config.update(
         issuer=f"http://localhost:{port}",
         listen=f"127.0.0.1:{port}",
+        # The demo's fixed metrics port would collide between servers and concurrent runs.
+        admin_listen=f"127.0.0.1:{free_port()}",
         storage_path=str(workdir / f"{name}.sqlite"),
         # Lets the test serve its client ID metadata document from http://localhost.
         allow_insecure_localhost_client_metadata=True,
