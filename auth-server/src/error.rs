@@ -64,7 +64,12 @@ pub struct OAuthError {
     basic_challenge: bool,
     /// Seconds the client should wait before trying again (`Retry-After`).
     retry_after_secs: Option<u64>,
+    /// The status when it is not the code's usual one (503 for an unavailable database).
+    status: Option<StatusCode>,
 }
+
+/// How long a client should wait after a 503 for an unavailable database.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
@@ -73,6 +78,7 @@ impl OAuthError {
             description: description.into(),
             basic_challenge: false,
             retry_after_secs: None,
+            status: None,
         }
     }
 
@@ -107,6 +113,18 @@ impl OAuthError {
         tracing::error!(error = %cause, "internal error");
         Self::new(ErrorCode::ServerError, "internal error")
     }
+    /// The database cannot take the request now (disk full, locked, unreachable): logged with
+    /// its cause, answered 503 `temporarily_unavailable` with `Retry-After`.
+    pub fn storage_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "storage unavailable");
+        let mut error = Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the server cannot store this request right now; try again shortly",
+        )
+        .with_retry_after(STORAGE_RETRY_AFTER_SECS);
+        error.status = Some(StatusCode::SERVICE_UNAVAILABLE);
+        error
+    }
 }
 
 impl IntoResponse for OAuthError {
@@ -115,7 +133,8 @@ impl IntoResponse for OAuthError {
             "error": self.code.as_str(),
             "error_description": self.description,
         });
-        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        let status = self.status.unwrap_or(self.code.status());
+        let mut response = (status, axum::Json(body)).into_response();
         // For the metrics: which OAuth error this response carries.
         response.extensions_mut().insert(self.code);
         let headers = response.headers_mut();
@@ -136,7 +155,11 @@ impl IntoResponse for OAuthError {
 
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
-        OAuthError::server_error(e)
+        if e.is_unavailable() {
+            OAuthError::storage_unavailable(e)
+        } else {
+            OAuthError::server_error(e)
+        }
     }
 }
 
@@ -206,12 +229,55 @@ impl IntoResponse for AuthorizeError {
 
 impl From<StoreError> for AuthorizeError {
     fn from(e: StoreError) -> Self {
-        AuthorizeError::internal(e)
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "storage unavailable");
+            AuthorizeError::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is briefly unavailable; please try again in a moment.",
+            )
+        } else {
+            AuthorizeError::internal(e)
+        }
     }
 }
 
 impl From<getrandom::Error> for AuthorizeError {
     fn from(e: getrandom::Error) -> Self {
         AuthorizeError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_failure(code: i32) -> StoreError {
+        StoreError::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn a_full_disk_or_locked_database_is_a_503_with_retry_after() {
+        for code in [rusqlite::ffi::SQLITE_FULL, rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_IOERR] {
+            let response = OAuthError::from(sqlite_failure(code)).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+            let page = AuthorizeError::from(sqlite_failure(code)).into_response();
+            assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        }
+    }
+
+    #[test]
+    fn other_store_errors_stay_internal_errors() {
+        for error in [
+            sqlite_failure(rusqlite::ffi::SQLITE_CONSTRAINT),
+            StoreError::Corrupt("bad row".into()),
+        ] {
+            let response = OAuthError::from(error).into_response();
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(!response.headers().contains_key(header::RETRY_AFTER));
+        }
     }
 }

@@ -97,11 +97,10 @@ def configure(
     config.update(
         issuer=f"http://localhost:{port}",
         listen=f"127.0.0.1:{port}",
-        # A free port, so that tests run while the demo (which holds 9464) is up.
+        # A free port: the demo's fixed 9464 would collide with a running demo, between the
+        # servers of one run and between concurrent runs.
         admin_listen=f"127.0.0.1:{free_port()}",
         storage_path=str(workdir / f"{name}.sqlite"),
-        # The demo's fixed metrics port would collide between servers of parallel runs.
-        admin_listen=f"127.0.0.1:{free_port()}",
         # Lets the test serve its client ID metadata document from http://localhost.
         allow_insecure_localhost_client_metadata=True,
         resources=[{**template, "url": url} for url in resources],

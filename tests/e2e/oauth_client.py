@@ -4,7 +4,9 @@ code flow (sign in, consent) done over HTTP with httpx, plus in-memory token sto
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urljoin, urlparse
@@ -19,6 +21,8 @@ from mcp.shared.auth import (
     OAuthClientMetadata,
     OAuthToken,
 )
+
+from processes import free_port
 
 
 class MemoryStorage:
@@ -167,3 +171,83 @@ def jwt_parts(token: str) -> tuple[dict, dict]:
 
     header, payload, _ = token.split(".")
     return decode(header), decode(payload)
+
+
+@dataclass
+class IssuedCode:
+    client_id: str
+    redirect_uri: str
+    verifier: str
+    code: str
+    resource: str
+
+    def redeem(self, issuer: str) -> httpx.Response:
+        return httpx.post(
+            f"{issuer}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": self.code,
+                "redirect_uri": self.redirect_uri,
+                "client_id": self.client_id,
+                "code_verifier": self.verifier,
+                "resource": self.resource,
+            },
+        )
+
+
+@dataclass
+class CodeFlowTokens:
+    client_id: str
+    access_token: str
+    refresh_token: str | None
+    scope: str
+
+
+def authorization_code(
+    issuer: str, resource: str, scope: str, *, client_name: str, refresh: bool = False
+) -> IssuedCode:
+    """A plain authorization code flow up to the code (dynamic registration, PKCE, the headless
+    person signing in as demo / demo), without the SDK: for tests that need real codes and
+    tokens and not the SDK's client."""
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    grant_types = ["authorization_code", "refresh_token"] if refresh else ["authorization_code"]
+    registration = httpx.post(
+        f"{issuer}/register",
+        json={
+            "client_name": client_name,
+            "redirect_uris": [redirect_uri],
+            "grant_types": grant_types,
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        },
+    )
+    assert registration.status_code == 201, registration.text
+    client_id = registration.json()["client_id"]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    authorize = httpx.URL(
+        f"{issuer}/authorize",
+        params={
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "state": "s",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "scope": scope,
+            "resource": resource,
+        },
+    )
+    result = HeadlessUser(redirect_uri).sign_in(str(authorize))
+    return IssuedCode(client_id, redirect_uri, verifier, result.code, resource)
+
+
+def code_flow_tokens(
+    issuer: str, resource: str, scope: str, *, client_name: str, refresh: bool = False
+) -> CodeFlowTokens:
+    """[`authorization_code`], then the code redeemed."""
+    issued = authorization_code(issuer, resource, scope, client_name=client_name, refresh=refresh)
+    token = issued.redeem(issuer)
+    assert token.status_code == 200, token.text
+    body = token.json()
+    return CodeFlowTokens(issued.client_id, body["access_token"], body.get("refresh_token"), body["scope"])

@@ -12,15 +12,13 @@ every request it receives (`requests`, the debug endpoint's own included) and ev
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import secrets
 
 import httpx
 import pytest
 
-from conftest import Stack, loopback_redirect_uri
-from oauth_client import HeadlessUser
+from conftest import Stack
+from oauth_client import code_flow_tokens
 
 ACCEPT = "application/json, text/event-stream"
 
@@ -61,49 +59,11 @@ AMBIGUOUS_BODIES = [
 
 def tools_token(stack: Stack) -> str:
     """An access token for the MCP resource with only mcp:tools, from a plain code flow."""
-    redirect_uri = loopback_redirect_uri()
-    registration = httpx.post(
-        f"{stack.auth.issuer}/register",
-        json={
-            "client_name": "parser differential client",
-            "redirect_uris": [redirect_uri],
-            "grant_types": ["authorization_code"],
-            "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
-        },
+    tokens = code_flow_tokens(
+        stack.auth.issuer, stack.envoy.mcp_url, "mcp:tools", client_name="parser differential client"
     )
-    assert registration.status_code == 201, registration.text
-    client_id = registration.json()["client_id"]
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    authorize = httpx.URL(
-        f"{stack.auth.issuer}/authorize",
-        params={
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "state": "s",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "scope": "mcp:tools",
-            "resource": stack.envoy.mcp_url,
-        },
-    )
-    result = HeadlessUser(redirect_uri).sign_in(str(authorize))
-    token = httpx.post(
-        f"{stack.auth.issuer}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": result.code,
-            "redirect_uri": redirect_uri,
-            "client_id": client_id,
-            "code_verifier": verifier,
-            "resource": stack.envoy.mcp_url,
-        },
-    )
-    assert token.status_code == 200, token.text
-    assert token.json()["scope"] == "mcp:tools"
-    return token.json()["access_token"]
+    assert tokens.scope == "mcp:tools"
+    return tokens.access_token
 
 
 def post(stack: Stack, token: str, body: bytes, session: str | None = None) -> httpx.Response:
