@@ -107,16 +107,30 @@ class _JwksHandler(BaseHTTPRequestHandler):
 
 
 class UpstreamFront:
-    """A TCP relay in front of the MCP server; in `reset` mode every other new connection is
-    reset (RST) before a byte is read, so no request on it reaches the server."""
+    """A TCP relay in front of the MCP server. Switching to `reset` resets (RST) every open
+    connection, and then every other new connection before a byte is read."""
 
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
         self.mode = "pass"
         self.accepted = itertools.count()
         self.resets = 0
+        self.open: set[socket.socket] = set()
         self.listener = socket.create_server(("127.0.0.1", 0))
         threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def start_resetting(self) -> None:
+        self.mode = "reset"
+        for conn in list(self.open):
+            self.reset(conn)
+
+    def reset(self, conn: socket.socket) -> None:
+        self.resets += 1
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()
+        except OSError:
+            pass
 
     @property
     def port(self) -> int:
@@ -129,10 +143,9 @@ class UpstreamFront:
             except OSError:
                 return
             if self.mode == "reset" and next(self.accepted) % 2 == 0:
-                self.resets += 1
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                client.close()
+                self.reset(client)
                 continue
+            self.open.add(client)
             try:
                 server = socket.create_connection(("127.0.0.1", self.upstream_port))
             except OSError:
@@ -141,8 +154,7 @@ class UpstreamFront:
             for source, sink in [(client, server), (server, client)]:
                 threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def pump(source: socket.socket, sink: socket.socket) -> None:
+    def pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
@@ -150,6 +162,7 @@ class UpstreamFront:
             pass
         finally:
             for s in (source, sink):
+                self.open.discard(s)
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
@@ -304,6 +317,7 @@ def run_phase(
     allowed_valid: set[int],
     allowed: dict[str, set[int]] | None = None,
     fetch: str | None = None,
+    upstream_may_reset: bool = False,
 ) -> Counter:
     """One phase of load. With `fetch`, it lasts until the JWKS front has seen a fetch of that
     kind during the phase, so the filter met the fault and not only its cached keys."""
@@ -320,7 +334,12 @@ def run_phase(
     wrong = {k: n for k, n in counts.items() if not k[1].isdigit() or int(k[1]) not in expected[k[0]]}
     assert not wrong, f"{name}: unexpected answers {wrong} (all: {dict(counts)})"
     valid_ok = counts[("valid", "200")]
-    assert executed == valid_ok, f"{name}: the MCP server ran {executed} tools for {valid_ok} valid answers"
+    # A connection reset mid-request may come after the server ran the tool: then the valid
+    # request is answered 503 although its tool ran. Never more than that.
+    valid_failed = sum(n for (kind, status), n in counts.items() if kind == "valid" and status != "200")
+    assert valid_ok <= executed <= valid_ok + (valid_failed if upstream_may_reset else 0), (
+        f"{name}: the MCP server ran {executed} tools for {valid_ok} valid answers"
+    )
     assert sum(counts.values()) > CONNECTIONS, f"{name}: almost no load ({dict(counts)})"
     return counts
 
@@ -359,10 +378,11 @@ def test_the_filter_under_load_lets_nothing_wrong_through_while_its_dependencies
     rig.auth.start()
     run_phase(rig, "authorization server restarted", {200})
 
-    rig.upstream.mode = "reset"
-    # A forbidden call is refused from its body; unless Envoy holds the headers while the filter
-    # reads the body, the upstream connection is opened first, and its reset can answer first.
-    run_phase(rig, "upstream resets connections", {200, 502, 503}, {"forbidden": {403, 503}})
+    rig.upstream.start_resetting()
+    # A forbidden call is refused from its body while Envoy holds its headers
+    # (`allow_on_headers_stop_iteration`): no upstream connection is opened for it, so an
+    # upstream reset cannot answer it first.
+    run_phase(rig, "upstream resets connections", {200, 502, 503}, upstream_may_reset=True)
     assert rig.upstream.resets > 0
     rig.upstream.mode = "pass"
 
