@@ -65,8 +65,6 @@ class Profile:
     steps_up: bool = True
     # The application type the server should record (inferred from the redirect URIs).
     application_type: str = "native"
-    # A profile that cannot run yet says why.
-    skip: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -78,6 +76,8 @@ def base64url_state(nbytes: int) -> Callable[[], str]:
     return lambda: secrets.token_urlsafe(nbytes)
 
 
+# ChatGPT authenticates with private_key_jwt (a signed client assertion per token request);
+# its replay, with its own metadata document and keys, is tests/e2e/test_private_key_jwt.py.
 PROFILES: list[Profile] = [
     Profile(
         name="VS Code",
@@ -375,17 +375,5 @@ PROFILES: list[Profile] = [
         redirect=lambda port: only("cursor://anysphere.cursor-mcp/oauth/callback"),
         state=base64url_state(32),
         scope=NO_SCOPE,
-    ),
-    Profile(
-        name="ChatGPT connectors",
-        source="published traces: a client ID metadata document declaring private_key_jwt (RS256, jwks_uri)",
-        registers_with="metadata_document",
-        metadata=lambda r: {},
-        redirect=lambda port: Redirect([], ""),
-        state=base64url_state(32),
-        scope=CHALLENGE_SCOPE,
-        token_auth="private_key_jwt",
-        skip="needs private_key_jwt client authentication (RFC 7523), built separately; "
-        "replace this entry with the real profile once the server accepts it",
     ),
 ]
