@@ -369,10 +369,13 @@ async fn show(
     };
     let name = apply_scope_policy(&state, &mut v, &username).await?;
     let key = consent_key(&v, &username);
-    if state
-        .store
-        .run(move |conn| store::has_consent(conn, &key))
-        .await?
+    // A narrowed request always shows the consent page, so the person learns what was not
+    // granted and why, even when they already consented to what is left.
+    if v.withheld.is_empty()
+        && state
+            .store
+            .run(move |conn| store::has_consent(conn, &key))
+            .await?
     {
         return issue_code(&state, &v, &username, false).await;
     }
