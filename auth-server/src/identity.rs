@@ -155,7 +155,7 @@ mod tests {
             display_name: id.into(),
             issuer: "https://idp.example".into(),
             client_id: "c".into(),
-            client_secret: "s".into(),
+            client_auth: crate::idp::ClientAuth::Secret("s".into()),
             scopes: vec!["openid".into()],
             authorization_params: Default::default(),
             id_token_signing_algs: vec!["RS256".into()],

@@ -72,6 +72,47 @@ pub struct ScopeRule {
     pub groups: Vec<String>,
 }
 
+/// How this server authenticates to the provider's token endpoint.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// `client_secret_basic` (or `client_secret_post` when the provider offers only that).
+    Secret(String),
+    /// `private_key_jwt` (RFC 7523): a short-lived assertion signed with this key, which the
+    /// operator registered (its public half) at the provider.
+    PrivateKeyJwt(AssertionKey),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    /// Never prints the secret or the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAuth::Secret(_) => f.write_str("Secret(..)"),
+            ClientAuth::PrivateKeyJwt(k) => write!(f, "PrivateKeyJwt({})", k.alg),
+        }
+    }
+}
+
+/// A private key for client assertions: its PEM text (checked at load), algorithm and key ID.
+#[derive(Clone)]
+pub struct AssertionKey {
+    pub pem: String,
+    /// `ES256` (a P-256 key) or `RS256` (an RSA key).
+    pub alg: &'static str,
+    pub kid: Option<String>,
+}
+
+/// The algorithm of a PEM private key usable for client assertions.
+fn assertion_alg(pem: &str) -> Option<&'static str> {
+    use jwt_simple::prelude::{ES256KeyPair, RS256KeyPair};
+    if ES256KeyPair::from_pem(pem).is_ok() {
+        Some("ES256")
+    } else if RS256KeyPair::from_pem(pem).is_ok() {
+        Some("RS256")
+    } else {
+        None
+    }
+}
+
 /// A validated upstream OpenID provider.
 #[derive(Debug, Clone)]
 pub struct IdentityProvider {
@@ -80,7 +121,7 @@ pub struct IdentityProvider {
     /// Exactly as the provider states it in its discovery document and in `iss`.
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_auth: ClientAuth,
     pub scopes: Vec<String>,
     pub authorization_params: BTreeMap<String, String>,
     pub id_token_signing_algs: Vec<String>,
@@ -104,6 +145,8 @@ pub(crate) struct RawIdentityProvider {
     client_id: String,
     client_secret_file: Option<String>,
     client_secret_env: Option<String>,
+    private_key_file: Option<String>,
+    private_key_id: Option<String>,
     scopes: Option<Vec<String>>,
     #[serde(default)]
     authorization_params: BTreeMap<String, String>,
@@ -136,6 +179,45 @@ fn valid_id(id: &str) -> bool {
         && !id.starts_with('-')
 }
 
+/// The client authentication: a private key file for `private_key_jwt`, else the secret.
+fn client_auth(
+    raw: &RawIdentityProvider,
+    field: &str,
+    base_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<ClientAuth, ConfigError> {
+    let Some(file) = &raw.private_key_file else {
+        if raw.private_key_id.is_some() {
+            return Err(field_error(
+                format!("{field}.private_key_id"),
+                "needs private_key_file",
+            ));
+        }
+        return client_secret(raw, field, base_dir, env).map(ClientAuth::Secret);
+    };
+    if raw.client_secret_file.is_some() || raw.client_secret_env.is_some() {
+        return Err(field_error(
+            format!("{field}.private_key_file"),
+            "set a private key or a client secret, not both",
+        ));
+    }
+    let f = format!("{field}.private_key_file");
+    let path = base_dir.join(file);
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| field_error(&f, format!("cannot read {}: {e}", path.display())))?;
+    let alg = assertion_alg(&pem).ok_or_else(|| {
+        field_error(
+            &f,
+            "not a PEM private key for ES256 (P-256) or RS256 (RSA): use PKCS#8 PEM",
+        )
+    })?;
+    Ok(ClientAuth::PrivateKeyJwt(AssertionKey {
+        pem,
+        alg,
+        kid: raw.private_key_id.clone(),
+    }))
+}
+
 /// Reads the client secret from its file (relative to `base_dir`) or environment variable.
 fn client_secret(
     raw: &RawIdentityProvider,
@@ -153,7 +235,7 @@ fn client_secret(
         (None, None) => {
             return Err(field_error(
                 format!("{field}.client_secret_file"),
-                "a client secret is required: set client_secret_file or client_secret_env",
+                "a client secret is required: set client_secret_file or client_secret_env (or private_key_file)",
             ));
         }
         (Some(file), None) => {
@@ -230,7 +312,7 @@ pub(crate) fn validate(
         if p.client_id.is_empty() {
             return Err(field_error(f("client_id"), "must not be empty"));
         }
-        let client_secret = client_secret(&p, &field, base_dir, env)?;
+        let client_auth = client_auth(&p, &field, base_dir, env)?;
         let scopes = p.scopes.clone().unwrap_or_else(|| {
             DEFAULT_UPSTREAM_SCOPES
                 .iter()
@@ -311,7 +393,7 @@ pub(crate) fn validate(
             id: p.id,
             issuer: p.issuer,
             client_id: p.client_id,
-            client_secret,
+            client_auth,
             scopes,
             authorization_params: p.authorization_params,
             id_token_signing_algs: algs,
@@ -390,6 +472,8 @@ mod tests {
             "client_id",
             "client_secret_file",
             "client_secret_env",
+            "private_key_file",
+            "private_key_id",
             "authorization_params",
             "copy_claims",
             "allowed_email_domains",
@@ -425,7 +509,7 @@ mod tests {
     fn a_provider_gets_its_secret_from_the_environment_and_the_defaults() {
         let c = parse(GOOD, &[("CORP_SECRET", " s3cret\n")]).unwrap();
         let p = c.identity_provider("corp").unwrap();
-        assert_eq!(p.client_secret, "s3cret");
+        assert!(matches!(&p.client_auth, ClientAuth::Secret(s) if s == "s3cret"));
         assert_eq!(p.display_name, "corp");
         assert_eq!(p.scopes, DEFAULT_UPSTREAM_SCOPES);
         assert_eq!(p.groups_claim, DEFAULT_GROUPS_CLAIM);
@@ -441,7 +525,10 @@ mod tests {
             "{BASE}\n[[identity_providers]]\nid = \"corp\"\nissuer = \"https://login.example.com\"\nclient_id = \"abc\"\nclient_secret_file = \"corp.secret\"\n"
         );
         let c = crate::config::parse(&text, dir.path(), std::iter::empty()).unwrap();
-        assert_eq!(c.identity_providers[0].client_secret, "from-file");
+        assert!(matches!(
+            &c.identity_providers[0].client_auth,
+            ClientAuth::Secret(s) if s == "from-file"
+        ));
     }
 
     #[test]
@@ -463,6 +550,18 @@ mod tests {
             (
                 "id = \"corp\"\nissuer = \"https://x\"\nclient_id = \"a\"\n",
                 "identity_providers[0].client_secret_file",
+            ),
+            (
+                &format!("{GOOD}private_key_file = \"key.pem\"\n"),
+                "identity_providers[0].private_key_file",
+            ),
+            (
+                &format!("{GOOD}private_key_id = \"k1\"\n"),
+                "identity_providers[0].private_key_id",
+            ),
+            (
+                "id = \"corp\"\nissuer = \"https://x\"\nclient_id = \"a\"\nprivate_key_file = \"missing.pem\"\n",
+                "identity_providers[0].private_key_file",
             ),
             (
                 &format!("{GOOD}scopes = [\"email\"]\n"),
@@ -490,6 +589,26 @@ mod tests {
         for (provider, field) in cases {
             assert_eq!(field_of(parse(provider, &env)), *field, "{provider}");
         }
+    }
+
+    #[test]
+    fn a_private_key_file_selects_private_key_jwt_and_a_non_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = jwt_simple::prelude::ES256KeyPair::generate();
+        std::fs::write(dir.path().join("key.pem"), key.to_pem().unwrap()).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "not a key").unwrap();
+        let text = |file: &str| {
+            format!(
+                "{BASE}\n[[identity_providers]]\nid = \"corp\"\nissuer = \"https://x\"\nclient_id = \"a\"\nprivate_key_file = \"{file}\"\nprivate_key_id = \"k1\"\n"
+            )
+        };
+        let c = crate::config::parse(&text("key.pem"), dir.path(), std::iter::empty()).unwrap();
+        assert!(matches!(
+            &c.identity_providers[0].client_auth,
+            ClientAuth::PrivateKeyJwt(k) if k.alg == "ES256" && k.kid.as_deref() == Some("k1")
+        ));
+        let junk = crate::config::parse(&text("junk.pem"), dir.path(), std::iter::empty());
+        assert_eq!(field_of(junk), "identity_providers[0].private_key_file");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::identity::{self, UpstreamIdentity};
-use crate::idp::IdentityProvider;
+use crate::idp::{AssertionKey, ClientAuth, IdentityProvider};
 use crate::params::Params;
 use crate::policy::{self, SignInRefusal};
 use crate::session::{self, CSRF_COOKIE, Cookies};
@@ -237,6 +237,55 @@ impl Failure {
     }
 }
 
+/// RFC 7523's client assertion type.
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Lifetime of a client assertion: it is sent at once, and a short one limits replay.
+pub const CLIENT_ASSERTION_LIFETIME_SECS: u64 = 60;
+
+/// The client secret, for providers that authenticate us with one.
+fn secret_of(p: &IdentityProvider) -> Option<ClientSecret> {
+    match &p.client_auth {
+        ClientAuth::Secret(s) => Some(ClientSecret::new(s.clone())),
+        ClientAuth::PrivateKeyJwt(_) => None,
+    }
+}
+
+/// A `private_key_jwt` client assertion: `iss` and `sub` our client ID, `aud` the provider's
+/// token endpoint, a fresh `jti`, valid for [`CLIENT_ASSERTION_LIFETIME_SECS`].
+pub fn client_assertion(
+    key: &AssertionKey,
+    client_id: &str,
+    audience: &str,
+) -> Result<String, String> {
+    use jwt_simple::prelude::{
+        Claims, Duration as JwtDuration, ECDSAP256KeyPairLike, ES256KeyPair, RS256KeyPair,
+        RSAKeyPairLike,
+    };
+    let jti = secrets::random_token().map_err(|e| e.to_string())?;
+    let claims = Claims::create(JwtDuration::from_secs(CLIENT_ASSERTION_LIFETIME_SECS))
+        .with_issuer(client_id)
+        .with_subject(client_id)
+        .with_audience(audience)
+        .with_jwt_id(jti);
+    let signed = match key.alg {
+        "ES256" => {
+            let mut k = ES256KeyPair::from_pem(&key.pem).map_err(|e| e.to_string())?;
+            if let Some(kid) = &key.kid {
+                k = k.with_key_id(kid);
+            }
+            k.sign(claims)
+        }
+        _ => {
+            let mut k = RS256KeyPair::from_pem(&key.pem).map_err(|e| e.to_string())?;
+            if let Some(kid) = &key.kid {
+                k = k.with_key_id(kid);
+            }
+            k.sign(claims)
+        }
+    };
+    signed.map_err(|e| format!("signing the client assertion: {e}"))
+}
+
 fn authorize_url(config: &Config, request: &str) -> String {
     format!("{}/authorize?{request}", config.issuer_path)
 }
@@ -348,7 +397,7 @@ async fn begin(
     let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new(p.client_id.clone()),
-        Some(ClientSecret::new(p.client_secret.clone())),
+        secret_of(p),
     )
     .set_redirect_uri(redirect);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -486,21 +535,37 @@ async fn finish(
         });
     let redirect = RedirectUrl::new(callback_url(&state.config, &p.id))
         .map_err(|e| Failure::Internal(e.to_string()))?;
+    let assertion = match &p.client_auth {
+        ClientAuth::Secret(_) => None,
+        ClientAuth::PrivateKeyJwt(key) => {
+            let audience = metadata
+                .token_endpoint()
+                .map(|t| t.as_str().to_string())
+                .ok_or_else(|| Failure::Discovery("no token endpoint".into()))?;
+            Some(client_assertion(key, &p.client_id, &audience).map_err(Failure::Internal)?)
+        }
+    };
     let client = CoreClient::from_provider_metadata(
         metadata.clone(),
         ClientId::new(p.client_id.clone()),
-        Some(ClientSecret::new(p.client_secret.clone())),
+        secret_of(p),
     )
     .set_redirect_uri(redirect)
-    .set_auth_type(if post {
+    // With an assertion, client_id goes in the body next to it (RFC 7523 section 2.2).
+    .set_auth_type(if post || assertion.is_some() {
         AuthType::RequestBody
     } else {
         AuthType::BasicAuth
     });
-    let exchange = client
+    let mut exchange = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|e| Failure::Discovery(format!("no token endpoint: {e}")))?
         .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier.clone()));
+    if let Some(assertion) = assertion {
+        exchange = exchange
+            .add_extra_param("client_assertion_type", CLIENT_ASSERTION_TYPE)
+            .add_extra_param("client_assertion", assertion);
+    }
     let response = exchange
         .request_async(&state.upstream.http)
         .await
@@ -592,7 +657,7 @@ mod tests {
             display_name: "Corp".into(),
             issuer: ISSUER.into(),
             client_id: CLIENT.into(),
-            client_secret: "secret".into(),
+            client_auth: crate::idp::ClientAuth::Secret("secret".into()),
             scopes: vec!["openid".into()],
             authorization_params: Default::default(),
             id_token_signing_algs: vec!["RS256".into(), "ES256".into()],
@@ -733,6 +798,39 @@ mod tests {
         let token = other_kid.sign(good_claims());
         let e = verify_id_token(&provider(), &good.jwks(), &token, "n-1").unwrap_err();
         assert!(e.unknown_key, "{}", e.reason);
+    }
+
+    #[test]
+    fn a_client_assertion_names_us_and_the_token_endpoint() {
+        let key = ES256KeyPair::generate();
+        let pem = key.to_pem().unwrap();
+        let assertion = client_assertion(
+            &AssertionKey {
+                pem,
+                alg: "ES256",
+                kid: Some("k-1".into()),
+            },
+            CLIENT,
+            "https://idp.example/token",
+        )
+        .unwrap();
+        let options = VerificationOptions {
+            allowed_issuers: Some(HashSet::from([CLIENT.to_string()])),
+            allowed_audiences: Some(HashSet::from(["https://idp.example/token".to_string()])),
+            ..Default::default()
+        };
+        let claims = key
+            .public_key()
+            .verify_token::<NoCustomClaims>(&assertion, Some(options))
+            .unwrap();
+        assert_eq!(claims.subject.as_deref(), Some(CLIENT));
+        assert!(claims.jwt_id.is_some());
+        let lifetime = claims.expires_at.unwrap().as_secs() - claims.issued_at.unwrap().as_secs();
+        assert_eq!(lifetime, CLIENT_ASSERTION_LIFETIME_SECS);
+        assert_eq!(
+            Token::decode_metadata(&assertion).unwrap().key_id(),
+            Some("k-1")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -51,7 +52,9 @@ class OpenIdProvider:
         return f"http://localhost:{self.port}"
 
 
-def start_provider(workdir: Path, redirect_uris: list[str], port: int | None = None) -> OpenIdProvider:
+def start_provider(
+    workdir: Path, redirect_uris: list[str], port: int | None = None, extra_env: dict[str, str] | None = None
+) -> OpenIdProvider:
     port = port or free_port()
     service = Service(
         "oidc-provider",
@@ -62,6 +65,7 @@ def start_provider(workdir: Path, redirect_uris: list[str], port: int | None = N
             "CLIENT_ID": CLIENT_ID,
             "CLIENT_SECRET": CLIENT_SECRET,
             "REDIRECT_URIS": ",".join(redirect_uris),
+            **(extra_env or {}),
         },
     ).start()
     provider = OpenIdProvider(port, service)
@@ -69,10 +73,25 @@ def start_provider(workdir: Path, redirect_uris: list[str], port: int | None = N
     return provider
 
 
-def auth_server_config(workdir: Path, *, port: int, issuer: str, resource: str, name: str, secret: str) -> Path:
+def auth_server_config(
+    workdir: Path,
+    *,
+    port: int,
+    issuer: str,
+    resource: str,
+    name: str,
+    secret: str | None = None,
+    private_key: Path | None = None,
+    client_id: str = CLIENT_ID,
+) -> Path:
     """No local users, one identity provider: the login page goes straight to the provider."""
-    secret_file = workdir / f"{name}.secret"
-    secret_file.write_text(secret + "\n")
+    if private_key is not None:
+        credential = f'private_key_file = "{private_key}"'
+    else:
+        secret_file = workdir / f"{name}.secret"
+        secret_file.write_text(f"{secret}\n")
+        credential = f'client_secret_file = "{secret_file}"'
+
     base = dump_toml(
         {
             "issuer": f"http://localhost:{port}",
@@ -92,8 +111,8 @@ def auth_server_config(workdir: Path, *, port: int, issuer: str, resource: str, 
 id = "{PROVIDER_ID}"
 display_name = "Test IdP"
 issuer = "{issuer}"
-client_id = "{CLIENT_ID}"
-client_secret_file = "{secret_file}"
+client_id = "{client_id}"
+{credential}
 scopes = ["openid", "email", "profile", "groups"]
 copy_claims = ["email", "name", "groups"]
 allowed_email_domains = ["example.com"]
@@ -373,4 +392,35 @@ async def test_provider_down_and_wrong_secret_give_clear_pages(auth_server_bin, 
         assert "invalid_client" in (workdir / "wrong.log").read_text()
     finally:
         wrong.service.stop()
+        idp.service.stop()
+
+
+async def test_private_key_jwt_towards_the_provider(auth_server_bin, workdir):
+    key, public = workdir / "pkjwt.pem", workdir / "pkjwt.pub.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key)], check=True
+    )
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(public)], check=True)
+    port = free_port()
+    idp = start_provider(
+        workdir,
+        [f"http://localhost:{port}/upstream/{PROVIDER_ID}/callback"],
+        extra_env={"PKJWT_CLIENT_ID": "pkjwt-client", "PKJWT_PUBLIC_KEY_FILE": str(public)},
+    )
+    config = auth_server_config(
+        workdir, port=port, issuer=idp.issuer, resource="http://localhost:1/mcp", name="pkjwt",
+        private_key=key, client_id="pkjwt-client",
+    )
+    server = AuthServer(auth_server_bin, port, config, Service("pkjwt", [str(auth_server_bin), "--config", str(config)], workdir / "pkjwt.log")).start()
+    try:
+        browser, response, _ = start_at_authorize(server.issuer, "http://localhost:1/mcp", "mcp:tools")
+        try:
+            back = sign_in_at_provider(browser, response, "demo")
+            assert back.status_code == 303, back.text[:800]
+            consent = browser.get(urljoin(str(back.url), back.headers["location"]))
+        finally:
+            browser.close()
+        assert consent.status_code == 200 and "Allow" in consent.text
+    finally:
+        server.service.stop()
         idp.service.stop()

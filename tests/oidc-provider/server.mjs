@@ -2,7 +2,9 @@
 //
 // Environment: PORT (required), ISSUER (default http://localhost:$PORT), CLIENT_ID,
 // CLIENT_SECRET and REDIRECT_URIS (comma-separated) of the client the authorization server
-// uses; optionally OTHER_CLIENT_ID, OTHER_CLIENT_SECRET for a second client.
+// uses; optionally OTHER_CLIENT_ID, OTHER_CLIENT_SECRET for a second client, and
+// PKJWT_CLIENT_ID with PKJWT_PUBLIC_KEY_FILE (a PEM public key) for a client that authenticates
+// with private_key_jwt.
 //
 // People (username / password): demo / demo in groups mcp-users and mcp-admins, outsider /
 // outsider in mcp-users only, stranger / stranger at another email domain. The login page is a
@@ -10,7 +12,8 @@
 // every client (they are all first-party here).
 
 import { createServer } from 'node:http';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PORT);
@@ -58,6 +61,16 @@ function client(id, secret) {
 const clients = [client(process.env.CLIENT_ID || 'mcp-auth-server', process.env.CLIENT_SECRET || 'secret')];
 if (process.env.OTHER_CLIENT_ID) {
   clients.push(client(process.env.OTHER_CLIENT_ID, process.env.OTHER_CLIENT_SECRET || 'secret'));
+}
+if (process.env.PKJWT_CLIENT_ID) {
+  const jwk = createPublicKey(readFileSync(process.env.PKJWT_PUBLIC_KEY_FILE)).export({ format: 'jwk' });
+  const { client_secret: _, ...rest } = client(process.env.PKJWT_CLIENT_ID, undefined);
+  clients.push({
+    ...rest,
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: jwk.kty === 'EC' ? 'ES256' : 'RS256',
+    jwks: { keys: [jwk] },
+  });
 }
 
 // A fresh signing key per start: nothing outlives the process.
