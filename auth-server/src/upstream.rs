@@ -616,31 +616,29 @@ async fn signed_in(state: &AppState, who: &UpstreamIdentity, back: &str) -> Resp
         .await
     {
         tracing::error!(error = %e, "storing a federated identity failed");
-        return Failure::Internal(e.to_string()).page_only(back);
+        return internal_page(back);
     }
     let subject = who.subject();
     let cookie = match session::start(state, &subject).await {
         Ok(c) => c,
-        Err(_) => return Failure::Internal("session".into()).page_only(back),
+        Err(_) => return internal_page(back),
     };
     audit::upstream_sign_in(&who.provider_id, &subject);
     state.metrics.sign_in("success");
     pages::see_other(back, &[cookie])
 }
 
-impl Failure {
-    /// The page of an internal failure outside any provider's steps.
-    fn page_only(&self, back: &str) -> Response {
-        pages::respond(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            pages::failure(
-                "Sign-in failed",
-                "Something went wrong on this server. Try again.",
-                Some(back),
-            ),
-            &[],
-        )
-    }
+/// The page of an internal failure after the provider's steps succeeded.
+fn internal_page(back: &str) -> Response {
+    pages::respond(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::failure(
+            "Sign-in failed",
+            "Something went wrong on this server. Try again.",
+            Some(back),
+        ),
+        &[],
+    )
 }
 
 #[cfg(test)]
