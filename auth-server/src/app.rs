@@ -16,7 +16,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ErrorCode;
 use crate::state::AppState;
-use crate::{authorize, jwks, metadata, register, revoke, token};
+use crate::{authorize, jwks, metadata, register, revoke, token, upstream};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(cors_routes)
         .merge(authorize::routes(&config))
+        .merge(upstream::routes(&config))
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

@@ -35,6 +35,17 @@ pub fn sign_in_succeeded(username: &str, client_id: &str, address: IpAddr) {
     );
 }
 
+/// A person signed in at an upstream identity provider (the MCP client is known only once the
+/// authorization request resumes).
+pub fn upstream_sign_in(provider: &str, subject: &str) {
+    tracing::info!(
+        event = "sign_in.upstream_succeeded",
+        provider = %provider,
+        username = %subject,
+        "signed in at an identity provider"
+    );
+}
+
 pub fn sign_in_failed(username: &str, client_id: &str, address: IpAddr, reason: SignInFailure) {
     match reason {
         SignInFailure::RateLimited => tracing::warn!(

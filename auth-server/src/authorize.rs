@@ -14,12 +14,16 @@ use crate::audit::{self, SignInFailure};
 use crate::clients::Client;
 use crate::config::{Config, Resource};
 use crate::error::{AuthorizeError, ErrorCode};
+use crate::idp::IdentityProvider;
 use crate::oauth::RESPONSE_TYPE_CODE;
 use crate::params::Params;
 use crate::redirect_uri::{ClientRedirect, PrivateUseSchemes, RedirectKind};
 use crate::session::{self, Cookies, CsrfCheckedForm, CsrfToken};
 use crate::state::AppState;
-use crate::{pages, pkce, ratelimit, redirect_uri, resource, secrets, store, time};
+use crate::{
+    identity, pages, pkce, policy, ratelimit, redirect_uri, resource, secrets, store, time,
+    upstream, upstream_store,
+};
 
 /// `/authorize`: GET shows the login or consent page (or redirects at once with remembered
 /// consent); POST takes the login and the consent decision.
@@ -48,6 +52,8 @@ struct Validated {
     request: Checked,
     /// The authorization parameters, carried through the login and consent forms.
     params: Params,
+    /// Requested scopes the signed-in person may not have; no longer in `request.scopes`.
+    withheld: Vec<policy::Withheld>,
 }
 
 /// The parts of an accepted request (the client is resolved separately).
@@ -183,6 +189,7 @@ async fn validate(
         client,
         request,
         params: params.only(REQUEST_PARAMS),
+        withheld: Vec::new(),
     })
 }
 
@@ -197,6 +204,7 @@ fn view<'a>(v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
         verified: v.client.verified(),
         recipient: redirect_uri::recipient(&v.request.redirect.redirect_uri),
         scopes: &v.request.scopes,
+        withheld: &v.withheld,
         resource: &v.request.resource.url,
         action,
     }
@@ -212,11 +220,76 @@ fn login_page(
     cookies: &[String],
 ) -> Response {
     let action = action_path(state);
+    let providers: Vec<pages::ProviderChoice<'_>> = state
+        .config
+        .identity_providers
+        .iter()
+        .map(|p| pages::ProviderChoice {
+            id: &p.id,
+            display_name: &p.display_name,
+        })
+        .collect();
     pages::respond(
         status,
-        pages::login(&view(v, &action), &v.params, csrf, notice),
+        pages::login(
+            &view(v, &action),
+            &v.params,
+            csrf,
+            notice,
+            &providers,
+            !state.config.users.is_empty(),
+        ),
         cookies,
     )
+}
+
+/// The only way to sign in when there is exactly one identity provider and no local user.
+fn sole_provider(config: &Config) -> Option<&IdentityProvider> {
+    match config.identity_providers.as_slice() {
+        [only] if config.users.is_empty() => Some(only),
+        _ => None,
+    }
+}
+
+/// Narrows the request to the scopes a federated person may have (their provider's scope
+/// rules, applied to the groups of their latest sign-in). Nothing left is a refusal page: the
+/// client asked only for access this person may not have. Returns the name the consent page
+/// shows: a federated person's email when their provider sent one, else the subject.
+async fn apply_scope_policy(
+    state: &AppState,
+    v: &mut Validated,
+    subject: &str,
+) -> Result<String, AuthorizeError> {
+    let Some(provider) = identity::provider_of(&state.config, subject) else {
+        return Ok(subject.to_string());
+    };
+    let key = subject.to_string();
+    let who = state
+        .store
+        .run(move |conn| upstream_store::identity(conn, &key))
+        .await?;
+    let name = who
+        .as_ref()
+        .map_or_else(|| subject.to_string(), |w| w.display());
+    let groups = who.map(|w| w.groups).unwrap_or_default();
+    let decision = policy::decide_scopes(&provider.scope_rules, &groups, &v.request.scopes);
+    if decision.granted.is_empty() {
+        let reasons: Vec<String> = decision
+            .withheld
+            .iter()
+            .map(|w| format!("{} ({})", w.scope, w.reason))
+            .collect();
+        return Err(AuthorizeError::page(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Your account may not have the access this application asks for: {}. Ask an administrator for access, or return to the application.",
+                reasons.join("; ")
+            ),
+        ));
+    }
+    v.request.scopes = decision.granted;
+    v.withheld = decision.withheld;
+    Ok(name)
 }
 
 fn consent_key(v: &Validated, username: &str) -> store::ConsentKey {
@@ -278,9 +351,19 @@ async fn show(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AuthorizeError> {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    let v = validate(&state, &params, peer).await?;
+    let mut v = validate(&state, &params, peer).await?;
     let csrf = CsrfToken::for_browser(&state.config, &cookies)?;
     let Some(username) = session::signed_in_user(&state, &cookies).await? else {
+        if let Some(provider) = sole_provider(&state.config) {
+            return Ok(upstream::start(
+                &state,
+                provider,
+                &v.params,
+                &csrf.value,
+                csrf.set_cookie.as_slice(),
+            )
+            .await);
+        }
         return Ok(login_page(
             &state,
             &v,
@@ -290,11 +373,15 @@ async fn show(
             csrf.set_cookie.as_slice(),
         ));
     };
-    // Any installed app can claim a private-use scheme, so a request naming one cannot show
-    // that it comes from the app the user approved before: it always gets the consent page
-    // (RFC 8252 §8.6).
+    let name = apply_scope_policy(&state, &mut v, &username).await?;
     let key = consent_key(&v, &username);
-    if v.request.redirect_kind != RedirectKind::PrivateUse
+    // Remembered consent is used only when nothing was withheld and the redirect is not to a
+    // private-use scheme. A narrowed request always shows the consent page, so the person learns
+    // what was not granted and why. Any installed app can claim a private-use scheme, so a
+    // request naming one cannot show that it comes from the app the user approved before
+    // (RFC 8252 §8.6).
+    if v.withheld.is_empty()
+        && v.request.redirect_kind != RedirectKind::PrivateUse
         && state
             .store
             .run(move |conn| store::has_consent(conn, &key))
@@ -305,7 +392,7 @@ async fn show(
     let action = action_path(&state);
     Ok(pages::respond(
         StatusCode::OK,
-        pages::consent(&view(&v, &action), &v.params, &csrf.value, &username),
+        pages::consent(&view(&v, &action), &v.params, &csrf.value, &name),
         csrf.set_cookie.as_slice(),
     ))
 }
@@ -336,7 +423,21 @@ async fn decide(
     cookies: Cookies,
     CsrfCheckedForm { fields, csrf }: CsrfCheckedForm,
 ) -> Result<Response, AuthorizeError> {
-    let v = validate(&state, &fields, peer).await?;
+    let mut v = validate(&state, &fields, peer).await?;
+    if let Some(id) = fields
+        .single("action")
+        .ok()
+        .flatten()
+        .and_then(|a| a.strip_prefix("upstream:"))
+    {
+        let Some(provider) = state.config.identity_provider(id) else {
+            return Err(AuthorizeError::page(
+                StatusCode::BAD_REQUEST,
+                "The form names an identity provider this server does not have.",
+            ));
+        };
+        return Ok(upstream::start(&state, provider, &v.params, &csrf, &[]).await);
+    }
     let decision = match Action::of(&fields) {
         Some(Action::Login) => return sign_in(&state, peer, &v, &fields, &csrf).await,
         Some(decision) => decision,
@@ -357,6 +458,7 @@ async fn decide(
             &[],
         ));
     };
+    apply_scope_policy(&state, &mut v, &username).await?;
     let approved = decision == Action::Approve;
     audit::consent(
         approved,

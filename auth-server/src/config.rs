@@ -125,6 +125,12 @@ pub const HEADER_READ_TIMEOUT_SECS: Bounded = Bounded {
     min: 1,
     max: 300,
 };
+pub const UPSTREAM_LOGIN_LIFETIME_SECS: Bounded = Bounded {
+    field: "upstream_login_lifetime_secs",
+    default: 600,
+    min: 30,
+    max: 3600,
+};
 pub const LOGIN_FAILURES_PER_MINUTE: Bounded = Bounded {
     field: "login_failures_per_minute",
     default: 10,
@@ -147,7 +153,7 @@ pub enum ConfigError {
     Field { field: String, message: String },
 }
 
-fn field_error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn field_error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Field {
         field: field.into(),
         message: message.into(),
@@ -245,12 +251,19 @@ pub struct Config {
     /// username -> argon2 PHC hash
     pub users: BTreeMap<String, String>,
     pub clients: Vec<StaticClient>,
+    /// Upstream OpenID providers people may sign in with.
+    pub identity_providers: Vec<crate::idp::IdentityProvider>,
+    pub upstream_login_lifetime: Duration,
 }
 
 impl Config {
     /// Absolute URL of an endpoint path such as `/token`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
+    }
+
+    pub fn identity_provider(&self, id: &str) -> Option<&crate::idp::IdentityProvider> {
+        self.identity_providers.iter().find(|p| p.id == id)
     }
 
     pub fn static_client(&self, client_id: &str) -> Option<&StaticClient> {
@@ -328,6 +341,12 @@ struct RawConfig {
     /// `[[clients]]`: static clients, shown as verified.
     #[serde(default)]
     clients: Vec<RawClient>,
+    /// `[[identity_providers]]`: upstream OpenID providers (see `idp.rs`).
+    #[serde(default)]
+    identity_providers: Vec<crate::idp::RawIdentityProvider>,
+    /// How long a sign-in at an upstream provider may take from our redirect to its callback,
+    /// seconds. [`UPSTREAM_LOGIN_LIFETIME_SECS`].
+    upstream_login_lifetime_secs: Option<u64>,
 }
 
 /// `private_use_redirect_schemes` as written: a keyword or a list.
@@ -460,13 +479,14 @@ pub fn parse(
         message: e.to_string(),
     };
     let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
-    apply_env_overrides(&mut table, env)?;
+    let env: BTreeMap<String, String> = env.into_iter().collect();
+    apply_env_overrides(&mut table, env.clone())?;
     let rendered = toml::to_string(&table).map_err(|e| ConfigError::Syntax {
         path: PathBuf::new(),
         message: e.to_string(),
     })?;
     let raw: RawConfig = toml::from_str(&rendered).map_err(syntax)?;
-    validate(raw, base_dir)
+    validate(raw, base_dir, &env)
 }
 
 fn apply_env_overrides(
@@ -518,7 +538,11 @@ fn env_value(value: &str) -> toml::Value {
     }
 }
 
-fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+fn validate(
+    raw: RawConfig,
+    base_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Config, ConfigError> {
     let issuer = validate_issuer(&raw.issuer)?;
     let listen: SocketAddr = raw
         .listen
@@ -598,6 +622,10 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let resources = validate_resources(raw.resources)?;
     let users = validate_users(raw.users)?;
     let clients = validate_clients(raw.clients, base_dir, &private_use_redirect_schemes)?;
+    let identity_providers = crate::idp::validate(raw.identity_providers, base_dir, env)?;
+    check_federation(&identity_providers, &users, &resources)?;
+    let upstream_login_lifetime =
+        UPSTREAM_LOGIN_LIFETIME_SECS.seconds(raw.upstream_login_lifetime_secs)?;
 
     Ok(Config {
         issuer: issuer.identifier,
@@ -623,7 +651,38 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         resources,
         users,
         clients,
+        identity_providers,
+        upstream_login_lifetime,
     })
+}
+
+/// What identity providers and the rest of the configuration must agree on: no local username
+/// looks like a provider's subject, and every scope rule names a scope some resource offers.
+fn check_federation(
+    providers: &[crate::idp::IdentityProvider],
+    users: &BTreeMap<String, String>,
+    resources: &[Resource],
+) -> Result<(), ConfigError> {
+    for (i, p) in providers.iter().enumerate() {
+        let prefix = crate::identity::subject_prefix(&p.id);
+        if let Some(user) = users.keys().find(|u| u.starts_with(&prefix)) {
+            return Err(field_error(
+                format!("identity_providers[{i}].id"),
+                format!(
+                    "local user `{user}` would share subjects with this provider; rename the user"
+                ),
+            ));
+        }
+        for (j, rule) in p.scope_rules.iter().enumerate() {
+            if !resources.iter().any(|r| r.scopes.contains(&rule.scope)) {
+                return Err(field_error(
+                    format!("identity_providers[{i}].scope_rules[{j}].scope"),
+                    format!("`{}` is not a scope of any resource", rule.scope),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A checked issuer identifier and what the server derives from it.
@@ -1197,6 +1256,7 @@ default_scopes = ["mcp:tools"]
             REQUEST_TIMEOUT_SECS,
             HEADER_READ_TIMEOUT_SECS,
             LOGIN_FAILURES_PER_MINUTE,
+            UPSTREAM_LOGIN_LIFETIME_SECS,
         ] {
             let row = readme_row(b.field);
             assert!(

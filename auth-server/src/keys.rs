@@ -25,6 +25,9 @@ pub enum KeyPair {
 pub struct AccessClaims {
     pub client_id: String,
     pub scope: String,
+    /// Claims copied from a federated person's identity provider (`copy_claims`).
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub upstream: serde_json::Map<String, serde_json::Value>,
 }
 
 impl KeyPair {
@@ -194,6 +197,7 @@ mod tests {
                 AccessClaims {
                     client_id: "c".into(),
                     scope: "s".into(),
+                    upstream: Default::default(),
                 },
                 Duration::from_secs(60),
             );

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::params::Params;
+use crate::policy::Withheld;
 use crate::redirect_uri::Recipient;
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}\
@@ -90,8 +91,16 @@ pub struct RequestView<'a> {
     /// Who receives the authorization response.
     pub recipient: Recipient,
     pub scopes: &'a [String],
+    /// Requested scopes the person may not have (from the identity provider's scope rules).
+    pub withheld: &'a [Withheld],
     pub resource: &'a str,
     pub action: &'a str,
+}
+
+/// An identity provider offered on the login page.
+pub struct ProviderChoice<'a> {
+    pub id: &'a str,
+    pub display_name: &'a str,
 }
 
 fn client_line(v: &RequestView<'_>) -> Markup {
@@ -131,17 +140,36 @@ fn recipient_line(recipient: &Recipient) -> Markup {
     }
 }
 
-pub fn login(view: &RequestView<'_>, request: &Params, csrf: &str, error: Option<&str>) -> Markup {
+/// The login page: a button per identity provider, and the password form when `local` holds.
+pub fn login(
+    view: &RequestView<'_>,
+    request: &Params,
+    csrf: &str,
+    error: Option<&str>,
+    providers: &[ProviderChoice<'_>],
+    local: bool,
+) -> Markup {
     layout(
         "Sign in",
         html! {
             (client_line(view))
             @if let Some(e) = error { p.error { (e) } }
-            form method="post" action=(view.action) {
-                (hidden_fields(request, csrf))
-                label { "Username " input type="text" name="username" autocomplete="username" required; }
-                label { "Password " input type="password" name="password" autocomplete="current-password" required; }
-                button type="submit" name="action" value="login" { "Sign in" }
+            @for p in providers {
+                form method="post" action=(view.action) {
+                    (hidden_fields(request, csrf))
+                    button type="submit" name="action" value={ "upstream:" (p.id) } {
+                        "Sign in with " (p.display_name)
+                    }
+                }
+            }
+            @if local {
+                @if !providers.is_empty() { p { "Or sign in with a local account:" } }
+                form method="post" action=(view.action) {
+                    (hidden_fields(request, csrf))
+                    label { "Username " input type="text" name="username" autocomplete="username" required; }
+                    label { "Password " input type="password" name="password" autocomplete="current-password" required; }
+                    button type="submit" name="action" value="login" { "Sign in" }
+                }
             }
         },
     )
@@ -156,11 +184,30 @@ pub fn consent(view: &RequestView<'_>, request: &Params, csrf: &str, username: &
             (recipient_line(&view.recipient))
             p { "It asks for access to " code { (view.resource) } " with these scopes:" }
             ul { @for s in view.scopes { li { code { (s) } } } }
+            @if !view.withheld.is_empty() {
+                p { "Not granted, because your account may not have them:" }
+                ul.withheld { @for w in view.withheld { li { code { (w.scope) } ": " (w.reason) } } }
+            }
             form method="post" action=(view.action) {
                 (hidden_fields(request, csrf))
                 button type="submit" name="action" value="approve" { "Allow" }
                 button type="submit" name="action" value="deny" { "Deny" }
             }
+        },
+    )
+}
+
+/// A failed sign-in: what happened, and a link to start again when there is a request to go
+/// back to.
+pub fn failure(title: &str, message: &str, back: Option<&str>) -> Markup {
+    layout(
+        title,
+        html! {
+            p.error { (message) }
+            @if let Some(href) = back {
+                p { a href=(href) { "Try again" } }
+            }
+            p { "Or close this window and return to the application." }
         },
     )
 }
@@ -191,12 +238,28 @@ mod tests {
                 name: Some("<b>app</b>".into()),
             },
             scopes: &scopes,
+            withheld: &[],
             resource: "<script>r</script>",
             action: "/authorize",
         };
         let request = Params::parse(b"state=%22%3E%3Cscript%3Ealert(1)%3C/script%3E");
         for page in [
-            login(&view, &request, "csrf", Some("<script>e</script>")),
+            login(
+                &view,
+                &request,
+                "csrf",
+                Some("<script>e</script>"),
+                &[ProviderChoice {
+                    id: "<script>p</script>",
+                    display_name: "<script>n</script>",
+                }],
+                true,
+            ),
+            failure(
+                "<script>t</script>",
+                "<script>m</script>",
+                Some("\"><script>"),
+            ),
             consent(&view, &request, "csrf", "<script>u</script>"),
             error("<script>t</script>", "<script>m</script>"),
         ] {
@@ -216,6 +279,7 @@ mod tests {
             scopes: &scopes,
             resource: "https://mcp.example/mcp",
             action: "/authorize",
+            withheld: &[],
         };
         consent(&view, &Params::default(), "csrf", "demo").into_string()
     }

@@ -93,6 +93,10 @@ pub async fn serve(
         }
     });
     tracing::info!(address = %listener.local_addr()?, issuer = %state.config.issuer, "listening");
+    // A misconfigured identity provider is reported now, not at the first person's sign-in.
+    let checker = state.clone();
+    let provider_check =
+        tokio::spawn(async move { checker.upstream.check_all(&checker.config).await });
     let header_read_timeout = state.config.header_read_timeout;
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_server = match admin {
@@ -116,6 +120,7 @@ pub async fn serve(
         admin_server.await??;
     }
     purger.abort();
+    provider_check.abort();
     result
 }
 

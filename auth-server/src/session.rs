@@ -137,8 +137,8 @@ impl<S: Send + Sync> FromRequest<S> for CsrfCheckedForm {
     }
 }
 
-/// The user signed in on this browser: its session is live and the user is still configured
-/// (removing a user from the configuration signs them out).
+/// The user signed in on this browser: its session is live and the user (or their identity
+/// provider) is still configured: removing either from the configuration signs them out.
 pub async fn signed_in_user(
     state: &AppState,
     cookies: &Cookies,
@@ -151,7 +151,7 @@ pub async fn signed_in_user(
         .store
         .run(move |conn| store::session_user(conn, &hash, time::now()))
         .await?;
-    Ok(user.filter(|u| state.config.users.contains_key(u)))
+    Ok(user.filter(|u| crate::identity::is_configured(&state.config, u)))
 }
 
 /// Stores a new login session for `username`; returns the `Set-Cookie` value that carries it.

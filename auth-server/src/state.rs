@@ -12,6 +12,7 @@ use crate::password_check::{MAX_CONCURRENT_CHECKS, PasswordChecker};
 use crate::ratelimit::RateLimiter;
 use crate::secrets;
 use crate::store::{Store, StoreError};
+use crate::upstream::Upstream;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,6 +28,8 @@ pub struct AppState {
     pub password_checker: PasswordChecker,
     /// Served on the admin listener only.
     pub metrics: Arc<Metrics>,
+    /// Upstream identity providers: the HTTP client and their discovered metadata.
+    pub upstream: Arc<Upstream>,
 }
 
 impl AppState {
@@ -53,6 +56,11 @@ impl AppState {
             dummy_password_hash: Arc::new(dummy),
             password_checker: PasswordChecker::new(MAX_CONCURRENT_CHECKS),
             metrics,
+            upstream: Arc::new(
+                Upstream::new().map_err(|e| {
+                    StoreError::Worker(format!("cannot prepare the HTTP client: {e}"))
+                })?,
+            ),
             store,
             config,
         })

@@ -188,6 +188,7 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(crate::upstream_store::SCHEMA)?;
     add_missing_columns(&conn)?;
     Ok(conn)
 }

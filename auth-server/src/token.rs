@@ -50,7 +50,7 @@ fn check_still_configured(
     resource_url: &str,
     scope: &str,
 ) -> Result<(), OAuthError> {
-    if !config.users.contains_key(username) {
+    if !crate::identity::is_configured(config, username) {
         return Err(OAuthError::invalid_grant(
             "the user of this grant no longer exists",
         ));
@@ -115,10 +115,12 @@ async fn issue(
     let now = time::now();
     let key = state.keyring.signing_key(now).await?;
     let jti = secrets::random_token()?;
+    let upstream = copied_claims(state, grant.username).await?;
     let claims = Claims::with_custom_claims(
         AccessClaims {
             client_id: grant.client_id.to_string(),
             scope: grant.scope.clone(),
+            upstream,
         },
         Duration::from_secs(state.config.access_token_lifetime.as_secs()),
     )
@@ -143,6 +145,30 @@ async fn issue(
         scope: grant.scope,
         refresh_token,
     })
+}
+
+/// The claims a federated person's provider sent at their latest sign-in that the provider's
+/// `copy_claims` names (none for local users).
+async fn copied_claims(
+    state: &AppState,
+    subject: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, OAuthError> {
+    let Some(provider) = crate::identity::provider_of(&state.config, subject) else {
+        return Ok(serde_json::Map::new());
+    };
+    let key = subject.to_string();
+    let who = state
+        .store
+        .run(move |conn| crate::upstream_store::identity(conn, &key))
+        .await?;
+    // Only what the configuration still names: removing a claim from `copy_claims` takes
+    // effect at once, not at the person's next sign-in.
+    Ok(who
+        .map(|w| w.copied)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(name, _)| provider.copy_claims.contains(name))
+        .collect())
 }
 
 /// A successful token response; never cached.

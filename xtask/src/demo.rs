@@ -9,7 +9,19 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use crate::supervise::{Supervisor, stop_flag, stopped, wait_ready};
-use crate::{Wasm, build_servers, build_wasm, render, venv, workspace_root};
+use crate::{Wasm, build_servers, build_wasm, oidc_provider, render, venv, workspace_root};
+
+/// Port of the local OpenID provider of `demo --upstream-idp` (its issuer is
+/// `http://localhost:9100`, as `auth-server/demo-upstream-idp.toml` says).
+pub const UPSTREAM_IDP_PORT: u16 = 9100;
+/// The authorization server's configuration for `demo --upstream-idp`.
+const UPSTREAM_IDP_CONFIG: &str = "auth-server/demo-upstream-idp.toml";
+/// The client the demo's authorization server is at the local provider. Both sides get the
+/// secret from here: the provider on its command line, the server in the environment variable
+/// its configuration names.
+const UPSTREAM_IDP_CLIENT_ID: &str = "mcp-auth-server-demo";
+const UPSTREAM_IDP_CLIENT_SECRET: &str = "demo-upstream-idp-secret";
+const UPSTREAM_IDP_SECRET_ENV: &str = "DEMO_UPSTREAM_IDP_CLIENT_SECRET";
 
 /// The ports of one topology (the demo's are fixed by the README; the tests pick free ones).
 pub struct Ports {
@@ -94,11 +106,21 @@ fn prepare(root: &Path) -> Result<(PathBuf, PathBuf, venv::Venv), String> {
     })
 }
 
-pub fn demo() -> Result<(), String> {
+pub fn demo(upstream_idp: bool) -> Result<(), String> {
     let root = workspace_root();
     let ports = Ports::DEMO;
     ensure_free(&ports)?;
+    if upstream_idp {
+        TcpListener::bind(loopback(UPSTREAM_IDP_PORT)).map_err(|e| {
+            format!("port {UPSTREAM_IDP_PORT} for the OpenID provider is not free on 127.0.0.1 ({e}); stop whatever uses it")
+        })?;
+    }
     let (wasm, binaries, venv) = prepare(&root)?;
+    let provider_script = if upstream_idp {
+        Some(oidc_provider::ensure(&root)?)
+    } else {
+        None
+    };
 
     let state = root.join(".demo");
     let logs = state.join("logs");
@@ -120,15 +142,54 @@ pub fn demo() -> Result<(), String> {
 
     let stop = stop_flag()?;
     let mut services = Supervisor::default();
-    services.start(
-        "mcp-auth-server",
-        Command::new(binaries.join("mcp-auth-server"))
+    let mut auth_server = Command::new(binaries.join("mcp-auth-server"));
+    if let Some(script) = &provider_script {
+        services.start(
+            "oidc-provider",
+            Command::new("node")
+                .arg(script)
+                .env("PORT", UPSTREAM_IDP_PORT.to_string())
+                .env("CLIENT_ID", UPSTREAM_IDP_CLIENT_ID)
+                .env("CLIENT_SECRET", UPSTREAM_IDP_CLIENT_SECRET)
+                .env(
+                    "REDIRECT_URIS",
+                    format!(
+                        "http://localhost:{}/upstream/demo-idp/callback",
+                        ports.auth_server
+                    ),
+                ),
+            &logs.join("oidc-provider.log"),
+        )?;
+        wait_ready(
+            &mut services,
+            &stop,
+            "the OpenID provider",
+            loopback(UPSTREAM_IDP_PORT),
+            &format!("localhost:{UPSTREAM_IDP_PORT}"),
+            "/.well-known/openid-configuration",
+            Duration::from_secs(30),
+        )?;
+        auth_server
+            .arg("--config")
+            .arg(root.join(UPSTREAM_IDP_CONFIG))
+            .env(UPSTREAM_IDP_SECRET_ENV, UPSTREAM_IDP_CLIENT_SECRET)
+            // Its own database: the people of the two demos are different subjects.
+            .env(
+                "MCP_AUTH_SERVER__STORAGE_PATH",
+                state.join("auth-server-upstream-idp.sqlite"),
+            );
+    } else {
+        auth_server
             .arg("--config")
             .arg(root.join("auth-server/demo.toml"))
             .env(
                 "MCP_AUTH_SERVER__STORAGE_PATH",
                 state.join("auth-server.sqlite"),
-            ),
+            );
+    }
+    services.start(
+        "mcp-auth-server",
+        &mut auth_server,
         &logs.join("auth-server.log"),
     )?;
     services.start(
@@ -188,7 +249,7 @@ pub fn demo() -> Result<(), String> {
         ready,
     )?;
 
-    print_banner(&ports, &logs);
+    print_banner(&ports, &logs, upstream_idp);
     loop {
         if stopped(&stop) {
             eprintln!("\nxtask: stopping the demo");
@@ -203,8 +264,16 @@ pub fn demo() -> Result<(), String> {
     }
 }
 
-fn print_banner(ports: &Ports, logs: &Path) {
+fn print_banner(ports: &Ports, logs: &Path, upstream_idp: bool) {
     let mcp = format!("http://localhost:{}/mcp", ports.listener);
+    let sign_in = if upstream_idp {
+        format!(
+            "Sign in at the OpenID provider (http://localhost:{UPSTREAM_IDP_PORT}) as \"demo\", password \"demo\"\n  \
+             (or \"outsider\" / \"outsider\": not in mcp-admins, so never granted mcp:admin)."
+        )
+    } else {
+        "Sign in as user \"demo\", password \"demo\".".to_string()
+    };
     println!(
         r#"
 The demo is running (Ctrl-C stops everything).
@@ -216,7 +285,7 @@ The demo is running (Ctrl-C stops everything).
   auth server metrics        http://127.0.0.1:{metrics}/metrics
   logs                       {logs}  (access.log: who called which tool)
 
-  Sign in as user "demo", password "demo".
+  {sign_in}
   Tools: whoami, add, echo, admin_report (needs the extra scope mcp:admin: the client is asked to
   sign in again and consent to it).
 

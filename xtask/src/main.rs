@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's entry points for newcomers and CI.
 //!
-//! - `demo`: set up and run Envoy + filter + authorization server + demo MCP server.
+//! - `demo [--upstream-idp]`: set up and run Envoy + filter + authorization server + demo MCP
+//!   server (with `--upstream-idp`, people sign in at a local OpenID provider).
 //! - `test`: set up, then `cargo test --workspace`, then the end-to-end tests (pytest).
 //! - `e2e [pytest args]`: set up, build, and run only the end-to-end tests.
 //! - `bench (--quick | --full) [bench flags]`: set up, then run the benchmarks (`bench/README.md`).
@@ -11,6 +12,7 @@
 
 mod demo;
 mod fuzz;
+mod oidc_provider;
 mod render;
 mod supervise;
 mod venv;
@@ -22,7 +24,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo                        build and run Envoy + filter + authorization server + demo MCP server
+  demo [--upstream-idp]       build and run Envoy + filter + authorization server + demo MCP server
+                              (--upstream-idp: sign in at a local OpenID provider as demo / demo)
   test                        run every test (unit, wasmtime host, end to end)
   e2e [pytest arguments]      run only the end-to-end tests; the arguments go to pytest
   bench (--quick | --full) [bench options]
@@ -35,7 +38,7 @@ commands:
 /// benchmark) are passed on as they are; that program rejects what it does not know.
 #[derive(Debug, PartialEq, Eq)]
 enum Task {
-    Demo,
+    Demo { upstream_idp: bool },
     Test,
     E2e(Vec<String>),
     Bench(Vec<String>),
@@ -55,7 +58,12 @@ fn parse_task(args: &[String]) -> Result<Task, String> {
         Some(extra) => Err(format!("`{command}` takes no arguments, got `{extra}`")),
     };
     match command.as_str() {
-        "demo" => no_arguments(Task::Demo),
+        "demo" if rest.len() == 1 && rest.first().is_some_and(|a| a == "--upstream-idp") => {
+            Ok(Task::Demo { upstream_idp: true })
+        }
+        "demo" => no_arguments(Task::Demo {
+            upstream_idp: false,
+        }),
         "test" => no_arguments(Task::Test),
         "build-wasm" => no_arguments(Task::BuildWasm),
         "help" | "-h" | "--help" => no_arguments(Task::Help),
@@ -81,7 +89,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match task {
-        Task::Demo => demo::demo(),
+        Task::Demo { upstream_idp } => demo::demo(upstream_idp),
         Task::Test => test(),
         Task::E2e(pytest_args) => e2e(&pytest_args),
         Task::Bench(bench_args) => bench(&bench_args),
@@ -178,6 +186,7 @@ fn build_servers() -> Result<PathBuf, String> {
 fn test() -> Result<(), String> {
     let wasm = build_wasm(Wasm::WithBenchFilters)?;
     let venv = venv::ensure(&workspace_root())?;
+    oidc_provider::ensure(&workspace_root())?;
     // The benchmark's smoke test (part of `cargo test --workspace`) drives Envoy with wrk.
     ensure_wrk()?;
     run(cargo()
@@ -190,6 +199,7 @@ fn test() -> Result<(), String> {
 fn e2e(pytest_args: &[String]) -> Result<(), String> {
     let wasm = build_wasm(Wasm::FilterOnly)?;
     let venv = venv::ensure(&workspace_root())?;
+    oidc_provider::ensure(&workspace_root())?;
     pytest(&venv, &wasm, pytest_args)
 }
 
@@ -259,7 +269,11 @@ fn pytest(venv: &venv::Venv, wasm: &Path, args: &[String]) -> Result<(), String>
         .env("MCP_AUTH_FILTER_WASM", wasm)
         .env("MCP_AUTH_SERVER_BIN", servers.join("mcp-auth-server"))
         .env("DEMO_MCP_SERVER_BIN", servers.join("demo-mcp-server"))
-        .env("ENVOY_BIN", venv.envoy()))
+        .env("ENVOY_BIN", venv.envoy())
+        .env(
+            "OIDC_PROVIDER_SCRIPT",
+            workspace_root().join(oidc_provider::DIR).join("server.mjs"),
+        ))
 }
 
 #[cfg(test)]
@@ -272,7 +286,16 @@ mod tests {
 
     #[test]
     fn commands_without_arguments_are_recognised() {
-        assert_eq!(parse(&["demo"]), Ok(Task::Demo));
+        assert_eq!(
+            parse(&["demo"]),
+            Ok(Task::Demo {
+                upstream_idp: false
+            })
+        );
+        assert_eq!(
+            parse(&["demo", "--upstream-idp"]),
+            Ok(Task::Demo { upstream_idp: true })
+        );
         assert_eq!(parse(&["test"]), Ok(Task::Test));
         assert_eq!(parse(&["build-wasm"]), Ok(Task::BuildWasm));
         assert_eq!(parse(&["--help"]), Ok(Task::Help));
