@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,29 +105,32 @@ def start_envoy(
     auth_server_port: int,
     upstream_port: int,
     listener_port: int | None = None,
+    name: str = "envoy",
+    edit_config: Callable[[str], str] | None = None,
 ) -> Envoy:
+    """Envoy with the demo template rendered for these ports; `edit_config` may change the
+    rendered text (a filter setting the demo does not use), `name` names its files."""
     port, admin_port = listener_port or free_port(), free_port()
-    config, access_log = workdir / "envoy.yaml", workdir / "access.log"
-    config.write_text(
-        render(
-            local_values(
-                listener_port=port,
-                admin_port=admin_port,
-                auth_server_port=auth_server_port,
-                upstream_port=upstream_port,
-                wasm_path=str(wasm_path),
-                access_log_path=str(access_log),
-            )
+    config, access_log = workdir / f"{name}.yaml", workdir / f"{name}-access.log"
+    text = render(
+        local_values(
+            listener_port=port,
+            admin_port=admin_port,
+            auth_server_port=auth_server_port,
+            upstream_port=upstream_port,
+            wasm_path=str(wasm_path),
+            access_log_path=str(access_log),
         )
     )
+    config.write_text(edit_config(text) if edit_config else text)
     service = Service(
-        "envoy",
+        name,
         [
             str(envoy_bin), "-c", str(config), "--disable-hot-restart",
             "--concurrency", "2", "--log-level", "info", "--file-flush-interval-msec", "200",
             "--component-log-level", os.environ.get("E2E_ENVOY_LOG", "wasm:debug"),
         ],
-        workdir / "envoy.log",
+        workdir / f"{name}.log",
     ).start()
     envoy = Envoy(port, admin_port, config, service, access_log)
     service.wait_http(f"http://127.0.0.1:{admin_port}/ready")

@@ -362,3 +362,55 @@ def test_errors_to_a_private_use_redirect_carry_iss_and_state(stack: Stack):
     assert location.startswith(f"{app}?error=unsupported_response_type")
     query = parse_qs(urlparse(location).query)
     assert query["state"] == ["s-1"] and query["iss"] == [stack.auth.issuer]
+
+
+@pytest.fixture(scope="module")
+def challenge_all_stack(envoy_bin, wasm_path, demo_mcp_server_bin, auth_server_bin, workdir) -> Stack:
+    """The same shape, with the filter's `challenge_scopes: "all"` on the resource."""
+    auth_port, envoy_port = free_port(), free_port()
+    started = []
+
+    def ask_for_every_scope(config: str) -> str:
+        anchor = '"resource_name": "Demo MCP server"'
+        assert anchor in config
+        return config.replace(anchor, anchor + ', "challenge_scopes": "all"')
+
+    try:
+        upstream = start_demo_mcp_server(demo_mcp_server_bin, workdir)
+        started.append(upstream.service)
+        auth = configure(
+            auth_server_bin, workdir, port=auth_port, resources=[f"http://localhost:{envoy_port}/mcp"],
+            name="challenge-all-auth",
+        )
+        started.append(auth.service)
+        auth.start()
+        envoy = start_envoy(
+            envoy_bin, wasm_path, workdir, auth_server_port=auth_port, upstream_port=upstream.port,
+            listener_port=envoy_port, name="challenge-all-envoy", edit_config=ask_for_every_scope,
+        )
+        started.append(envoy.service)
+        yield Stack(auth, upstream, envoy, other_resource="")
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+def test_claude_code_never_meets_a_403_when_the_first_challenge_asks_for_every_scope(
+    challenge_all_stack: Stack, documents: Documents
+):
+    """Claude Code asks for the scopes of the first 401 and mishandles a later 403: with
+    `challenge_scopes: "all"` it is granted every scope the resource's rules can require at
+    once, and the admin tool runs without a step-up."""
+    stack = challenge_all_stack
+    [profile] = [p for p in PROFILES if p.name == "Claude Code"]
+    assert not profile.steps_up and profile.scope == CHALLENGE_SCOPE
+    discovery = discover(stack)
+    assert set(discovery.challenge_scope.split()) == {"mcp:tools", "mcp:admin"}
+    client = register(stack, documents, profile, "claude-code-challenge-all")
+
+    tokens, _ = authorize_and_redeem(stack, profile, client, requested_scope(profile, discovery))
+
+    assert set(tokens.scope.split()) == {"mcp:tools", "mcp:admin"}
+    session = McpSession(stack, tokens.access)
+    report = session.call("admin_report")
+    assert report.status_code == 200, report.text
