@@ -260,7 +260,11 @@ mod tests {
 
     #[test]
     fn a_full_disk_or_locked_database_is_a_503_with_retry_after() {
-        for code in [rusqlite::ffi::SQLITE_FULL, rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_IOERR] {
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_IOERR,
+        ] {
             let response = OAuthError::from(sqlite_failure(code)).into_response();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
             assert_eq!(response.headers()[header::RETRY_AFTER], "5");

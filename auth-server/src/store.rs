@@ -476,11 +476,13 @@ pub struct Family {
 }
 
 #[derive(Debug)]
-pub enum Redemption<E> {
-    /// The code was consumed; `refresh_token_issued` tells whether a refresh token was stored.
+pub enum Redemption<T, E> {
+    /// The code was consumed; `refresh_token_issued` tells whether a refresh token was stored,
+    /// `signed` is what `sign` made before the commit.
     Issued {
         grant: CodeGrant,
         refresh_token_issued: bool,
+        signed: T,
     },
     /// The binding check failed; the code was left unused.
     Rejected(E),
@@ -493,7 +495,11 @@ pub enum Redemption<E> {
 /// Consumes an authorization code atomically. `check` validates the binding (client, redirect
 /// URI, PKCE) before anything changes. On success a refresh family is created and, when the
 /// grant allows refresh, `refresh_hash` is stored as its first token, in the same transaction.
-pub fn redeem_code<E>(
+/// `sign` (the access token) runs inside that transaction, before the commit: when it fails,
+/// everything is rolled back and the code stays unused, so the client's retry is not taken for
+/// a replay.
+#[allow(clippy::too_many_arguments)]
+pub fn redeem_code<T, E>(
     conn: &mut Connection,
     code_hash: &str,
     family_id: &str,
@@ -501,7 +507,8 @@ pub fn redeem_code<E>(
     now: i64,
     family_expires_at: i64,
     check: impl FnOnce(&CodeGrant) -> Result<(), E>,
-) -> Result<Redemption<E>, StoreError> {
+    sign: impl FnOnce(&CodeGrant) -> Result<T, E>,
+) -> Result<Redemption<T, E>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let row = tx
         .query_row(
@@ -560,11 +567,17 @@ pub fn redeem_code<E>(
             params![refresh_hash, family_id, now],
         )?;
     }
+    let signed = match sign(&grant) {
+        Ok(signed) => signed,
+        // Dropping the transaction rolls it back.
+        Err(e) => return Ok(Redemption::Rejected(e)),
+    };
     tx.commit()?;
     let refresh_token_issued = grant.allows_refresh;
     Ok(Redemption::Issued {
         grant,
         refresh_token_issued,
+        signed,
     })
 }
 
@@ -579,9 +592,10 @@ fn revoke_family_in(conn: &Connection, family_id: &str, now: i64) -> Result<(), 
 // ---------------------------------------------------------------- refresh tokens
 
 #[derive(Debug)]
-pub enum Rotation<E> {
-    Rotated(Family),
-    /// The request was refused by `check`; nothing changed.
+pub enum Rotation<T, E> {
+    /// Rotated, with what `sign` made before the commit.
+    Rotated(Family, T),
+    /// The request was refused by `check` or `sign` failed; nothing changed.
     Rejected(E),
     /// An already rotated token came back: the family is now revoked.
     Reused(Family),
@@ -619,14 +633,17 @@ fn find_refresh(conn: &Connection, token_hash: &str) -> Result<Option<RefreshRow
 }
 
 /// Rotates a refresh token atomically: the presented token is marked used and `new_hash`
-/// becomes the family's current token. Presenting a used token revokes the family.
-pub fn rotate_refresh<E>(
+/// becomes the family's current token. Presenting a used token revokes the family. `sign` runs
+/// before the commit; when it fails nothing changes, so the presented token stays usable
+/// rather than turning into a reused one.
+pub fn rotate_refresh<T, E>(
     conn: &mut Connection,
     token_hash: &str,
     new_hash: &str,
     now: i64,
     check: impl FnOnce(&Family) -> Result<(), E>,
-) -> Result<Rotation<E>, StoreError> {
+    sign: impl FnOnce(&Family) -> Result<T, E>,
+) -> Result<Rotation<T, E>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let Some((family, revoked_at, used_at)) = find_refresh(&tx, token_hash)? else {
         return Ok(Rotation::Unknown);
@@ -656,8 +673,12 @@ pub fn rotate_refresh<E>(
         "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?1, ?2, ?3)",
         params![new_hash, family.family_id, now],
     )?;
+    let signed = match sign(&family) {
+        Ok(signed) => signed,
+        Err(e) => return Ok(Rotation::Rejected(e)),
+    };
     tx.commit()?;
-    Ok(Rotation::Rotated(family))
+    Ok(Rotation::Rotated(family, signed))
 }
 
 #[derive(Debug)]
@@ -743,6 +764,78 @@ mod tests {
             })
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    fn grant() -> CodeGrant {
+        CodeGrant {
+            client_id: "c".into(),
+            redirect_uri: "https://a.example/cb".into(),
+            code_challenge: "x".into(),
+            scope: "mcp:tools".into(),
+            resource: "https://r.example/mcp".into(),
+            username: "demo".into(),
+            allows_refresh: true,
+        }
+    }
+
+    fn accept<T>(_: &T) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn fail_to_sign<T>(_: &T) -> Result<String, String> {
+        Err("signing failed".into())
+    }
+
+    fn sign<T>(_: &T) -> Result<String, String> {
+        Ok("signed".into())
+    }
+
+    #[test]
+    fn a_code_whose_token_could_not_be_signed_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("sign.sqlite")).unwrap();
+        insert_code(&conn, "code", &grant(), 1000).unwrap();
+        let failed = redeem_code(
+            &mut conn,
+            "code",
+            "f1",
+            "r1",
+            100,
+            2000,
+            accept,
+            fail_to_sign,
+        )
+        .unwrap();
+        assert!(matches!(failed, Redemption::Rejected(e) if e == "signing failed"));
+        // Nothing was kept: no family, no refresh token, and the retry is not a replay.
+        let families: i64 = conn
+            .query_row("SELECT COUNT(*) FROM refresh_families", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(families, 0);
+        let retried = redeem_code(&mut conn, "code", "f2", "r2", 101, 2000, accept, sign).unwrap();
+        assert!(matches!(retried, Redemption::Issued { signed, .. } if signed == "signed"));
+        assert!(find_refresh(&conn, "r1").unwrap().is_none());
+        let (family, revoked, used) = find_refresh(&conn, "r2").unwrap().unwrap();
+        assert_eq!(
+            (family.family_id.as_str(), revoked, used),
+            ("f2", None, None)
+        );
+    }
+
+    #[test]
+    fn a_refresh_token_whose_access_token_could_not_be_signed_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("rotate.sqlite")).unwrap();
+        insert_code(&conn, "code", &grant(), 1000).unwrap();
+        redeem_code(&mut conn, "code", "f", "r1", 100, 2000, accept, sign).unwrap();
+        let failed = rotate_refresh(&mut conn, "r1", "r2", 101, accept, fail_to_sign).unwrap();
+        assert!(matches!(failed, Rotation::Rejected(e) if e == "signing failed"));
+        assert!(find_refresh(&conn, "r2").unwrap().is_none());
+        // The retry rotates: it is not taken for reuse, and the family is not revoked.
+        let retried = rotate_refresh(&mut conn, "r1", "r3", 102, accept, sign).unwrap();
+        assert!(matches!(retried, Rotation::Rotated(_, signed) if signed == "signed"));
+        let (_, revoked, used) = find_refresh(&conn, "r3").unwrap().unwrap();
+        assert_eq!((revoked, used), (None, None));
     }
 
     #[test]
