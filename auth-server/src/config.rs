@@ -147,7 +147,7 @@ pub enum ConfigError {
     Field { field: String, message: String },
 }
 
-fn field_error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn field_error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Field {
         field: field.into(),
         message: message.into(),
@@ -241,6 +241,8 @@ pub struct Config {
     /// Which native-app redirect URI schemes clients may register and use.
     pub private_use_redirect_schemes: PrivateUseSchemes,
     pub registration: Registration,
+    /// Whose `X-Forwarded-For` / `Forwarded` header names the client address.
+    pub proxy: crate::client_address::TrustedProxies,
     pub resources: Vec<Resource>,
     /// username -> argon2 PHC hash
     pub users: BTreeMap<String, String>,
@@ -319,6 +321,9 @@ struct RawConfig {
     /// `[registration]`: dynamic client registration.
     #[serde(default)]
     registration: RawRegistration,
+    /// `[proxy]`: the reverse proxies whose client address headers are believed.
+    #[serde(default)]
+    proxy: crate::client_address::RawProxy,
     /// `[[resources]]`: at least one.
     #[serde(default)]
     resources: Vec<RawResource>,
@@ -595,6 +600,8 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
 
     let private_use_redirect_schemes =
         validate_private_use_schemes(raw.private_use_redirect_schemes)?;
+    let proxy = crate::client_address::validate(raw.proxy)
+        .map_err(|(field, message)| field_error(field, message))?;
     let resources = validate_resources(raw.resources)?;
     let users = validate_users(raw.users)?;
     let clients = validate_clients(raw.clients, base_dir, &private_use_redirect_schemes)?;
@@ -620,6 +627,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         login_failures_per_minute,
         private_use_redirect_schemes,
         registration,
+        proxy,
         resources,
         users,
         clients,
@@ -1159,6 +1167,37 @@ default_scopes = ["mcp:tools"]
     }
 
     #[test]
+    fn the_proxy_table_is_checked_and_named() {
+        let with = |table: &str| parse_with(&format!("{MINIMAL}\n[proxy]\n{table}\n"), &[]);
+        let trusted = with("trusted_addresses = [\"10.0.0.0/8\", \"::1\"]").unwrap();
+        let headers = axum::http::HeaderMap::from_iter([(
+            axum::http::header::HeaderName::from_static("x-forwarded-for"),
+            axum::http::HeaderValue::from_static("203.0.113.9"),
+        )]);
+        let from = |peer: &str| {
+            trusted
+                .proxy
+                .client_address(peer.parse().unwrap(), &headers)
+                .to_string()
+        };
+        assert_eq!(from("10.0.0.1"), "203.0.113.9");
+        assert_eq!(from("192.0.2.1"), "192.0.2.1");
+        assert_eq!(
+            field_of(with("trusted_addresses = [\"nope\"]")),
+            "proxy.trusted_addresses[0]"
+        );
+        assert_eq!(
+            field_of(with("client_address_header = \"x-real-ip\"")),
+            "proxy.client_address_header"
+        );
+        let env = parse_with(
+            MINIMAL,
+            &[("MCP_AUTH_SERVER__PROXY__CLIENT_ADDRESS_HEADER", "x-real-ip")],
+        );
+        assert_eq!(field_of(env), "proxy.client_address_header");
+    }
+
+    #[test]
     fn unknown_fields_are_rejected() {
         let text = format!("{MINIMAL}\n[registration]\nenabeld = true\n");
         let err = parse_with(&text, &[]).unwrap_err().to_string();
@@ -1226,6 +1265,11 @@ default_scopes = ["mcp:tools"]
             (
                 "rate_limit_per_minute",
                 DEFAULT_REGISTRATION_RATE_LIMIT_PER_MINUTE.to_string(),
+            ),
+            ("trusted_addresses", "[]".into()),
+            (
+                "client_address_header",
+                crate::client_address::DEFAULT_CLIENT_ADDRESS_HEADER.to_string(),
             ),
         ];
         for (field, default) in defaults {

@@ -6,6 +6,7 @@ pub(crate) mod app;
 pub(crate) mod audit;
 pub(crate) mod authorize;
 pub mod cimd;
+pub(crate) mod client_address;
 pub(crate) mod client_assertion;
 pub(crate) mod client_metadata;
 pub(crate) mod clients;
