@@ -67,6 +67,12 @@ impl Bounded {
     fn seconds(&self, value: Option<u64>) -> Result<Duration, ConfigError> {
         self.check(value).map(Duration::from_secs)
     }
+
+    /// A count per minute (bounds within `u32`).
+    fn per_minute(&self, value: Option<u32>) -> Result<u32, ConfigError> {
+        u32::try_from(self.check(value.map(u64::from))?)
+            .map_err(|_| field_error(self.field, "out of range"))
+    }
 }
 
 const DAY_SECS: u64 = 86_400;
@@ -128,6 +134,19 @@ pub const HEADER_READ_TIMEOUT_SECS: Bounded = Bounded {
 pub const LOGIN_FAILURES_PER_MINUTE: Bounded = Bounded {
     field: "login_failures_per_minute",
     default: 10,
+    min: 1,
+    max: 10_000,
+};
+
+pub const CLIENT_AUTH_FAILURES_PER_MINUTE: Bounded = Bounded {
+    field: "client_auth_failures_per_minute",
+    default: 20,
+    min: 1,
+    max: 10_000,
+};
+pub const CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE: Bounded = Bounded {
+    field: "client_auth_failures_per_client_per_minute",
+    default: 30,
     min: 1,
     max: 10_000,
 };
@@ -238,6 +257,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub login_failures_per_minute: u32,
+    pub client_auth_failures_per_minute: u32,
+    pub client_auth_failures_per_client_per_minute: u32,
     /// Which native-app redirect URI schemes clients may register and use.
     pub private_use_redirect_schemes: PrivateUseSchemes,
     pub registration: Registration,
@@ -313,6 +334,13 @@ struct RawConfig {
     /// Failed sign-ins allowed per client IP address per minute; beyond them every sign-in
     /// from that address gets 429 until the minute is over. [`LOGIN_FAILURES_PER_MINUTE`].
     login_failures_per_minute: Option<u32>,
+    /// Failed client authentications at `/token` and `/revoke` allowed per client address per
+    /// minute; beyond them every client authentication from it gets 429.
+    /// [`CLIENT_AUTH_FAILURES_PER_MINUTE`].
+    client_auth_failures_per_minute: Option<u32>,
+    /// Failed authentications allowed per client (one that has a secret or keys) per minute,
+    /// from all addresses together. [`CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE`].
+    client_auth_failures_per_client_per_minute: Option<u32>,
     /// Which private-use URI schemes (RFC 8252 §7.1, native apps: `cursor://...`,
     /// `com.example.app:/...`) redirect URIs may use: `"any"` (every scheme that is not refused
     /// outright), `"none"` (https and loopback http only), or a list of lower-case schemes.
@@ -581,6 +609,10 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         LOGIN_FAILURES_PER_MINUTE.check(raw.login_failures_per_minute.map(u64::from))?,
     )
     .map_err(|_| field_error(LOGIN_FAILURES_PER_MINUTE.field, "out of range"))?;
+    let client_auth_failures_per_minute =
+        CLIENT_AUTH_FAILURES_PER_MINUTE.per_minute(raw.client_auth_failures_per_minute)?;
+    let client_auth_failures_per_client_per_minute = CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE
+        .per_minute(raw.client_auth_failures_per_client_per_minute)?;
     let registration = Registration {
         enabled: raw
             .registration
@@ -625,6 +657,8 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         request_timeout,
         header_read_timeout,
         login_failures_per_minute,
+        client_auth_failures_per_minute,
+        client_auth_failures_per_client_per_minute,
         private_use_redirect_schemes,
         registration,
         proxy,
@@ -1236,6 +1270,8 @@ default_scopes = ["mcp:tools"]
             REQUEST_TIMEOUT_SECS,
             HEADER_READ_TIMEOUT_SECS,
             LOGIN_FAILURES_PER_MINUTE,
+            CLIENT_AUTH_FAILURES_PER_MINUTE,
+            CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE,
         ] {
             let row = readme_row(b.field);
             assert!(

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jwt_simple::prelude::{Claims, Duration};
 
+use crate::client_address::ClientAddress;
 use crate::config::{Config, Resource};
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::OAuthForm;
@@ -200,6 +201,7 @@ impl IntoResponse for Issued {
 
 async fn token(
     State(state): State<AppState>,
+    peer: ClientAddress,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Issued, OAuthError> {
@@ -210,7 +212,10 @@ async fn token(
             format!("grant_type `{name}` is not supported"),
         )
     })?;
-    let client_id = state.clients().authenticate(&headers, &params).await?;
+    let client_id = state
+        .clients()
+        .authenticate(&headers, &params, peer.ip())
+        .await?;
     if !state
         .clients()
         .registered_for(&client_id, grant_type)
