@@ -165,7 +165,7 @@ impl Clients<'_> {
         let id = client_id.to_string();
         let registered = self
             .store
-            .run(move |conn| store::get_client(conn, &id))
+            .run(move |conn| store::use_client(conn, &id, time::now()))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "client lookup failed");
@@ -299,7 +299,7 @@ impl Clients<'_> {
             let id = p.client_id.clone();
             match self
                 .store
-                .run(move |conn| store::get_client(conn, &id))
+                .run(move |conn| store::use_client(conn, &id, time::now()))
                 .await?
             {
                 Some(c) => Credentials {

@@ -138,6 +138,12 @@ pub const LOGIN_FAILURES_PER_MINUTE: Bounded = Bounded {
     max: 10_000,
 };
 
+pub const REGISTERED_CLIENT_MAX_IDLE_SECS: Bounded = Bounded {
+    field: "registered_client_max_idle_secs",
+    default: 90 * DAY_SECS,
+    min: 0,
+    max: 3650 * DAY_SECS,
+};
 pub const CLIENT_AUTH_FAILURES_PER_MINUTE: Bounded = Bounded {
     field: "client_auth_failures_per_minute",
     default: 20,
@@ -258,6 +264,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub login_failures_per_minute: u32,
     pub client_auth_failures_per_minute: u32,
+    /// Zero keeps registered clients forever.
+    pub registered_client_max_idle: Duration,
     pub client_auth_failures_per_client_per_minute: u32,
     /// Which native-app redirect URI schemes clients may register and use.
     pub private_use_redirect_schemes: PrivateUseSchemes,
@@ -338,6 +346,10 @@ struct RawConfig {
     /// minute; beyond them every client authentication from it gets 429.
     /// [`CLIENT_AUTH_FAILURES_PER_MINUTE`].
     client_auth_failures_per_minute: Option<u32>,
+    /// Dynamically registered clients with no authorization or token request for this long are
+    /// deleted, with their refresh tokens, by the hourly purge; `0` keeps them forever.
+    /// [`REGISTERED_CLIENT_MAX_IDLE_SECS`].
+    registered_client_max_idle_secs: Option<u64>,
     /// Failed authentications allowed per client (one that has a secret or keys) per minute,
     /// from all addresses together. [`CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE`].
     client_auth_failures_per_client_per_minute: Option<u32>,
@@ -613,6 +625,8 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         CLIENT_AUTH_FAILURES_PER_MINUTE.per_minute(raw.client_auth_failures_per_minute)?;
     let client_auth_failures_per_client_per_minute = CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE
         .per_minute(raw.client_auth_failures_per_client_per_minute)?;
+    let registered_client_max_idle =
+        REGISTERED_CLIENT_MAX_IDLE_SECS.seconds(raw.registered_client_max_idle_secs)?;
     let registration = Registration {
         enabled: raw
             .registration
@@ -659,6 +673,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         login_failures_per_minute,
         client_auth_failures_per_minute,
         client_auth_failures_per_client_per_minute,
+        registered_client_max_idle,
         private_use_redirect_schemes,
         registration,
         proxy,
@@ -1272,6 +1287,7 @@ default_scopes = ["mcp:tools"]
             LOGIN_FAILURES_PER_MINUTE,
             CLIENT_AUTH_FAILURES_PER_MINUTE,
             CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE,
+            REGISTERED_CLIENT_MAX_IDLE_SECS,
         ] {
             let row = readme_row(b.field);
             assert!(

@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS clients (
     created_at INTEGER NOT NULL,
     allows_authorization_code INTEGER NOT NULL DEFAULT 1,
     application_type TEXT NOT NULL DEFAULT 'native',
-    scope TEXT
+    scope TEXT,
+    last_used_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
@@ -131,9 +132,12 @@ const ADDED_CLIENT_COLUMNS: &[(&str, &str)] = &[
     ("allows_authorization_code", "INTEGER NOT NULL DEFAULT 1"),
     ("application_type", "TEXT NOT NULL DEFAULT 'native'"),
     ("scope", "TEXT"),
+    ("last_used_at", "INTEGER"),
 ];
 
-/// Brings a database made by an earlier version up to the current schema.
+/// Brings a database made by an earlier version up to the current schema. Clients from before
+/// `last_used_at` was kept count as used when the column is added, so that none is purged as
+/// unused before it had the chance to be seen.
 fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
     let has_column = |conn: &Connection, column: &str| -> Result<bool, StoreError> {
         let mut columns = conn.prepare("SELECT name FROM pragma_table_info('clients')")?;
@@ -159,6 +163,10 @@ fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
             return Err(e.into());
         }
     }
+    conn.execute(
+        "UPDATE clients SET last_used_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE last_used_at IS NULL",
+        [],
+    )?;
     Ok(())
 }
 
@@ -315,8 +323,8 @@ pub fn insert_client(conn: &Connection, c: &RegisteredClient, now: i64) -> Resul
     let uris =
         serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.execute(
-        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at, allows_authorization_code, application_type, scope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at, allows_authorization_code, application_type, scope, last_used_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7)",
         params![c.client_id, c.client_name, uris, c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now, c.allows_authorization_code, c.application_type.as_str(), c.scope],
     )?;
     Ok(())
@@ -375,6 +383,58 @@ pub fn get_client(
         application_type,
         scope,
     }))
+}
+
+/// How stale a registered client's `last_used_at` may get before a use records the time again,
+/// so that busy clients do not write on every request.
+pub const CLIENT_USE_GRANULARITY_SECS: i64 = 60;
+
+/// A registered client looked up for an authorization or token request, which counts as a
+/// use: its `last_used_at` is brought up to `now`. Recording the use is best effort (a full
+/// disk must not turn a lookup into a failure); at worst the client looks a little older.
+pub fn use_client(
+    conn: &Connection,
+    client_id: &str,
+    now: i64,
+) -> Result<Option<RegisteredClient>, StoreError> {
+    let client = get_client(conn, client_id)?;
+    if client.is_some()
+        && let Err(e) = conn.execute(
+            "UPDATE clients SET last_used_at = ?1 WHERE client_id = ?2 AND (last_used_at IS NULL OR last_used_at <= ?1 - ?3)",
+            params![now, client_id, CLIENT_USE_GRANULARITY_SECS],
+        )
+    {
+        tracing::warn!(error = %e, "recording a client's use failed");
+    }
+    Ok(client)
+}
+
+/// Deletes registered clients unused (no authorization or token request) for longer than
+/// `max_idle_secs`, with everything issued to them: refresh families (and their tokens),
+/// codes and remembered consents. `0` keeps every client. Returns how many were deleted.
+pub fn purge_unused_clients(
+    conn: &mut Connection,
+    now: i64,
+    max_idle_secs: i64,
+) -> Result<usize, StoreError> {
+    if max_idle_secs <= 0 {
+        return Ok(0);
+    }
+    let cutoff = now - max_idle_secs;
+    let unused = "SELECT client_id FROM clients WHERE COALESCE(last_used_at, created_at) < ?1";
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for table in ["refresh_families", "authorization_codes", "consents"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE client_id IN ({unused})"),
+            [cutoff],
+        )?;
+    }
+    let deleted = tx.execute(
+        "DELETE FROM clients WHERE COALESCE(last_used_at, created_at) < ?1",
+        [cutoff],
+    )?;
+    tx.commit()?;
+    Ok(deleted)
 }
 
 // ---------------------------------------------------------------- sessions and consents
@@ -838,6 +898,81 @@ mod tests {
         assert_eq!((revoked, used), (None, None));
     }
 
+    fn registered(id: &str) -> RegisteredClient {
+        RegisteredClient {
+            client_id: id.into(),
+            client_name: None,
+            redirect_uris: vec!["https://a.example/cb".into()],
+            secret_hash: None,
+            auth_method: AuthMethod::None,
+            allows_authorization_code: true,
+            allows_refresh: true,
+            application_type: ApplicationType::Web,
+            scope: None,
+        }
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn clients_unused_for_too_long_are_purged_with_their_grants() {
+        const DAY: i64 = 86_400;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("idle.sqlite")).unwrap();
+        insert_client(&conn, &registered("idle"), 0).unwrap();
+        insert_client(&conn, &registered("used"), 0).unwrap();
+        insert_client(&conn, &registered("new"), 80 * DAY).unwrap();
+        // "used" is seen at /authorize or /token on day 50; "idle" never again.
+        assert!(use_client(&conn, "used", 50 * DAY).unwrap().is_some());
+        for client in ["idle", "used"] {
+            let mut g = grant();
+            g.client_id = client.into();
+            let code = format!("code-{client}");
+            insert_code(&conn, &code, &g, 200 * DAY).unwrap();
+            let (family, refresh) = (format!("f-{client}"), format!("r-{client}"));
+            redeem_code(
+                &mut conn,
+                &code,
+                &family,
+                &refresh,
+                1,
+                300 * DAY,
+                accept,
+                sign,
+            )
+            .unwrap();
+            insert_consent(
+                &conn,
+                &ConsentKey {
+                    username: "demo".into(),
+                    client_id: client.into(),
+                    redirect_uri: "https://a.example/cb".into(),
+                    scope: "mcp:tools".into(),
+                    resource: "https://r.example/mcp".into(),
+                },
+                1,
+            )
+            .unwrap();
+        }
+        assert_eq!(purge_unused_clients(&mut conn, 100 * DAY, 0).unwrap(), 0);
+        assert_eq!(
+            purge_unused_clients(&mut conn, 100 * DAY, 90 * DAY).unwrap(),
+            1
+        );
+        assert!(get_client(&conn, "idle").unwrap().is_none());
+        assert!(get_client(&conn, "used").unwrap().is_some());
+        assert!(get_client(&conn, "new").unwrap().is_some());
+        assert!(find_refresh(&conn, "r-idle").unwrap().is_none());
+        assert!(find_refresh(&conn, "r-used").unwrap().is_some());
+        for table in ["refresh_families", "authorization_codes", "consents"] {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE client_id = 'idle'");
+            assert_eq!(count(&conn, &sql), 0, "{table}");
+        }
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM refresh_tokens"), 1);
+    }
+
     #[test]
     fn clients_registered_before_the_code_grant_was_stored_keep_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -859,6 +994,15 @@ mod tests {
         assert_eq!(client.scope, None);
         // Opening again finds the column in place.
         drop(conn);
-        assert!(open_connection(&path).is_ok());
+        let conn = open_connection(&path).unwrap();
+        // Counted as used when the column was added, so not purged as unused at once.
+        let last_used: i64 = conn
+            .query_row(
+                "SELECT last_used_at FROM clients WHERE client_id = 'old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(last_used > 1_700_000_000, "{last_used}");
     }
 }
