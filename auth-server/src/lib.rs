@@ -11,6 +11,7 @@ pub(crate) mod client_assertion;
 pub(crate) mod client_metadata;
 pub(crate) mod clients;
 pub mod config;
+pub(crate) mod csrf;
 pub(crate) mod error;
 pub(crate) mod form;
 pub(crate) mod jwks;
