@@ -1,16 +1,16 @@
 //! The authorization endpoint: validation (never redirecting to an unverified URI), login and
 //! consent pages, remembered consent, code issuance. Every redirect carries `iss` and `state`.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 
 use crate::audit::{self, SignInFailure};
+use crate::client_address::{ClientAddress, rate_key};
 use crate::clients::Client;
 use crate::config::{Config, Resource};
 use crate::error::{AuthorizeError, ErrorCode};
@@ -163,7 +163,7 @@ pub fn check_request(
 async fn validate(
     state: &AppState,
     params: &Params,
-    peer: SocketAddr,
+    peer: ClientAddress,
 ) -> Result<Validated, AuthorizeError> {
     let client_id = client_and_redirect(params)?.client_id;
     let client = state
@@ -346,7 +346,7 @@ async fn issue_code(
 /// when the user already consented to exactly this.
 async fn show(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: ClientAddress,
     cookies: Cookies,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AuthorizeError> {
@@ -419,7 +419,7 @@ impl Action {
 /// POST: a sign-in, or the user's consent decision. The form passed the CSRF check.
 async fn decide(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: ClientAddress,
     cookies: Cookies,
     CsrfCheckedForm { fields, csrf }: CsrfCheckedForm,
 ) -> Result<Response, AuthorizeError> {
@@ -481,7 +481,7 @@ async fn decide(
 /// to the authorization request.
 async fn sign_in(
     state: &AppState,
-    peer: SocketAddr,
+    peer: ClientAddress,
     v: &Validated,
     form: &Params,
     csrf: &str,
@@ -496,7 +496,10 @@ async fn sign_in(
     // Brute-force bound: each attempt is counted before its password is checked, so that a
     // burst of parallel attempts gets no more checks than the limit allows. Once an address has
     // used up its attempts for the minute, no password is checked at all, right or wrong.
-    let Some(attempt) = state.login_limiter.count_attempt(peer.ip(), Instant::now()) else {
+    let Some(attempt) = state
+        .login_limiter
+        .count_attempt(rate_key(peer.ip()), Instant::now())
+    else {
         failed(SignInFailure::RateLimited);
         let mut response = login_page(
             state,

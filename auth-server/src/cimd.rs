@@ -376,14 +376,8 @@ impl<K: std::hash::Hash + Eq> Drop for FetchSlot<K> {
     }
 }
 
-/// The unit one requester is counted in: an IPv4 address, or the /64 of an IPv6 address
-/// (one subscriber usually holds a whole /64).
-fn requester_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
-    }
-}
+// The unit one requester is counted in: an IPv4 address, or the /64 of an IPv6 address.
+use crate::client_address::rate_key as requester_key;
 
 impl Fetcher {
     /// A fetcher using the system resolver.

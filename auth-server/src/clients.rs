@@ -3,6 +3,7 @@
 //! authentication at the token and revocation endpoints.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -10,13 +11,15 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::audit;
 use crate::cimd::{self, Fetcher, KeySource};
+use crate::client_address::rate_key;
 use crate::client_assertion::{self, AssertionError, Expected, Jwks};
 use crate::config::Config;
-use crate::error::OAuthError;
+use crate::error::{ErrorCode, OAuthError};
 use crate::metrics::Metrics;
 use crate::oauth::{AuthMethod, GrantType};
 use crate::params::Params;
 use crate::password_check::PasswordChecker;
+use crate::ratelimit::{self, RateLimiter};
 use crate::secrets;
 use crate::store::{self, Store};
 use crate::time;
@@ -79,7 +82,33 @@ pub struct Clients<'a> {
     pub store: &'a Store,
     pub fetcher: &'a Fetcher,
     pub password_checker: &'a PasswordChecker,
+    pub auth_failures: &'a AuthFailureLimits,
     pub metrics: &'a Metrics,
+}
+
+/// Failed client authentications allowed per minute, per client address and per client.
+pub struct AuthFailureLimits {
+    pub per_address: RateLimiter<IpAddr>,
+    pub per_client: RateLimiter<String>,
+}
+
+impl AuthFailureLimits {
+    pub fn new(per_address: u32, per_client: u32) -> Self {
+        AuthFailureLimits {
+            per_address: RateLimiter::new(per_address),
+            per_client: RateLimiter::new(per_client),
+        }
+    }
+}
+
+/// The answer once a limit on failed client authentications is reached: 429, retry after the
+/// window. No credential was checked.
+fn too_many_failures(whom: &str) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        format!("too many failed client authentications {whom}; try again in a minute"),
+    )
+    .with_retry_after(ratelimit::WINDOW.as_secs())
 }
 
 /// How a client's secret is stored.
@@ -136,7 +165,7 @@ impl Clients<'_> {
         let id = client_id.to_string();
         let registered = self
             .store
-            .run(move |conn| store::get_client(conn, &id))
+            .run(move |conn| store::use_client(conn, &id, time::now()))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "client lookup failed");
@@ -191,15 +220,50 @@ impl Clients<'_> {
         }))
     }
 
-    /// Authenticates the client of a token or revocation request; returns its client_id.
+    /// Authenticates the client of a token or revocation request sent `from` an address;
+    /// returns its client_id.
+    ///
+    /// Failures are limited per address and, where a secret or assertion is checked, per
+    /// client: each attempt is counted before its credential is checked (and given back when
+    /// it succeeds), so a flood of wrong secrets gets no more argon2 checks than the limits
+    /// allow and cannot crowd out sign-ins.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         params: &Params,
+        from: IpAddr,
     ) -> Result<String, OAuthError> {
         let p = presented_credentials(headers, params)?;
+        let now = Instant::now();
+        let limits = self.auth_failures;
+        let Some(by_address) = limits.per_address.count_attempt(rate_key(from), now) else {
+            return Err(too_many_failures("from this address"));
+        };
+        let expected = self.expected_credentials(&p).await?;
+        let by_client = if expected.method == AuthMethod::None {
+            None
+        } else {
+            match limits.per_client.count_attempt(p.client_id.clone(), now) {
+                Some(attempt) => Some(attempt),
+                None => {
+                    // Nothing was checked: the address is not charged for this one.
+                    limits.per_address.refund(by_address);
+                    return Err(too_many_failures("for this client"));
+                }
+            }
+        };
+        let authenticated = self.check_credentials(&p, expected).await?;
+        limits.per_address.refund(by_address);
+        if let Some(attempt) = by_client {
+            limits.per_client.refund(attempt);
+        }
+        Ok(authenticated)
+    }
+
+    /// What the presented client must authenticate with.
+    async fn expected_credentials(&self, p: &Presented) -> Result<Credentials, OAuthError> {
         let fail = |msg: &str| OAuthError::invalid_client(msg).with_basic_challenge(p.via_basic);
-        let expected = if cimd::is_metadata_url(&p.client_id) {
+        Ok(if cimd::is_metadata_url(&p.client_id) {
             cimd::validate_client_id_url(
                 &p.client_id,
                 self.config.allow_insecure_localhost_client_metadata,
@@ -235,7 +299,7 @@ impl Clients<'_> {
             let id = p.client_id.clone();
             match self
                 .store
-                .run(move |conn| store::get_client(conn, &id))
+                .run(move |conn| store::use_client(conn, &id, time::now()))
                 .await?
             {
                 Some(c) => Credentials {
@@ -245,7 +309,16 @@ impl Clients<'_> {
                 },
                 None => return Err(fail("unknown client")),
             }
-        };
+        })
+    }
+
+    /// Checks the presented credentials against the expected ones.
+    async fn check_credentials(
+        &self,
+        p: &Presented,
+        expected: Credentials,
+    ) -> Result<String, OAuthError> {
+        let fail = |msg: &str| OAuthError::invalid_client(msg).with_basic_challenge(p.via_basic);
         if expected.method == AuthMethod::PrivateKeyJwt {
             if p.secret.is_some() {
                 return Err(fail(
@@ -263,7 +336,7 @@ impl Clients<'_> {
             self.verify_assertion(&p.client_id, assertion, keys)
                 .await
                 .map_err(|reason| fail(&reason))?;
-            return Ok(p.client_id);
+            return Ok(p.client_id.clone());
         }
         if p.assertion.is_some() {
             return Err(fail(&format!(
@@ -272,7 +345,7 @@ impl Clients<'_> {
             )));
         }
         match (expected.method, expected.secret, &p.secret) {
-            (AuthMethod::None, _, None) => Ok(p.client_id),
+            (AuthMethod::None, _, None) => Ok(p.client_id.clone()),
             (AuthMethod::None, _, Some(_)) => {
                 Err(fail("this is a public client; it must not send a secret"))
             }
@@ -281,14 +354,16 @@ impl Clients<'_> {
             (_, Some(stored), Some(secret)) => {
                 let ok = match stored {
                     StoredSecret::Argon2(hash) => {
-                        self.password_checker.verify(hash, secret.clone()).await
+                        self.password_checker
+                            .verify_client_secret(hash, secret.clone())
+                            .await
                     }
                     StoredSecret::Sha256(hash) => {
                         secrets::constant_time_eq(&hash, &secrets::token_hash(secret))
                     }
                 };
                 if ok {
-                    Ok(p.client_id)
+                    Ok(p.client_id.clone())
                 } else {
                     Err(fail("client authentication failed"))
                 }

@@ -67,6 +67,12 @@ impl Bounded {
     fn seconds(&self, value: Option<u64>) -> Result<Duration, ConfigError> {
         self.check(value).map(Duration::from_secs)
     }
+
+    /// A count per minute (bounds within `u32`).
+    fn per_minute(&self, value: Option<u32>) -> Result<u32, ConfigError> {
+        u32::try_from(self.check(value.map(u64::from))?)
+            .map_err(|_| field_error(self.field, "out of range"))
+    }
 }
 
 const DAY_SECS: u64 = 86_400;
@@ -134,6 +140,25 @@ pub const UPSTREAM_LOGIN_LIFETIME_SECS: Bounded = Bounded {
 pub const LOGIN_FAILURES_PER_MINUTE: Bounded = Bounded {
     field: "login_failures_per_minute",
     default: 10,
+    min: 1,
+    max: 10_000,
+};
+
+pub const REGISTERED_CLIENT_MAX_IDLE_SECS: Bounded = Bounded {
+    field: "registered_client_max_idle_secs",
+    default: 90 * DAY_SECS,
+    min: 0,
+    max: 3650 * DAY_SECS,
+};
+pub const CLIENT_AUTH_FAILURES_PER_MINUTE: Bounded = Bounded {
+    field: "client_auth_failures_per_minute",
+    default: 20,
+    min: 1,
+    max: 10_000,
+};
+pub const CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE: Bounded = Bounded {
+    field: "client_auth_failures_per_client_per_minute",
+    default: 30,
     min: 1,
     max: 10_000,
 };
@@ -244,9 +269,15 @@ pub struct Config {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub login_failures_per_minute: u32,
+    pub client_auth_failures_per_minute: u32,
+    /// Zero keeps registered clients forever.
+    pub registered_client_max_idle: Duration,
+    pub client_auth_failures_per_client_per_minute: u32,
     /// Which native-app redirect URI schemes clients may register and use.
     pub private_use_redirect_schemes: PrivateUseSchemes,
     pub registration: Registration,
+    /// Whose `X-Forwarded-For` / `Forwarded` header names the client address.
+    pub proxy: crate::client_address::TrustedProxies,
     pub resources: Vec<Resource>,
     /// username -> argon2 PHC hash
     pub users: BTreeMap<String, String>,
@@ -324,6 +355,17 @@ struct RawConfig {
     /// Failed sign-ins allowed per client IP address per minute; beyond them every sign-in
     /// from that address gets 429 until the minute is over. [`LOGIN_FAILURES_PER_MINUTE`].
     login_failures_per_minute: Option<u32>,
+    /// Failed client authentications at `/token` and `/revoke` allowed per client address per
+    /// minute; beyond them every client authentication from it gets 429.
+    /// [`CLIENT_AUTH_FAILURES_PER_MINUTE`].
+    client_auth_failures_per_minute: Option<u32>,
+    /// Dynamically registered clients with no authorization or token request for this long are
+    /// deleted, with their refresh tokens, by the hourly purge; `0` keeps them forever.
+    /// [`REGISTERED_CLIENT_MAX_IDLE_SECS`].
+    registered_client_max_idle_secs: Option<u64>,
+    /// Failed authentications allowed per client (one that has a secret or keys) per minute,
+    /// from all addresses together. [`CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE`].
+    client_auth_failures_per_client_per_minute: Option<u32>,
     /// Which private-use URI schemes (RFC 8252 §7.1, native apps: `cursor://...`,
     /// `com.example.app:/...`) redirect URIs may use: `"any"` (every scheme that is not refused
     /// outright), `"none"` (https and loopback http only), or a list of lower-case schemes.
@@ -332,6 +374,9 @@ struct RawConfig {
     /// `[registration]`: dynamic client registration.
     #[serde(default)]
     registration: RawRegistration,
+    /// `[proxy]`: the reverse proxies whose client address headers are believed.
+    #[serde(default)]
+    proxy: crate::client_address::RawProxy,
     /// `[[resources]]`: at least one.
     #[serde(default)]
     resources: Vec<RawResource>,
@@ -600,6 +645,12 @@ fn validate(
         LOGIN_FAILURES_PER_MINUTE.check(raw.login_failures_per_minute.map(u64::from))?,
     )
     .map_err(|_| field_error(LOGIN_FAILURES_PER_MINUTE.field, "out of range"))?;
+    let client_auth_failures_per_minute =
+        CLIENT_AUTH_FAILURES_PER_MINUTE.per_minute(raw.client_auth_failures_per_minute)?;
+    let client_auth_failures_per_client_per_minute = CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE
+        .per_minute(raw.client_auth_failures_per_client_per_minute)?;
+    let registered_client_max_idle =
+        REGISTERED_CLIENT_MAX_IDLE_SECS.seconds(raw.registered_client_max_idle_secs)?;
     let registration = Registration {
         enabled: raw
             .registration
@@ -619,6 +670,8 @@ fn validate(
 
     let private_use_redirect_schemes =
         validate_private_use_schemes(raw.private_use_redirect_schemes)?;
+    let proxy = crate::client_address::validate(raw.proxy)
+        .map_err(|(field, message)| field_error(field, message))?;
     let resources = validate_resources(raw.resources)?;
     let users = validate_users(raw.users)?;
     let clients = validate_clients(raw.clients, base_dir, &private_use_redirect_schemes)?;
@@ -646,8 +699,12 @@ fn validate(
         request_timeout,
         header_read_timeout,
         login_failures_per_minute,
+        client_auth_failures_per_minute,
+        client_auth_failures_per_client_per_minute,
+        registered_client_max_idle,
         private_use_redirect_schemes,
         registration,
+        proxy,
         resources,
         users,
         clients,
@@ -1218,6 +1275,37 @@ default_scopes = ["mcp:tools"]
     }
 
     #[test]
+    fn the_proxy_table_is_checked_and_named() {
+        let with = |table: &str| parse_with(&format!("{MINIMAL}\n[proxy]\n{table}\n"), &[]);
+        let trusted = with("trusted_addresses = [\"10.0.0.0/8\", \"::1\"]").unwrap();
+        let headers = axum::http::HeaderMap::from_iter([(
+            axum::http::header::HeaderName::from_static("x-forwarded-for"),
+            axum::http::HeaderValue::from_static("203.0.113.9"),
+        )]);
+        let from = |peer: &str| {
+            trusted
+                .proxy
+                .client_address(peer.parse().unwrap(), &headers)
+                .to_string()
+        };
+        assert_eq!(from("10.0.0.1"), "203.0.113.9");
+        assert_eq!(from("192.0.2.1"), "192.0.2.1");
+        assert_eq!(
+            field_of(with("trusted_addresses = [\"nope\"]")),
+            "proxy.trusted_addresses[0]"
+        );
+        assert_eq!(
+            field_of(with("client_address_header = \"x-real-ip\"")),
+            "proxy.client_address_header"
+        );
+        let env = parse_with(
+            MINIMAL,
+            &[("MCP_AUTH_SERVER__PROXY__CLIENT_ADDRESS_HEADER", "x-real-ip")],
+        );
+        assert_eq!(field_of(env), "proxy.client_address_header");
+    }
+
+    #[test]
     fn unknown_fields_are_rejected() {
         let text = format!("{MINIMAL}\n[registration]\nenabeld = true\n");
         let err = parse_with(&text, &[]).unwrap_err().to_string();
@@ -1257,6 +1345,9 @@ default_scopes = ["mcp:tools"]
             HEADER_READ_TIMEOUT_SECS,
             LOGIN_FAILURES_PER_MINUTE,
             UPSTREAM_LOGIN_LIFETIME_SECS,
+            CLIENT_AUTH_FAILURES_PER_MINUTE,
+            CLIENT_AUTH_FAILURES_PER_CLIENT_PER_MINUTE,
+            REGISTERED_CLIENT_MAX_IDLE_SECS,
         ] {
             let row = readme_row(b.field);
             assert!(
@@ -1286,6 +1377,11 @@ default_scopes = ["mcp:tools"]
             (
                 "rate_limit_per_minute",
                 DEFAULT_REGISTRATION_RATE_LIMIT_PER_MINUTE.to_string(),
+            ),
+            ("trusted_addresses", "[]".into()),
+            (
+                "client_address_header",
+                crate::client_address::DEFAULT_CLIENT_ADDRESS_HEADER.to_string(),
             ),
         ];
         for (field, default) in defaults {

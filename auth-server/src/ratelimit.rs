@@ -1,90 +1,116 @@
-//! Per-address fixed-window rate limit (dynamic client registration, failed logins).
+//! Fixed-window rate limits keyed by client address (dynamic client registration, failed
+//! logins, failed client authentications) or by client id.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The span each address's allowance covers; refusals tell clients to retry after it.
+/// The span each key's allowance covers; refusals tell clients to retry after it.
 pub const WINDOW: Duration = Duration::from_secs(60);
-const MAX_TRACKED: usize = 10_000;
+/// Keys each limiter tracks at most (bounded memory).
+pub const MAX_TRACKED: usize = 10_000;
 
-/// Bounded memory: when the table is full of live windows, an address not in it cannot be
-/// tracked, and is treated as over its limit (fail closed) until windows end.
-fn no_room_for(windows: &mut HashMap<IpAddr, (Instant, u32)>, ip: IpAddr, now: Instant) -> bool {
-    if windows.len() < MAX_TRACKED || windows.contains_key(&ip) {
-        return false;
+/// Bounded memory: before a key not yet in a full table is added, ended windows are dropped;
+/// when every window is still live, the one that started first is evicted. A full table never
+/// refuses a newcomer (behind a busy proxy or under a flood from many addresses, that would
+/// refuse everyone new); the evicted key merely starts over with a fresh allowance.
+fn make_room<K: Hash + Eq + Clone>(
+    windows: &mut HashMap<K, (Instant, u32)>,
+    key: &K,
+    now: Instant,
+    capacity: usize,
+) {
+    if windows.len() < capacity || windows.contains_key(key) {
+        return;
     }
     windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-    windows.len() >= MAX_TRACKED
+    while windows.len() >= capacity.max(1) {
+        let Some(oldest) = windows
+            .iter()
+            .min_by_key(|(_, (start, _))| *start)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        windows.remove(&oldest);
+    }
 }
 
-/// An attempt counted against an address's allowance before its outcome is known; giving it
-/// back (`RateLimiter::refund`) uncounts it when the attempt turns out not to count.
-pub struct CountedAttempt {
-    ip: IpAddr,
+/// An attempt counted against a key's allowance before its outcome is known; giving it back
+/// (`RateLimiter::refund`) uncounts it when the attempt turns out not to count.
+pub struct CountedAttempt<K = IpAddr> {
+    key: K,
     window_start: Instant,
 }
 
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     per_window: u32,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    capacity: usize,
+    windows: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(per_minute: u32) -> Self {
+        Self::with_capacity(per_minute, MAX_TRACKED)
+    }
+
+    fn with_capacity(per_minute: u32, capacity: usize) -> Self {
         RateLimiter {
             per_window: per_minute,
+            capacity,
             windows: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Counts one request from `ip`; false when it exceeds the limit.
-    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+    /// The live window of `key`, added (making room) if needed.
+    fn window<'a>(
+        &self,
+        windows: &'a mut HashMap<K, (Instant, u32)>,
+        key: &K,
+        now: Instant,
+    ) -> &'a mut (Instant, u32) {
+        make_room(windows, key, now, self.capacity);
+        let entry = windows.entry(key.clone()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= WINDOW {
+            *entry = (now, 0);
+        }
+        entry
+    }
+
+    /// Counts one request for `key`; false when it exceeds the limit.
+    pub fn allow(&self, key: K, now: Instant) -> bool {
         let Ok(mut windows) = self.windows.lock() else {
             return false;
         };
-        if no_room_for(&mut windows, ip, now) {
-            return false;
-        }
-        let entry = windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0) >= WINDOW {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
+        let entry = self.window(&mut windows, &key, now);
+        entry.1 = entry.1.saturating_add(1);
         entry.1 <= self.per_window
     }
 
-    /// Counts an attempt from `ip` before it is made, so that parallel attempts cannot all pass
+    /// Counts an attempt for `key` before it is made, so that parallel attempts cannot all pass
     /// the check while none has been counted yet; `None` when the allowance is used up (the
     /// refused attempt is not counted).
-    pub fn count_attempt(&self, ip: IpAddr, now: Instant) -> Option<CountedAttempt> {
+    pub fn count_attempt(&self, key: K, now: Instant) -> Option<CountedAttempt<K>> {
         let mut windows = self.windows.lock().ok()?;
-        if no_room_for(&mut windows, ip, now) {
-            return None;
-        }
-        let entry = windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0) >= WINDOW {
-            *entry = (now, 0);
-        }
+        let entry = self.window(&mut windows, &key, now);
         if entry.1 >= self.per_window {
             return None;
         }
         entry.1 += 1;
-        Some(CountedAttempt {
-            ip,
-            window_start: entry.0,
-        })
+        let window_start = entry.0;
+        Some(CountedAttempt { key, window_start })
     }
 
-    /// Uncounts an attempt that turned out not to count (a successful sign-in). An address
-    /// left with no counted attempt is forgotten, so its next window starts with its next
-    /// attempt; an attempt from a window that has since ended changes nothing.
-    pub fn refund(&self, attempt: CountedAttempt) {
+    /// Uncounts an attempt that turned out not to count (a successful sign-in). A key left
+    /// with no counted attempt is forgotten, so its next window starts with its next attempt;
+    /// an attempt from a window that has since ended changes nothing.
+    pub fn refund(&self, attempt: CountedAttempt<K>) {
         let Ok(mut windows) = self.windows.lock() else {
             return;
         };
-        let Some(entry) = windows.get_mut(&attempt.ip) else {
+        let Some(entry) = windows.get_mut(&attempt.key) else {
             return;
         };
         if entry.0 != attempt.window_start {
@@ -92,20 +118,17 @@ impl RateLimiter {
         }
         entry.1 = entry.1.saturating_sub(1);
         if entry.1 == 0 {
-            windows.remove(&attempt.ip);
+            windows.remove(&attempt.key);
         }
     }
 
-    /// Has `ip` used up its allowance in the current window? Counts nothing.
+    /// Has `key` used up its allowance in the current window? Counts nothing.
     #[cfg(test)]
-    pub fn exhausted(&self, ip: IpAddr, now: Instant) -> bool {
-        let Ok(mut windows) = self.windows.lock() else {
+    pub fn exhausted(&self, key: &K, now: Instant) -> bool {
+        let Ok(windows) = self.windows.lock() else {
             return true;
         };
-        if no_room_for(&mut windows, ip, now) {
-            return true;
-        }
-        windows.get(&ip).is_some_and(|(start, count)| {
+        windows.get(key).is_some_and(|(start, count)| {
             now.duration_since(*start) < WINDOW && *count >= self.per_window
         })
     }
@@ -129,20 +152,48 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_refuses_new_addresses_until_windows_end() {
+    fn a_full_table_evicts_the_oldest_window_instead_of_refusing_newcomers() {
+        let rl = RateLimiter::with_capacity(1, 3);
+        let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(i));
+        let t = Instant::now();
+        let second = Duration::from_secs(1);
+        for i in 0..3 {
+            assert!(rl.allow(ip(i), t + second * i));
+            assert!(rl.exhausted(&ip(i), t + second * i));
+        }
+        // A newcomer is counted (and allowed), and the window that started first makes room.
+        assert!(rl.allow(ip(9), t + second * 3));
+        assert!(!rl.allow(ip(9), t + second * 3));
+        assert!(!rl.exhausted(&ip(0), t + second * 3));
+        assert!(rl.exhausted(&ip(1), t + second * 3));
+        assert!(rl.exhausted(&ip(2), t + second * 3));
+        assert!(rl.windows.lock().unwrap().len() <= 3);
+        // Ended windows go first, before any live one is evicted.
+        let later = t + WINDOW + second;
+        assert!(rl.allow(ip(10), later));
+        assert!(rl.exhausted(&ip(2), later));
+        assert!(rl.exhausted(&ip(9), later));
+    }
+
+    #[test]
+    fn the_default_table_holds_max_tracked_keys_and_never_refuses_a_newcomer() {
         let rl = RateLimiter::new(5);
         let t = Instant::now();
         for i in 0..MAX_TRACKED as u32 {
             assert!(rl.allow(IpAddr::from(std::net::Ipv4Addr::from(i)), t));
         }
-        let known = IpAddr::from(std::net::Ipv4Addr::from(7u32));
         let new: IpAddr = "2001:db8::1".parse().unwrap();
-        assert!(rl.allow(known, t));
-        assert!(rl.exhausted(new, t));
-        assert!(!rl.allow(new, t));
-        assert!(!rl.exhausted(new, t + WINDOW));
-        assert!(rl.allow(new, t + WINDOW));
-        assert!(rl.windows.lock().unwrap().len() <= MAX_TRACKED);
+        assert!(rl.allow(new, t));
+        assert_eq!(rl.windows.lock().unwrap().len(), MAX_TRACKED);
+    }
+
+    #[test]
+    fn keys_can_be_client_ids() {
+        let rl: RateLimiter<String> = RateLimiter::new(1);
+        let t = Instant::now();
+        assert!(rl.count_attempt("a".to_string(), t).is_some());
+        assert!(rl.count_attempt("a".to_string(), t).is_none());
+        assert!(rl.count_attempt("b".to_string(), t).is_some());
     }
 
     #[test]
@@ -153,9 +204,9 @@ mod tests {
         let first = rl.count_attempt(a, t).unwrap();
         let _second = rl.count_attempt(a, t).unwrap();
         assert!(rl.count_attempt(a, t).is_none());
-        assert!(rl.exhausted(a, t));
+        assert!(rl.exhausted(&a, t));
         rl.refund(first);
-        assert!(!rl.exhausted(a, t));
+        assert!(!rl.exhausted(&a, t));
         assert!(rl.count_attempt(a, t).is_some());
         assert!(rl.count_attempt(a, t).is_none());
         assert!(rl.count_attempt(a, t + WINDOW).is_some());
@@ -169,7 +220,7 @@ mod tests {
         let old = rl.count_attempt(a, t).unwrap();
         let _new = rl.count_attempt(a, t + WINDOW).unwrap();
         rl.refund(old);
-        assert!(rl.exhausted(a, t + WINDOW));
+        assert!(rl.exhausted(&a, t + WINDOW));
     }
 
     #[test]
@@ -177,12 +228,12 @@ mod tests {
         let rl = RateLimiter::new(2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let t = Instant::now();
-        assert!(!rl.exhausted(a, t));
+        assert!(!rl.exhausted(&a, t));
         rl.allow(a, t);
-        assert!(!rl.exhausted(a, t));
-        assert!(!rl.exhausted(a, t));
+        assert!(!rl.exhausted(&a, t));
+        assert!(!rl.exhausted(&a, t));
         rl.allow(a, t);
-        assert!(rl.exhausted(a, t));
-        assert!(!rl.exhausted(a, t + WINDOW));
+        assert!(rl.exhausted(&a, t));
+        assert!(!rl.exhausted(&a, t + WINDOW));
     }
 }

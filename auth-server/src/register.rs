@@ -1,17 +1,17 @@
 //! Dynamic client registration (RFC 7591), with strict redirect URI validation, size limits
 //! and a per-address rate limit. Generated secrets are stored as SHA-256 hashes.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
+use crate::client_address::{ClientAddress, rate_key};
 use crate::client_metadata::{self, Refused};
 use crate::config::{Config, Resource};
 use crate::error::{ErrorCode, OAuthError};
@@ -152,11 +152,14 @@ impl IntoResponse for Registered {
 
 async fn register(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Registered, OAuthError> {
-    if !state.registration_limiter.allow(peer.ip(), Instant::now()) {
+    if !state
+        .registration_limiter
+        .allow(rate_key(peer.ip()), Instant::now())
+    {
         return Err(OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many registrations from this address; try again in a minute",

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
+use crate::client_address::ClientAddress;
 use crate::config::Config;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::OAuthForm;
@@ -34,6 +35,7 @@ impl IntoResponse for Revoked {
 
 async fn revoke(
     State(state): State<AppState>,
+    peer: ClientAddress,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Revoked, OAuthError> {
@@ -42,7 +44,10 @@ async fn revoke(
         .map_err(OAuthError::invalid_request)?
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
         .to_string();
-    let client_id = state.clients().authenticate(&headers, &params).await?;
+    let client_id = state
+        .clients()
+        .authenticate(&headers, &params, peer.ip())
+        .await?;
     let hash = secrets::token_hash(&presented);
     let id = client_id.clone();
     let outcome = state

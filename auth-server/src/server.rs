@@ -72,11 +72,12 @@ pub async fn serve(
     } = listeners.into();
     let state = AppState::open(config)?;
     let cfg = state.config.clone();
+    let max_idle = state.config.registered_client_max_idle.as_secs() as i64;
     state
         .store
         .run(move |conn| {
             keyring::ensure_signing_key(conn, &cfg, time::now())?;
-            store::purge_expired(conn, time::now())
+            purge(conn, max_idle)
         })
         .await?;
     let purge_store = state.store.clone();
@@ -84,10 +85,7 @@ pub async fn serve(
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
         loop {
             tick.tick().await;
-            if let Err(e) = purge_store
-                .run(|c| store::purge_expired(c, time::now()))
-                .await
-            {
+            if let Err(e) = purge_store.run(move |c| purge(c, max_idle)).await {
                 tracing::warn!(error = %e, "purging expired rows failed");
             }
         }
@@ -122,6 +120,20 @@ pub async fn serve(
     purger.abort();
     provider_check.abort();
     result
+}
+
+/// Deletes what has expired, and registered clients unused for longer than `max_idle_secs`.
+fn purge(conn: &mut rusqlite::Connection, max_idle_secs: i64) -> Result<(), store::StoreError> {
+    let now = time::now();
+    store::purge_expired(conn, now)?;
+    let purged = store::purge_unused_clients(conn, now, max_idle_secs)?;
+    if purged > 0 {
+        tracing::info!(
+            clients = purged,
+            "deleted registered clients unused for too long"
+        );
+    }
+    Ok(())
 }
 
 /// The HTTP/1 connection settings that protect against slow or oversized request heads.

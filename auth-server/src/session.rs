@@ -16,12 +16,25 @@ use crate::error::AuthorizeError;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::store::{self, StoreError};
-use crate::{secrets, time};
+use crate::{csrf, secrets, time};
 
 /// Carries the login session id (only its SHA-256 hash is stored).
 pub const SESSION_COOKIE: &str = "mcp_as_session";
-/// Carries the browser's CSRF token, which every posted form must repeat.
+/// Carries the browser's pre-session CSRF token, which the sign-in form must repeat.
 pub const CSRF_COOKIE: &str = "mcp_as_csrf";
+/// Prefix of both cookie names when the issuer is https with no path: browsers then accept
+/// the cookie only if it is Secure, for path `/` and without a Domain, so no other host (a
+/// sibling subdomain) and no plain-http response can plant or overwrite it.
+const HOST_PREFIX: &str = "__Host-";
+
+/// The name `base` is sent under for this issuer.
+pub fn cookie_name(config: &Config, base: &str) -> String {
+    if config.issuer_is_https && config.issuer_path.is_empty() {
+        format!("{HOST_PREFIX}{base}")
+    } else {
+        base.to_string()
+    }
+}
 
 /// The cookies a request carries, in the order sent.
 pub struct Cookies(Vec<(String, String)>);
@@ -76,8 +89,30 @@ fn set_cookie(config: &Config, name: &str, value: &str, max_age_secs: i64) -> St
         .to_string()
 }
 
+/// The origin (`scheme://host[:port]`) of the issuer, the only one forms may be posted from.
+fn issuer_origin(config: &Config) -> String {
+    url::Url::parse(&config.issuer)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
+
 fn session_lifetime_secs(config: &Config) -> i64 {
     config.login_session_lifetime.as_secs() as i64
+}
+
+/// Every CSRF token this browser's forms may carry: the session-bound one when it sends a login
+/// session cookie, its pre-session cookie when it sends one. A pending sign-in at an identity
+/// provider is bound to the token its form carried, and its callback must come from a browser
+/// that still holds that token (a stale or expired session cookie counts as well: it is what
+/// the browser was shown the form with).
+pub fn browser_tokens(config: &Config, cookies: &Cookies) -> Vec<String> {
+    let bound = cookies
+        .get(&cookie_name(config, SESSION_COOKIE))
+        .map(csrf::session_bound_token);
+    let pre_session = cookies
+        .get(&cookie_name(config, CSRF_COOKIE))
+        .map(str::to_string);
+    bound.into_iter().chain(pre_session).collect()
 }
 
 /// The CSRF token of this browser: its cookie's value, or a fresh one with the cookie to set.
@@ -88,15 +123,28 @@ pub struct CsrfToken {
 }
 
 impl CsrfToken {
+    /// Bound to the browser's login session when it has one (see `csrf`), otherwise its
+    /// pre-session cookie, made if missing.
     pub fn for_browser(config: &Config, cookies: &Cookies) -> Result<Self, getrandom::Error> {
-        if let Some(value) = cookies.get(CSRF_COOKIE) {
+        if let Some(session) = cookies.get(&cookie_name(config, SESSION_COOKIE)) {
+            return Ok(CsrfToken {
+                value: csrf::session_bound_token(session),
+                set_cookie: None,
+            });
+        }
+        if let Some(value) = cookies.get(&cookie_name(config, CSRF_COOKIE)) {
             return Ok(CsrfToken {
                 value: value.to_string(),
                 set_cookie: None,
             });
         }
         let value = secrets::random_token()?;
-        let set_cookie = set_cookie(config, CSRF_COOKIE, &value, session_lifetime_secs(config));
+        let set_cookie = set_cookie(
+            config,
+            &cookie_name(config, CSRF_COOKIE),
+            &value,
+            session_lifetime_secs(config),
+        );
         Ok(CsrfToken {
             value,
             set_cookie: Some(set_cookie),
@@ -104,27 +152,45 @@ impl CsrfToken {
     }
 }
 
-/// A form posted by the browser it was shown to: its `csrf_token` field equals the browser's
-/// CSRF cookie. Anything else is refused with 403 before the form is looked at.
+/// A form posted by the browser it was shown to: posted from this server's origin (as far as
+/// the browser says), with the `csrf_token` that browser was given (see `csrf`). Anything else
+/// is refused with 403 before the form is looked at.
 pub struct CsrfCheckedForm {
     pub fields: Params,
     /// The checked token, repeated in any form shown in answer.
     pub csrf: String,
 }
 
-impl<S: Send + Sync> FromRequest<S> for CsrfCheckedForm {
+impl FromRequest<AppState> for CsrfCheckedForm {
     type Rejection = Response;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let config = &state.config;
+        if let Err(reason) = csrf::check_origin(request.headers(), &issuer_origin(config)) {
+            tracing::info!(%reason, "refused a cross-origin form post");
+            return Err(AuthorizeError::page(
+                StatusCode::FORBIDDEN,
+                "The form was not sent from this server's own page. Go back to the application and start again.",
+            )
+            .into_response());
+        }
         let cookies = Cookies::from_headers(request.headers());
         let body = Bytes::from_request(request, state)
             .await
             .map_err(IntoResponse::into_response)?;
         let fields = Params::parse(&body);
-        let csrf = match (cookies.get(CSRF_COOKIE), fields.single("csrf_token")) {
-            (Some(cookie), Ok(Some(field))) if secrets::constant_time_eq(cookie, field) => {
-                field.to_string()
-            }
+        let expected = csrf::Expected {
+            session_id: cookies.get(&cookie_name(config, SESSION_COOKIE)),
+            pre_session: cookies.get(&cookie_name(config, CSRF_COOKIE)),
+            // Signing in with the password form or at an identity provider: either may have
+            // been shown before a session existed.
+            is_sign_in: matches!(
+                fields.single("action"),
+                Ok(Some(action)) if action == "login" || action.starts_with("upstream:")
+            ),
+        };
+        let csrf = match fields.single("csrf_token") {
+            Ok(Some(field)) if csrf::token_fits(&expected, field) => field.to_string(),
             _ => {
                 return Err(AuthorizeError::page(
                     StatusCode::FORBIDDEN,
@@ -143,7 +209,7 @@ pub async fn signed_in_user(
     state: &AppState,
     cookies: &Cookies,
 ) -> Result<Option<String>, StoreError> {
-    let Some(session) = cookies.get(SESSION_COOKIE) else {
+    let Some(session) = cookies.get(&cookie_name(&state.config, SESSION_COOKIE)) else {
         return Ok(None);
     };
     let hash = secrets::token_hash(session);
@@ -167,7 +233,7 @@ pub async fn start(state: &AppState, username: &str) -> Result<String, Authorize
         .await?;
     Ok(set_cookie(
         &state.config,
-        SESSION_COOKIE,
+        &cookie_name(&state.config, SESSION_COOKIE),
         &session,
         lifetime,
     ))
@@ -185,4 +251,34 @@ pub async fn check_password(state: &AppState, username: &str, password: &str) ->
         .verify(hash, password.to_string())
         .await;
     ok && known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(issuer: &str) -> Config {
+        let text = format!(
+            "issuer = \"{issuer}\"\n[[resources]]\nurl = \"https://r.example/mcp\"\nscopes = [\"a\"]\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("/tmp"), Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn cookies_get_the_host_prefix_where_the_issuer_allows_it() {
+        let https = config("https://auth.example.com");
+        assert_eq!(cookie_name(&https, SESSION_COOKIE), "__Host-mcp_as_session");
+        let cookie = set_cookie(&https, &cookie_name(&https, CSRF_COOKIE), "v", 60);
+        assert!(cookie.starts_with("__Host-mcp_as_csrf=v"), "{cookie}");
+        assert!(
+            cookie.contains("Secure") && cookie.contains("Path=/"),
+            "{cookie}"
+        );
+        assert!(!cookie.contains("Domain"), "{cookie}");
+        // A path, or plain http, rules the prefix out.
+        let tenant = config("https://auth.example.com/tenant");
+        assert_eq!(cookie_name(&tenant, SESSION_COOKIE), SESSION_COOKIE);
+        let http = config("http://localhost:9000");
+        assert_eq!(cookie_name(&http, CSRF_COOKIE), CSRF_COOKIE);
+    }
 }

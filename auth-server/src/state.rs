@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use crate::cimd::Fetcher;
-use crate::clients::Clients;
+use crate::clients::{AuthFailureLimits, Clients};
 use crate::config::Config;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
-use crate::password_check::{MAX_CONCURRENT_CHECKS, PasswordChecker};
+use crate::password_check::{
+    MAX_CONCURRENT_CHECKS, MAX_CONCURRENT_CLIENT_SECRET_CHECKS, PasswordChecker,
+};
 use crate::ratelimit::RateLimiter;
 use crate::secrets;
 use crate::store::{Store, StoreError};
@@ -22,6 +24,8 @@ pub struct AppState {
     pub fetcher: Arc<Fetcher>,
     pub registration_limiter: Arc<RateLimiter>,
     pub login_limiter: Arc<RateLimiter>,
+    /// Failed client authentications at `/token` and `/revoke`, per address and per client.
+    pub client_auth_failures: Arc<AuthFailureLimits>,
     /// Verified against for unknown usernames (same cost as the configured hashes).
     pub dummy_password_hash: Arc<String>,
     /// Bounds concurrent argon2 verifications (logins and static client secrets).
@@ -53,8 +57,15 @@ impl AppState {
                 config.registration.rate_limit_per_minute,
             )),
             login_limiter: Arc::new(RateLimiter::new(config.login_failures_per_minute)),
+            client_auth_failures: Arc::new(AuthFailureLimits::new(
+                config.client_auth_failures_per_minute,
+                config.client_auth_failures_per_client_per_minute,
+            )),
             dummy_password_hash: Arc::new(dummy),
-            password_checker: PasswordChecker::new(MAX_CONCURRENT_CHECKS),
+            password_checker: PasswordChecker::new(
+                MAX_CONCURRENT_CHECKS,
+                MAX_CONCURRENT_CLIENT_SECRET_CHECKS,
+            ),
             metrics,
             upstream: Arc::new(
                 Upstream::new().map_err(|e| {
@@ -73,6 +84,7 @@ impl AppState {
             store: &self.store,
             fetcher: &self.fetcher,
             password_checker: &self.password_checker,
+            auth_failures: &self.client_auth_failures,
             metrics: &self.metrics,
         }
     }

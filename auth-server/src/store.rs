@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS clients (
     created_at INTEGER NOT NULL,
     allows_authorization_code INTEGER NOT NULL DEFAULT 1,
     application_type TEXT NOT NULL DEFAULT 'native',
-    scope TEXT
+    scope TEXT,
+    last_used_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
@@ -131,9 +132,12 @@ const ADDED_CLIENT_COLUMNS: &[(&str, &str)] = &[
     ("allows_authorization_code", "INTEGER NOT NULL DEFAULT 1"),
     ("application_type", "TEXT NOT NULL DEFAULT 'native'"),
     ("scope", "TEXT"),
+    ("last_used_at", "INTEGER"),
 ];
 
-/// Brings a database made by an earlier version up to the current schema.
+/// Brings a database made by an earlier version up to the current schema. Clients from before
+/// `last_used_at` was kept count as used when the column is added, so that none is purged as
+/// unused before it had the chance to be seen.
 fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
     let has_column = |conn: &Connection, column: &str| -> Result<bool, StoreError> {
         let mut columns = conn.prepare("SELECT name FROM pragma_table_info('clients')")?;
@@ -159,6 +163,10 @@ fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
             return Err(e.into());
         }
     }
+    conn.execute(
+        "UPDATE clients SET last_used_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE last_used_at IS NULL",
+        [],
+    )?;
     Ok(())
 }
 
@@ -316,8 +324,8 @@ pub fn insert_client(conn: &Connection, c: &RegisteredClient, now: i64) -> Resul
     let uris =
         serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.execute(
-        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at, allows_authorization_code, application_type, scope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at, allows_authorization_code, application_type, scope, last_used_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7)",
         params![c.client_id, c.client_name, uris, c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now, c.allows_authorization_code, c.application_type.as_str(), c.scope],
     )?;
     Ok(())
@@ -376,6 +384,58 @@ pub fn get_client(
         application_type,
         scope,
     }))
+}
+
+/// How stale a registered client's `last_used_at` may get before a use records the time again,
+/// so that busy clients do not write on every request.
+pub const CLIENT_USE_GRANULARITY_SECS: i64 = 60;
+
+/// A registered client looked up for an authorization or token request, which counts as a
+/// use: its `last_used_at` is brought up to `now`. Recording the use is best effort (a full
+/// disk must not turn a lookup into a failure); at worst the client looks a little older.
+pub fn use_client(
+    conn: &Connection,
+    client_id: &str,
+    now: i64,
+) -> Result<Option<RegisteredClient>, StoreError> {
+    let client = get_client(conn, client_id)?;
+    if client.is_some()
+        && let Err(e) = conn.execute(
+            "UPDATE clients SET last_used_at = ?1 WHERE client_id = ?2 AND (last_used_at IS NULL OR last_used_at <= ?1 - ?3)",
+            params![now, client_id, CLIENT_USE_GRANULARITY_SECS],
+        )
+    {
+        tracing::warn!(error = %e, "recording a client's use failed");
+    }
+    Ok(client)
+}
+
+/// Deletes registered clients unused (no authorization or token request) for longer than
+/// `max_idle_secs`, with everything issued to them: refresh families (and their tokens),
+/// codes and remembered consents. `0` keeps every client. Returns how many were deleted.
+pub fn purge_unused_clients(
+    conn: &mut Connection,
+    now: i64,
+    max_idle_secs: i64,
+) -> Result<usize, StoreError> {
+    if max_idle_secs <= 0 {
+        return Ok(0);
+    }
+    let cutoff = now - max_idle_secs;
+    let unused = "SELECT client_id FROM clients WHERE COALESCE(last_used_at, created_at) < ?1";
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for table in ["refresh_families", "authorization_codes", "consents"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE client_id IN ({unused})"),
+            [cutoff],
+        )?;
+    }
+    let deleted = tx.execute(
+        "DELETE FROM clients WHERE COALESCE(last_used_at, created_at) < ?1",
+        [cutoff],
+    )?;
+    tx.commit()?;
+    Ok(deleted)
 }
 
 // ---------------------------------------------------------------- sessions and consents
@@ -477,11 +537,13 @@ pub struct Family {
 }
 
 #[derive(Debug)]
-pub enum Redemption<E> {
-    /// The code was consumed; `refresh_token_issued` tells whether a refresh token was stored.
+pub enum Redemption<T, E> {
+    /// The code was consumed; `refresh_token_issued` tells whether a refresh token was stored,
+    /// `signed` is what `sign` made before the commit.
     Issued {
         grant: CodeGrant,
         refresh_token_issued: bool,
+        signed: T,
     },
     /// The binding check failed; the code was left unused.
     Rejected(E),
@@ -494,7 +556,11 @@ pub enum Redemption<E> {
 /// Consumes an authorization code atomically. `check` validates the binding (client, redirect
 /// URI, PKCE) before anything changes. On success a refresh family is created and, when the
 /// grant allows refresh, `refresh_hash` is stored as its first token, in the same transaction.
-pub fn redeem_code<E>(
+/// `sign` (the access token) runs inside that transaction, before the commit: when it fails,
+/// everything is rolled back and the code stays unused, so the client's retry is not taken for
+/// a replay.
+#[allow(clippy::too_many_arguments)]
+pub fn redeem_code<T, E>(
     conn: &mut Connection,
     code_hash: &str,
     family_id: &str,
@@ -502,7 +568,8 @@ pub fn redeem_code<E>(
     now: i64,
     family_expires_at: i64,
     check: impl FnOnce(&CodeGrant) -> Result<(), E>,
-) -> Result<Redemption<E>, StoreError> {
+    sign: impl FnOnce(&Connection, &CodeGrant) -> Result<T, E>,
+) -> Result<Redemption<T, E>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let row = tx
         .query_row(
@@ -561,11 +628,17 @@ pub fn redeem_code<E>(
             params![refresh_hash, family_id, now],
         )?;
     }
+    let signed = match sign(&tx, &grant) {
+        Ok(signed) => signed,
+        // Dropping the transaction rolls it back.
+        Err(e) => return Ok(Redemption::Rejected(e)),
+    };
     tx.commit()?;
     let refresh_token_issued = grant.allows_refresh;
     Ok(Redemption::Issued {
         grant,
         refresh_token_issued,
+        signed,
     })
 }
 
@@ -580,9 +653,10 @@ fn revoke_family_in(conn: &Connection, family_id: &str, now: i64) -> Result<(), 
 // ---------------------------------------------------------------- refresh tokens
 
 #[derive(Debug)]
-pub enum Rotation<E> {
-    Rotated(Family),
-    /// The request was refused by `check`; nothing changed.
+pub enum Rotation<T, E> {
+    /// Rotated, with what `sign` made before the commit.
+    Rotated(Family, T),
+    /// The request was refused by `check` or `sign` failed; nothing changed.
     Rejected(E),
     /// An already rotated token came back: the family is now revoked.
     Reused(Family),
@@ -620,14 +694,17 @@ fn find_refresh(conn: &Connection, token_hash: &str) -> Result<Option<RefreshRow
 }
 
 /// Rotates a refresh token atomically: the presented token is marked used and `new_hash`
-/// becomes the family's current token. Presenting a used token revokes the family.
-pub fn rotate_refresh<E>(
+/// becomes the family's current token. Presenting a used token revokes the family. `sign` runs
+/// before the commit; when it fails nothing changes, so the presented token stays usable
+/// rather than turning into a reused one.
+pub fn rotate_refresh<T, E>(
     conn: &mut Connection,
     token_hash: &str,
     new_hash: &str,
     now: i64,
     check: impl FnOnce(&Family) -> Result<(), E>,
-) -> Result<Rotation<E>, StoreError> {
+    sign: impl FnOnce(&Connection, &Family) -> Result<T, E>,
+) -> Result<Rotation<T, E>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let Some((family, revoked_at, used_at)) = find_refresh(&tx, token_hash)? else {
         return Ok(Rotation::Unknown);
@@ -657,8 +734,12 @@ pub fn rotate_refresh<E>(
         "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?1, ?2, ?3)",
         params![new_hash, family.family_id, now],
     )?;
+    let signed = match sign(&tx, &family) {
+        Ok(signed) => signed,
+        Err(e) => return Ok(Rotation::Rejected(e)),
+    };
     tx.commit()?;
-    Ok(Rotation::Rotated(family))
+    Ok(Rotation::Rotated(family, signed))
 }
 
 #[derive(Debug)]
@@ -746,6 +827,153 @@ mod tests {
         assert_eq!(left, 0);
     }
 
+    fn grant() -> CodeGrant {
+        CodeGrant {
+            client_id: "c".into(),
+            redirect_uri: "https://a.example/cb".into(),
+            code_challenge: "x".into(),
+            scope: "mcp:tools".into(),
+            resource: "https://r.example/mcp".into(),
+            username: "demo".into(),
+            allows_refresh: true,
+        }
+    }
+
+    fn accept<T>(_: &T) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn fail_to_sign<T>(_: &Connection, _: &T) -> Result<String, String> {
+        Err("signing failed".into())
+    }
+
+    fn sign<T>(_: &Connection, _: &T) -> Result<String, String> {
+        Ok("signed".into())
+    }
+
+    #[test]
+    fn a_code_whose_token_could_not_be_signed_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("sign.sqlite")).unwrap();
+        insert_code(&conn, "code", &grant(), 1000).unwrap();
+        let failed = redeem_code(
+            &mut conn,
+            "code",
+            "f1",
+            "r1",
+            100,
+            2000,
+            accept,
+            fail_to_sign,
+        )
+        .unwrap();
+        assert!(matches!(failed, Redemption::Rejected(e) if e == "signing failed"));
+        // Nothing was kept: no family, no refresh token, and the retry is not a replay.
+        let families: i64 = conn
+            .query_row("SELECT COUNT(*) FROM refresh_families", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(families, 0);
+        let retried = redeem_code(&mut conn, "code", "f2", "r2", 101, 2000, accept, sign).unwrap();
+        assert!(matches!(retried, Redemption::Issued { signed, .. } if signed == "signed"));
+        assert!(find_refresh(&conn, "r1").unwrap().is_none());
+        let (family, revoked, used) = find_refresh(&conn, "r2").unwrap().unwrap();
+        assert_eq!(
+            (family.family_id.as_str(), revoked, used),
+            ("f2", None, None)
+        );
+    }
+
+    #[test]
+    fn a_refresh_token_whose_access_token_could_not_be_signed_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("rotate.sqlite")).unwrap();
+        insert_code(&conn, "code", &grant(), 1000).unwrap();
+        redeem_code(&mut conn, "code", "f", "r1", 100, 2000, accept, sign).unwrap();
+        let failed = rotate_refresh(&mut conn, "r1", "r2", 101, accept, fail_to_sign).unwrap();
+        assert!(matches!(failed, Rotation::Rejected(e) if e == "signing failed"));
+        assert!(find_refresh(&conn, "r2").unwrap().is_none());
+        // The retry rotates: it is not taken for reuse, and the family is not revoked.
+        let retried = rotate_refresh(&mut conn, "r1", "r3", 102, accept, sign).unwrap();
+        assert!(matches!(retried, Rotation::Rotated(_, signed) if signed == "signed"));
+        let (_, revoked, used) = find_refresh(&conn, "r3").unwrap().unwrap();
+        assert_eq!((revoked, used), (None, None));
+    }
+
+    fn registered(id: &str) -> RegisteredClient {
+        RegisteredClient {
+            client_id: id.into(),
+            client_name: None,
+            redirect_uris: vec!["https://a.example/cb".into()],
+            secret_hash: None,
+            auth_method: AuthMethod::None,
+            allows_authorization_code: true,
+            allows_refresh: true,
+            application_type: ApplicationType::Web,
+            scope: None,
+        }
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn clients_unused_for_too_long_are_purged_with_their_grants() {
+        const DAY: i64 = 86_400;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("idle.sqlite")).unwrap();
+        insert_client(&conn, &registered("idle"), 0).unwrap();
+        insert_client(&conn, &registered("used"), 0).unwrap();
+        insert_client(&conn, &registered("new"), 80 * DAY).unwrap();
+        // "used" is seen at /authorize or /token on day 50; "idle" never again.
+        assert!(use_client(&conn, "used", 50 * DAY).unwrap().is_some());
+        for client in ["idle", "used"] {
+            let mut g = grant();
+            g.client_id = client.into();
+            let code = format!("code-{client}");
+            insert_code(&conn, &code, &g, 200 * DAY).unwrap();
+            let (family, refresh) = (format!("f-{client}"), format!("r-{client}"));
+            redeem_code(
+                &mut conn,
+                &code,
+                &family,
+                &refresh,
+                1,
+                300 * DAY,
+                accept,
+                sign,
+            )
+            .unwrap();
+            insert_consent(
+                &conn,
+                &ConsentKey {
+                    username: "demo".into(),
+                    client_id: client.into(),
+                    redirect_uri: "https://a.example/cb".into(),
+                    scope: "mcp:tools".into(),
+                    resource: "https://r.example/mcp".into(),
+                },
+                1,
+            )
+            .unwrap();
+        }
+        assert_eq!(purge_unused_clients(&mut conn, 100 * DAY, 0).unwrap(), 0);
+        assert_eq!(
+            purge_unused_clients(&mut conn, 100 * DAY, 90 * DAY).unwrap(),
+            1
+        );
+        assert!(get_client(&conn, "idle").unwrap().is_none());
+        assert!(get_client(&conn, "used").unwrap().is_some());
+        assert!(get_client(&conn, "new").unwrap().is_some());
+        assert!(find_refresh(&conn, "r-idle").unwrap().is_none());
+        assert!(find_refresh(&conn, "r-used").unwrap().is_some());
+        for table in ["refresh_families", "authorization_codes", "consents"] {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE client_id = 'idle'");
+            assert_eq!(count(&conn, &sql), 0, "{table}");
+        }
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM refresh_tokens"), 1);
+    }
+
     #[test]
     fn clients_registered_before_the_code_grant_was_stored_keep_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -767,6 +995,15 @@ mod tests {
         assert_eq!(client.scope, None);
         // Opening again finds the column in place.
         drop(conn);
-        assert!(open_connection(&path).is_ok());
+        let conn = open_connection(&path).unwrap();
+        // Counted as used when the column was added, so not purged as unused at once.
+        let last_used: i64 = conn
+            .query_row(
+                "SELECT last_used_at FROM clients WHERE client_id = 'old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(last_used > 1_700_000_000, "{last_used}");
     }
 }

@@ -1,21 +1,25 @@
 //! The token endpoint: `authorization_code` (PKCE, single use, replay revokes the family) and
 //! `refresh_token` (rotation, reuse detection, scope narrowing). Access tokens follow RFC 9068.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jwt_simple::prelude::{Claims, Duration};
+use rusqlite::Connection;
 
+use crate::client_address::ClientAddress;
 use crate::config::{Config, Resource};
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::OAuthForm;
-use crate::keys::AccessClaims;
+use crate::keys::{AccessClaims, KeyPair};
 use crate::oauth::GrantType;
 use crate::params::Params;
 use crate::state::AppState;
-use crate::store::{self, Redemption, Rotation};
+use crate::store::{self, Family, Redemption, Rotation};
 use crate::{audit, pkce, resource, secrets, time};
 
 pub fn routes(config: &Config) -> Router<AppState> {
@@ -97,70 +101,95 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
 }
 
 /// What an access token is issued for.
-struct Grant<'a> {
+struct Grant {
     grant_type: GrantType,
-    client_id: &'a str,
-    username: &'a str,
+    client_id: String,
+    username: String,
     scope: String,
-    resource: &'a str,
+    resource: String,
 }
 
-/// Signs the access token of `grant`, records the issuance (audit event, metric) and builds the
+/// What signing an access token needs, gathered before the transaction that consumes the code
+/// or rotates the refresh token, so that the token is signed inside that transaction and a
+/// failure to sign leaves the code or refresh token usable.
+struct Signer {
+    key: Arc<KeyPair>,
+    jti: String,
+    issuer: String,
+    lifetime_secs: u64,
+    config: Arc<Config>,
+}
+
+impl Signer {
+    async fn prepare(state: &AppState) -> Result<Self, OAuthError> {
+        Ok(Signer {
+            key: state.keyring.signing_key(time::now()).await?,
+            jti: secrets::random_token()?,
+            issuer: state.config.issuer.clone(),
+            lifetime_secs: state.config.access_token_lifetime.as_secs(),
+            config: state.config.clone(),
+        })
+    }
+
+    /// The signed RFC 9068 access token of `grant`, with the upstream claims copied for a
+    /// federated person (read in the same transaction that consumes the code or rotates the
+    /// refresh token).
+    fn sign(&self, conn: &Connection, grant: &Grant) -> Result<String, OAuthError> {
+        let upstream = copied_claims(conn, &self.config, &grant.username)?;
+        let claims = Claims::with_custom_claims(
+            AccessClaims {
+                client_id: grant.client_id.clone(),
+                scope: grant.scope.clone(),
+                upstream,
+            },
+            Duration::from_secs(self.lifetime_secs),
+        )
+        .with_issuer(&self.issuer)
+        .with_subject(&grant.username)
+        .with_audience(&grant.resource)
+        .with_jwt_id(&self.jti);
+        self.key.sign(claims).map_err(OAuthError::server_error)
+    }
+}
+
+/// Records an access token that was signed and committed (audit event, metric) and builds the
 /// response, with `refresh_token` when one was stored.
-async fn issue(
+fn issued(
     state: &AppState,
-    grant: Grant<'_>,
+    jti: &str,
+    grant: Grant,
+    access_token: String,
     refresh_token: Option<String>,
-) -> Result<Issued, OAuthError> {
-    let now = time::now();
-    let key = state.keyring.signing_key(now).await?;
-    let jti = secrets::random_token()?;
-    let upstream = copied_claims(state, grant.username).await?;
-    let claims = Claims::with_custom_claims(
-        AccessClaims {
-            client_id: grant.client_id.to_string(),
-            scope: grant.scope.clone(),
-            upstream,
-        },
-        Duration::from_secs(state.config.access_token_lifetime.as_secs()),
-    )
-    .with_issuer(&state.config.issuer)
-    .with_subject(grant.username)
-    .with_audience(grant.resource)
-    .with_jwt_id(&jti);
-    let access_token = key.sign(claims).map_err(OAuthError::server_error)?;
+) -> Issued {
     audit::token_issued(
         grant.grant_type.as_str(),
-        grant.client_id,
-        grant.username,
-        grant.resource,
+        &grant.client_id,
+        &grant.username,
+        &grant.resource,
         &grant.scope,
-        &jti,
+        jti,
         refresh_token.is_some(),
     );
     state.metrics.token_issued(grant.grant_type.as_str());
-    Ok(Issued {
+    Issued {
         access_token,
         expires_in: state.config.access_token_lifetime.as_secs(),
         scope: grant.scope,
         refresh_token,
-    })
+    }
 }
 
 /// The claims a federated person's provider sent at their latest sign-in that the provider's
 /// `copy_claims` names (none for local users).
-async fn copied_claims(
-    state: &AppState,
+fn copied_claims(
+    conn: &Connection,
+    config: &Config,
     subject: &str,
 ) -> Result<serde_json::Map<String, serde_json::Value>, OAuthError> {
-    let Some(provider) = crate::identity::provider_of(&state.config, subject) else {
+    let Some(provider) = crate::identity::provider_of(config, subject) else {
         return Ok(serde_json::Map::new());
     };
-    let key = subject.to_string();
-    let who = state
-        .store
-        .run(move |conn| crate::upstream_store::identity(conn, &key))
-        .await?;
+    let who = crate::upstream_store::identity(conn, subject)?;
     // Only what the configuration still names: removing a claim from `copy_claims` takes
     // effect at once, not at the person's next sign-in.
     Ok(who
@@ -200,6 +229,7 @@ impl IntoResponse for Issued {
 
 async fn token(
     State(state): State<AppState>,
+    peer: ClientAddress,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Issued, OAuthError> {
@@ -210,7 +240,10 @@ async fn token(
             format!("grant_type `{name}` is not supported"),
         )
     })?;
-    let client_id = state.clients().authenticate(&headers, &params).await?;
+    let client_id = state
+        .clients()
+        .authenticate(&headers, &params, peer.ip())
+        .await?;
     if !state
         .clients()
         .registered_for(&client_id, grant_type)
@@ -258,6 +291,8 @@ async fn authorization_code(
     let family_expires = now + state.config.refresh_token_lifetime.as_secs() as i64;
     let authenticated = client_id.clone();
     let config = state.config.clone();
+    let signer = Signer::prepare(state).await?;
+    let jti = signer.jti.clone();
     let outcome = state
         .store
         .run(move |conn| {
@@ -294,23 +329,32 @@ async fn authorization_code(
                     }
                     check_still_configured(&config, &g.username, &g.resource, &g.scope)
                 },
+                |conn, g| {
+                    let grant = Grant {
+                        grant_type: GrantType::AuthorizationCode,
+                        client_id: g.client_id.clone(),
+                        username: g.username.clone(),
+                        scope: g.scope.clone(),
+                        resource: g.resource.clone(),
+                    };
+                    let access_token = signer.sign(conn, &grant)?;
+                    Ok((grant, access_token))
+                },
             )
         })
         .await?;
     match outcome {
         Redemption::Issued {
-            grant,
             refresh_token_issued,
-        } => {
-            let granted = Grant {
-                grant_type: GrantType::AuthorizationCode,
-                client_id: &client_id,
-                username: &grant.username,
-                scope: grant.scope.clone(),
-                resource: &grant.resource,
-            };
-            issue(state, granted, refresh_token_issued.then_some(refresh)).await
-        }
+            signed: (grant, access_token),
+            ..
+        } => Ok(issued(
+            state,
+            &jti,
+            grant,
+            access_token,
+            refresh_token_issued.then_some(refresh),
+        )),
         Redemption::Rejected(e) => Err(e),
         Redemption::Replayed => {
             audit::authorization_code_replayed(&client_id);
@@ -343,11 +387,12 @@ async fn refresh_token(
     let authenticated = client_id.clone();
     let config = state.config.clone();
     let check_params = params.clone();
-    let scope_for_check = requested_scope.clone();
+    let signer = Signer::prepare(state).await?;
+    let jti = signer.jti.clone();
     let outcome = state
         .store
         .run(move |conn| {
-            store::rotate_refresh(conn, &token_hash, &new_hash, now, |f| {
+            let check = |f: &Family| {
                 if f.client_id != authenticated {
                     return Err(OAuthError::invalid_grant(
                         "the refresh token was issued to another client",
@@ -355,27 +400,27 @@ async fn refresh_token(
                 }
                 check_resource(&config.resources, &check_params, &f.resource)?;
                 check_still_configured(&config, &f.username, &f.resource, &f.scope)?;
-                narrowed(&config, &f.resource, &f.scope, scope_for_check.as_deref())?;
+                narrowed(&config, &f.resource, &f.scope, requested_scope.as_deref())?;
                 Ok(())
-            })
+            };
+            let sign = |conn: &Connection, f: &Family| {
+                let scopes = narrowed(&config, &f.resource, &f.scope, requested_scope.as_deref())?;
+                let grant = Grant {
+                    grant_type: GrantType::RefreshToken,
+                    client_id: f.client_id.clone(),
+                    username: f.username.clone(),
+                    scope: resource::join(&scopes),
+                    resource: f.resource.clone(),
+                };
+                let access_token = signer.sign(conn, &grant)?;
+                Ok((grant, access_token))
+            };
+            store::rotate_refresh(conn, &token_hash, &new_hash, now, check, sign)
         })
         .await?;
     match outcome {
-        Rotation::Rotated(family) => {
-            let scopes = narrowed(
-                &state.config,
-                &family.resource,
-                &family.scope,
-                requested_scope.as_deref(),
-            )?;
-            let granted = Grant {
-                grant_type: GrantType::RefreshToken,
-                client_id: &client_id,
-                username: &family.username,
-                scope: resource::join(&scopes),
-                resource: &family.resource,
-            };
-            issue(state, granted, Some(new_refresh)).await
+        Rotation::Rotated(_, (grant, access_token)) => {
+            Ok(issued(state, &jti, grant, access_token, Some(new_refresh)))
         }
         Rotation::Rejected(e) => Err(e),
         Rotation::Reused(family) => {

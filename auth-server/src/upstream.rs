@@ -34,7 +34,7 @@ use crate::identity::{self, UpstreamIdentity};
 use crate::idp::{AssertionKey, ClientAuth, IdentityProvider};
 use crate::params::Params;
 use crate::policy::{self, SignInRefusal};
-use crate::session::{self, CSRF_COOKIE, Cookies};
+use crate::session::{self, Cookies};
 use crate::state::AppState;
 use crate::upstream_store::{self as ustore, Flow};
 use crate::{audit, pages, secrets, time};
@@ -486,8 +486,10 @@ async fn take_flow(
             "the state belongs to a sign-in at another provider",
         ));
     }
-    let browser = cookies.get(CSRF_COOKIE).map(secrets::token_hash);
-    if !browser.is_some_and(|b| secrets::constant_time_eq(&b, &flow.browser_hash)) {
+    let same_browser = session::browser_tokens(&state.config, cookies)
+        .iter()
+        .any(|token| secrets::constant_time_eq(&secrets::token_hash(token), &flow.browser_hash));
+    if !same_browser {
         return Err(Failure::UnknownFlow(
             "the sign-in was started in another browser",
         ));

@@ -524,13 +524,15 @@ async fn login_issues_a_fresh_session_id_and_a_planted_one_grants_nothing() {
         .send()
         .await
         .unwrap();
-    let csrf = set_cookie(&resp, "mcp_as_csrf").expect("csrf cookie");
+    // The sign-in form's CSRF token is bound to the session cookie the browser sent (even a
+    // planted one: it stands in for the pre-session cookie), so no CSRF cookie is needed.
+    assert_eq!(set_cookie(&resp, "mcp_as_csrf"), None);
     let html = resp.text().await.unwrap();
     assert!(
         html.contains("name=\"password\""),
         "a planted id is no session"
     );
-    let cookies = format!("{planted}; mcp_as_csrf={csrf}");
+    let cookies = planted.to_string();
     let mut fields = form_fields(&html);
     fields.extend(DEMO_SIGN_IN.map(|(k, v)| (k.to_string(), v.to_string())));
     let resp = client
@@ -554,10 +556,7 @@ async fn login_issues_a_fresh_session_id_and_a_planted_one_grants_nothing() {
     assert!(again.text().await.unwrap().contains("name=\"password\""));
     let signed_in = client
         .get(&url)
-        .header(
-            "cookie",
-            format!("mcp_as_session={session}; mcp_as_csrf={csrf}"),
-        )
+        .header("cookie", format!("mcp_as_session={session}"))
         .send()
         .await
         .unwrap();

@@ -691,3 +691,41 @@ async fn a_client_registered_without_the_refresh_grant_cannot_use_it() {
         "unauthorized_client",
     );
 }
+
+/// Makes the signing key unusable (no key is active) or usable again, from outside the server.
+fn shift_signing_keys(server: &TestServer, by_secs: i64) {
+    let conn = rusqlite::Connection::open(server.db_path()).unwrap();
+    conn.execute(
+        "UPDATE signing_keys SET active_from = active_from + ?1",
+        [by_secs],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_failure_to_sign_leaves_the_code_and_the_refresh_token_usable() {
+    const FAR: i64 = 100 * 365 * 86_400;
+    let server = TestServer::start().await;
+    let b = browser();
+    let p = pkce();
+    let code = get_code(&b, &server, &p).await;
+    shift_signing_keys(&server, FAR);
+    let (status, body) = json(redeem(&server, &code, &p.verifier).await).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    shift_signing_keys(&server, -FAR);
+    // The retry is served: the failed attempt consumed nothing, so it is no replay.
+    let (status, first) = json(redeem(&server, &code, &p.verifier).await).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let r0 = first["refresh_token"].as_str().unwrap().to_string();
+
+    shift_signing_keys(&server, FAR);
+    let (status, body) = json(refresh(&server, &r0, &[]).await).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    shift_signing_keys(&server, -FAR);
+    // Not taken for reuse: the same token rotates, and the family lives on.
+    let (status, t1) = json(refresh(&server, &r0, &[]).await).await;
+    assert_eq!(status, StatusCode::OK, "{t1}");
+    let (status, t2) =
+        json(refresh(&server, t1["refresh_token"].as_str().unwrap(), &[]).await).await;
+    assert_eq!(status, StatusCode::OK, "{t2}");
+}
