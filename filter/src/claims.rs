@@ -227,10 +227,10 @@ fn parse<T>(
 where
     for<'a, 'de> ObjectSeed<'a, T>: DeserializeSeed<'de, Value = T>,
 {
-    // Validated once here so that skipped strings are held to the same rule as read ones.
-    let text = std::str::from_utf8(bytes).map_err(|_| not_object)?;
+    // Every string, read or skipped, goes through the parser's string decoding (which checks
+    // UTF-8); outside strings only ASCII is valid JSON.
     let duplicate = Cell::new(false);
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     let seed = ObjectSeed {
         target,
         duplicate: &duplicate,
