@@ -37,6 +37,8 @@ pub const HIT_LIMIT_TO_FLOOR: f64 = 1.05;
 pub const MISS_LIMIT_EC: f64 = 1.0;
 /// The same for RS256 (public-key operation with a 2048-bit modulus in 32-bit wasm arithmetic).
 pub const MISS_LIMIT_RSA: f64 = 1.75;
+/// Startup to the first 200: below this multiple of the no-op filter's.
+pub const STARTUP_LIMIT_TO_NOOP: f64 = 1.5;
 
 impl Kind {
     pub fn label(self) -> String {
