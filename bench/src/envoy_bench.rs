@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::envoy_config::{self, Auth, PATH, Wasm};
 use crate::report::{CellResult, Kind, Sample};
-use crate::tokens::{Alg, Keys};
+use crate::tokens::{Alg, Keys, LONG_TOKEN_BYTES};
 use crate::{Plan, Prereqs, http, procfs, wrk};
 
 /// Slots of the filter's token cache in the cache-hit cells (the filter's default).
@@ -233,6 +233,13 @@ pub fn cells() -> Vec<(Kind, Auth)> {
             ));
         }
     }
+    cells.push((
+        Kind::FilterLongToken,
+        Auth::Filter {
+            alg: Alg::EdDsa,
+            cache_entries: HIT_CACHE_ENTRIES,
+        },
+    ));
     cells
 }
 
@@ -243,6 +250,7 @@ fn token_file(kind: Kind, files: &TokenFiles, run: u32) -> &Path {
         Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => files.pick(Alg::EdDsa, true, run),
         Kind::JwtAuthn { alg, cache } => files.pick(alg, cache, run),
         Kind::Filter { alg, hit } => files.pick(alg, hit, run),
+        Kind::FilterLongToken => &files.long,
     }
 }
 
@@ -262,6 +270,8 @@ struct AlgTokens {
 }
 
 struct TokenFiles {
+    /// One reused EdDSA token of `LONG_TOKEN_BYTES`.
+    long: PathBuf,
     eddsa: AlgTokens,
     es256: AlgTokens,
     rs256: AlgTokens,
@@ -317,7 +327,11 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
             probe: probe.clone(),
         })
     };
+    let long = dir.join("one-long.txt");
+    let long_token = keys.long_token(Alg::EdDsa, now, LONG_TOKEN_BYTES);
+    std::fs::write(&long, format!("{long_token}\n")).map_err(|e| e.to_string())?;
     Ok(TokenFiles {
+        long,
         eddsa: write(Alg::EdDsa)?,
         es256: write(Alg::Es256)?,
         rs256: write(Alg::Rs256)?,
@@ -327,7 +341,7 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
 fn cell_alg(kind: Kind) -> Alg {
     match kind {
         Kind::JwtAuthn { alg, .. } | Kind::Filter { alg, .. } => alg,
-        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => Alg::EdDsa,
+        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm | Kind::FilterLongToken => Alg::EdDsa,
     }
 }
 
@@ -432,7 +446,7 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
 
     let mut rss_kib = Vec::new();
     for (result, envoy) in results.iter_mut().zip(&envoys) {
-        if matches!(result.kind, Kind::Filter { .. }) {
+        if matches!(result.kind, Kind::Filter { .. } | Kind::FilterLongToken) {
             let stats = envoy.stats()?;
             result.cache_hits_misses = Some((
                 stat(&stats, "wasmcustom.mcp_auth.cache.hit"),
@@ -611,7 +625,7 @@ mod tests {
     #[test]
     fn every_filter_row_has_its_jwt_authn_counterpart_among_the_cells() {
         let kinds: Vec<Kind> = cells().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(kinds.len(), 15);
+        assert_eq!(kinds.len(), 16);
         assert!(kinds.contains(&Kind::NoopWasm) && kinds.contains(&Kind::FloorWasm));
         for k in &kinds {
             if let Some(jwt) = k.jwt_counterpart() {

@@ -16,6 +16,8 @@ pub const AUDIENCE: &str = "http://localhost:10000/mcp";
 pub const SCOPE: &str = "mcp:tools";
 /// Token lifetime: long enough for the longest run.
 const LIFETIME_SECS: u64 = 4 * 3600;
+/// Length of the token of the long-token cache-hit row, in bytes.
+pub const LONG_TOKEN_BYTES: usize = 2048;
 
 /// The signing algorithms the filter supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +80,25 @@ impl Keys {
 
     /// A signed compact JWS access token; `serial` makes `jti` (and so the token) distinct.
     pub fn token(&self, alg: Alg, serial: u64, now_unix: u64) -> String {
-        let claims = json!({
+        self.key(alg).jwt(&Self::claims(alg, serial, now_unix))
+    }
+
+    /// A token like [`Keys::token`] (serial 0, never among [`Keys::tokens`]) of about `len`
+    /// bytes: an extra claim `pad`, which nothing reads, makes up the difference.
+    pub fn long_token(&self, alg: Alg, now_unix: u64, len: usize) -> String {
+        let short = self.token(alg, 0, now_unix);
+        // The claim adds `,"pad":""` (9 bytes) and its value to the payload, 4 base64url
+        // characters per 3 bytes.
+        let pad = (len.saturating_sub(short.len()) * 3 / 4).saturating_sub(9);
+        let mut claims = Self::claims(alg, 0, now_unix);
+        if let Some(map) = claims.as_object_mut() {
+            map.insert("pad".into(), Value::String("p".repeat(pad)));
+        }
+        self.key(alg).jwt(&claims)
+    }
+
+    fn claims(alg: Alg, serial: u64, now_unix: u64) -> Value {
+        json!({
             "iss": ISSUER,
             "sub": "bench-user",
             "aud": AUDIENCE,
@@ -87,8 +107,7 @@ impl Keys {
             "iat": now_unix,
             "exp": now_unix + LIFETIME_SECS,
             "jti": format!("bench-{}-{serial}", alg.jose()),
-        });
-        self.key(alg).jwt(&claims)
+        })
     }
 
     /// `count` distinct tokens (serials `1..=count`).
@@ -145,6 +164,19 @@ mod tests {
                 }
             };
             assert!(ok, "{alg:?} signature verifies");
+        }
+    }
+
+    #[test]
+    fn the_long_token_has_the_asked_length_and_the_same_claims_plus_pad() {
+        let keys = Keys::fixed();
+        for alg in Alg::ALL {
+            let token = keys.long_token(alg, 1_800_000_000, 2048);
+            assert!((2040..=2056).contains(&token.len()), "{}", token.len());
+            let (_, claims, _) = split(&token);
+            assert_eq!(claims["sub"], "bench-user");
+            assert!(claims["pad"].as_str().is_some_and(|p| p.len() > 1000));
+            assert_ne!(token, keys.token(alg, 1, 1_800_000_000));
         }
     }
 

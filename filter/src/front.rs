@@ -387,7 +387,7 @@ pub fn verify_token<'k>(
     let Some(res) = cfg.resources.get(resource) else {
         return invalid(TokenError::IssMismatch);
     };
-    let jwt = match token::decode(token) {
+    let jwt = match token::decode(token, &cfg.identity_headers) {
         Ok(j) => j,
         Err(e) => return invalid(e),
     };
@@ -412,7 +412,7 @@ pub fn verify_token<'k>(
         skew: cfg.clock_skew,
     };
     match jwt.verify(key_set, &expect) {
-        Ok(verified) => match Identity::from_token(&cfg.identity_headers, issuer_idx, &verified) {
+        Ok(verified) => match Identity::from_token(&cfg.identity_headers, issuer_idx, verified) {
             Ok(id) => TokenOutcome::Verified(Rc::new(id)),
             Err(e) => invalid(e),
         },

@@ -1,7 +1,6 @@
 //! The verified identity passed upstream: which claims become which headers.
 
-use serde_json::Value;
-
+use crate::claims::Loose;
 use crate::config::IdentityHeader;
 use crate::jwks::KeyFingerprint;
 use crate::token::{TokenError, VerifiedToken};
@@ -28,20 +27,6 @@ pub struct Identity {
     pub client_id: Option<String>,
 }
 
-fn render_claim(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str())
-            .collect::<Option<Vec<_>>>()
-            .map(|parts| parts.join(" ")),
-        Value::Null | Value::Object(_) => None,
-    }
-}
-
 fn header_safe(s: &str) -> bool {
     s.len() <= MAX_HEADER_VALUE
         && s.bytes().all(|b| (0x20..0x7f).contains(&b))
@@ -51,18 +36,22 @@ fn header_safe(s: &str) -> bool {
 
 impl Identity {
     /// Extracts the configured claims of a token `issuer` (configuration index) signed; a claim
-    /// value that cannot be a header value fails closed.
+    /// value that cannot be a header value fails closed. The token must have been decoded with
+    /// the same `headers` (`token::decode`), which chose the claims it kept.
     pub fn from_token(
         headers: &[IdentityHeader],
         issuer: usize,
-        token: &VerifiedToken,
+        token: VerifiedToken,
     ) -> Result<Identity, TokenError> {
         let mut header_values = Vec::with_capacity(headers.len());
-        for h in headers {
+        for (i, h) in headers.iter().enumerate() {
             let value = if h.claim == "scope" {
                 Some(token.scopes.join(" ")).filter(|s| !s.is_empty())
             } else {
-                token.claims.get(&h.claim).and_then(render_claim)
+                token
+                    .claims
+                    .identity_claim(headers, i)
+                    .and_then(Loose::render)
             };
             if let Some(v) = &value
                 && !header_safe(v)
@@ -71,21 +60,18 @@ impl Identity {
             }
             header_values.push(value);
         }
-        let string_claim = |name: &str| {
-            token
-                .claims
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_string)
+        let string_claim = |claim: Option<Loose>| match claim {
+            Some(Loose::Str(s)) => Some(s),
+            _ => None,
         };
         Ok(Identity {
             exp: token.exp,
             issuer,
             key: token.key,
-            scopes: token.scopes.clone(),
+            scopes: token.scopes,
             header_values,
-            subject: string_claim("sub"),
-            client_id: string_claim("client_id"),
+            subject: string_claim(token.claims.sub),
+            client_id: string_claim(token.claims.client_id),
         })
     }
 }
@@ -113,7 +99,8 @@ mod tests {
 
     fn token(claims: serde_json::Value, scopes: &[&str]) -> VerifiedToken {
         VerifiedToken {
-            claims: claims.as_object().expect("object").clone(),
+            claims: crate::claims::parse_claims(claims.to_string().as_bytes(), &headers())
+                .expect("claims"),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             exp: 99,
             key: [5; 16],
@@ -126,7 +113,7 @@ mod tests {
             json!({"sub": "alice", "client_id": "c1", "groups": ["a", "b"], "n": 5}),
             &["mcp:tools", "x"],
         );
-        let id = Identity::from_token(&headers(), 2, &t).expect("valid");
+        let id = Identity::from_token(&headers(), 2, t).expect("valid");
         assert_eq!(
             id.header_values,
             [
@@ -148,7 +135,7 @@ mod tests {
     #[test]
     fn absent_or_structured_claims_set_no_header() {
         let t = token(json!({"sub": {"nested": 1}, "groups": [1, 2]}), &[]);
-        let id = Identity::from_token(&headers(), 2, &t).expect("valid");
+        let id = Identity::from_token(&headers(), 2, t).expect("valid");
         assert!(id.header_values.iter().all(Option::is_none));
     }
 
@@ -157,7 +144,7 @@ mod tests {
         for bad in ["alice\r\nx-admin: 1", "caf\u{e9}", " padded", "a\u{0}b"] {
             let t = token(json!({"sub": bad}), &[]);
             assert_eq!(
-                Identity::from_token(&headers(), 2, &t),
+                Identity::from_token(&headers(), 2, t),
                 Err(TokenError::IdentityClaim),
                 "{bad:?}"
             );

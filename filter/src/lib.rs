@@ -2,7 +2,7 @@
 //!
 //! Pure modules (no host calls, unit-tested natively): [`config`] with [`resource`] and
 //! [`issuer`], [`routing`], [`metadata`], [`response`], [`token`], [`jwks`], [`keys`],
-//! [`mcp_request`], [`policy`], [`cors`], [`cache`], [`identity`], [`front`] (the decisions on
+//! [`claims`], [`mcp_request`], [`policy`], [`cors`], [`cache`], [`identity`], [`front`] (the decisions on
 //! one request), [`flow`] (those decisions over the request's callbacks, waiting for keys) and
 //! [`audit`] (what the access log records about them).
 //! The proxy-wasm glue, which only moves data between the host and them: [`root_context`]
@@ -13,6 +13,7 @@
 
 mod audit;
 mod cache;
+mod claims;
 mod config;
 mod cors;
 mod flow;

@@ -376,6 +376,7 @@ mod tests {
             IssuedInFuture,
             ClaimType,
             IdentityClaim,
+            Duplicate,
         ] {
             let d = e.description();
             assert!(

@@ -3,11 +3,11 @@
 //! Pure: the current time is a parameter, keys come from a [`KeySet`]. Every failed check is a
 //! [`TokenError`] whose description is static text (nothing from the token is echoed).
 
+use crate::claims::{self, Claims, Loose};
+use crate::config::IdentityHeader;
+use crate::jwks::{Algorithm, KeyFingerprint, KeySelection, KeySet};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
-
-use crate::jwks::{Algorithm, KeyFingerprint, KeySelection, KeySet};
 
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -61,6 +61,8 @@ pub enum TokenError {
     ClaimType,
     /// A claim mapped to an identity header has characters not allowed in a header value.
     IdentityClaim,
+    /// A header parameter or claim the filter reads appears twice (see `claims`).
+    Duplicate,
 }
 
 impl TokenError {
@@ -90,6 +92,7 @@ impl TokenError {
             TokenError::IssuedInFuture => "token issued in the future (iat)",
             TokenError::ClaimType => "claim has an invalid type",
             TokenError::IdentityClaim => "identity claim not allowed in a header",
+            TokenError::Duplicate => "token repeats a header parameter or claim",
         }
     }
 }
@@ -99,7 +102,7 @@ impl TokenError {
 pub struct UnverifiedJwt<'a> {
     alg: Algorithm,
     kid: Option<String>,
-    claims: Map<String, Value>,
+    claims: Claims,
     signing_input: &'a str,
     signature: Vec<u8>,
 }
@@ -120,8 +123,8 @@ pub struct Expectations<'a> {
 /// A token that passed every check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
-    /// All payload claims.
-    pub claims: Map<String, Value>,
+    /// The claims the filter reads (registered ones and configured identity claims).
+    pub claims: Claims,
     /// Scopes from `scope` (space separated) or `scp` (array or string).
     pub scopes: Vec<String>,
     /// `exp`, seconds since the Unix epoch.
@@ -136,15 +139,12 @@ fn decode_part(part: &str) -> Result<Vec<u8>, TokenError> {
         .map_err(|_| TokenError::Malformed)
 }
 
-fn json_object(bytes: &[u8], err: TokenError) -> Result<Map<String, Value>, TokenError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(err),
-    }
-}
-
-/// Splits and decodes a compact JWS and checks its header (`alg`, `typ`, `crit`).
-pub fn decode(token: &str) -> Result<UnverifiedJwt<'_>, TokenError> {
+/// Splits and decodes a compact JWS and checks its header (`alg`, `typ`, `crit`). Of the claims
+/// only the registered ones the checks use and those named in `identity` are kept.
+pub fn decode<'t>(
+    token: &'t str,
+    identity: &[IdentityHeader],
+) -> Result<UnverifiedJwt<'t>, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::TooLarge);
     }
@@ -157,10 +157,11 @@ pub fn decode(token: &str) -> Result<UnverifiedJwt<'_>, TokenError> {
     if h.is_empty() || p.is_empty() {
         return Err(TokenError::Malformed);
     }
-    let header = json_object(&decode_part(h)?, TokenError::HeaderJson)?;
+    let header = claims::parse_header(&decode_part(h)?)?;
     let name = header
-        .get("alg")
-        .and_then(Value::as_str)
+        .alg
+        .as_ref()
+        .and_then(Loose::as_str)
         .unwrap_or_default();
     let alg = match Algorithm::from_name(name) {
         Some(alg) => alg,
@@ -168,26 +169,26 @@ pub fn decode(token: &str) -> Result<UnverifiedJwt<'_>, TokenError> {
         None if name.starts_with("HS") => return Err(TokenError::AlgHmac),
         None => return Err(TokenError::AlgUnsupported),
     };
-    match header.get("typ").and_then(Value::as_str) {
+    match header.typ.as_ref().and_then(Loose::as_str) {
         Some(t)
             if t.eq_ignore_ascii_case("at+jwt")
                 || t.eq_ignore_ascii_case("application/at+jwt")
                 || t.eq_ignore_ascii_case("JWT") => {}
         _ => return Err(TokenError::Typ),
     }
-    if header.contains_key("crit") {
+    if header.crit {
         return Err(TokenError::Crit);
     }
-    let kid = match header.get("kid") {
+    let kid = match header.kid {
         None => None,
-        Some(Value::String(k)) => Some(k.clone()),
+        Some(Loose::Str(k)) => Some(k),
         Some(_) => return Err(TokenError::HeaderJson),
     };
     if s.is_empty() {
         return Err(TokenError::Signature);
     }
     let signature = decode_part(s)?;
-    let claims = json_object(&decode_part(p)?, TokenError::PayloadJson)?;
+    let claims = claims::parse_claims(&decode_part(p)?, identity)?;
     let signing_input = token
         .get(..h.len() + 1 + p.len())
         .ok_or(TokenError::Malformed)?;
@@ -200,37 +201,27 @@ pub fn decode(token: &str) -> Result<UnverifiedJwt<'_>, TokenError> {
     })
 }
 
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
-    match claims.get(name) {
+fn numeric_date(claim: Option<&Loose>) -> Result<Option<u64>, TokenError> {
+    match claim {
         None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(v) = n.as_u64() {
-                Ok(Some(v))
-            } else {
-                match n.as_f64() {
-                    // Fractional NumericDate: round down; negative or absurd values are invalid.
-                    Some(f) if f.is_finite() && (0.0..1.0e15).contains(&f) => {
-                        Ok(Some(f.floor() as u64))
-                    }
-                    _ => Err(TokenError::ClaimType),
-                }
-            }
+        Some(Loose::Int(v)) => Ok(Some(*v)),
+        // Fractional NumericDate: round down; negative or absurd values are invalid.
+        Some(Loose::Float(f)) if f.is_finite() && (0.0..1.0e15).contains(f) => {
+            Ok(Some(f.floor() as u64))
         }
         Some(_) => Err(TokenError::ClaimType),
     }
 }
 
-fn scopes_of(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+fn scopes_of(claims: &mut Claims) -> Result<Vec<String>, TokenError> {
     let split = |s: &str| s.split_ascii_whitespace().map(str::to_string).collect();
-    match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(s)), _) => Ok(split(s)),
+    match (&mut claims.scope, &mut claims.scp) {
+        (Some(Loose::Str(s)), _) => Ok(split(s)),
         (Some(_), _) => Err(TokenError::ClaimType),
         (None, None) => Ok(Vec::new()),
-        (None, Some(Value::String(s))) => Ok(split(s)),
-        (None, Some(Value::Array(items))) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or(TokenError::ClaimType))
-            .collect(),
+        (None, Some(Loose::Str(s))) => Ok(split(s)),
+        // Moved out: the array is not read again.
+        (None, Some(Loose::Strings(items))) => Ok(std::mem::take(items)),
         (None, Some(_)) => Err(TokenError::ClaimType),
     }
 }
@@ -238,7 +229,7 @@ fn scopes_of(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
 impl UnverifiedJwt<'_> {
     /// The unverified `iss`, used only to choose the key set.
     pub fn issuer(&self) -> Option<&str> {
-        self.claims.get("iss").and_then(Value::as_str)
+        self.claims.iss.as_ref().and_then(Loose::as_str)
     }
 
     /// The `kid` header, if any.
@@ -265,7 +256,7 @@ impl UnverifiedJwt<'_> {
 
     /// Signature, then `iss`, `aud`, `exp`, `nbf`, `iat`, scopes.
     pub fn verify(
-        self,
+        mut self,
         keys: &KeySet,
         expect: &Expectations<'_>,
     ) -> Result<VerifiedToken, TokenError> {
@@ -273,7 +264,7 @@ impl UnverifiedJwt<'_> {
         check_issuer(&self.claims, expect.issuer)?;
         check_audience(&self.claims, expect.audiences)?;
         let exp = check_times(&self.claims, expect.now, expect.skew)?;
-        let scopes = scopes_of(&self.claims)?;
+        let scopes = scopes_of(&mut self.claims)?;
         Ok(VerifiedToken {
             claims: self.claims,
             scopes,
@@ -284,47 +275,41 @@ impl UnverifiedJwt<'_> {
 }
 
 /// `iss` must equal the expected issuer byte for byte.
-pub fn check_issuer(claims: &Map<String, Value>, issuer: &str) -> Result<(), TokenError> {
-    match claims.get("iss") {
+pub fn check_issuer(claims: &Claims, issuer: &str) -> Result<(), TokenError> {
+    match &claims.iss {
         None => Err(TokenError::IssMissing),
-        Some(Value::String(iss)) if iss == issuer => Ok(()),
-        Some(Value::String(_)) => Err(TokenError::IssMismatch),
+        Some(Loose::Str(iss)) if iss == issuer => Ok(()),
+        Some(Loose::Str(_)) => Err(TokenError::IssMismatch),
         Some(_) => Err(TokenError::ClaimType),
     }
 }
 
 /// `aud` (string or array of strings) must contain one of the accepted audiences.
-pub fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), TokenError> {
-    let accepted_has = |v: &Value| v.as_str().is_some_and(|a| accepted.iter().any(|x| x == a));
-    match claims.get("aud") {
+pub fn check_audience(claims: &Claims, accepted: &[String]) -> Result<(), TokenError> {
+    let accepted_has = |a: &String| accepted.contains(a);
+    match &claims.aud {
         None => Err(TokenError::AudMissing),
-        Some(v @ Value::String(_)) if accepted_has(v) => Ok(()),
-        Some(Value::String(_)) => Err(TokenError::AudMismatch),
-        Some(Value::Array(items)) => {
-            if items.iter().any(|v| !v.is_string()) {
-                Err(TokenError::ClaimType)
-            } else if items.iter().any(accepted_has) {
-                Ok(())
-            } else {
-                Err(TokenError::AudMismatch)
-            }
-        }
+        Some(Loose::Str(a)) if accepted_has(a) => Ok(()),
+        Some(Loose::Str(_)) => Err(TokenError::AudMismatch),
+        Some(Loose::Strings(items)) if items.iter().any(accepted_has) => Ok(()),
+        Some(Loose::Strings(_)) => Err(TokenError::AudMismatch),
+        // Includes an array with an item that is not a string.
         Some(_) => Err(TokenError::ClaimType),
     }
 }
 
 /// `exp` required and not passed, `nbf`/`iat` not in the future, all within `skew`. Returns `exp`.
-pub fn check_times(claims: &Map<String, Value>, now: u64, skew: u64) -> Result<u64, TokenError> {
-    let exp = numeric_date(claims, "exp")?.ok_or(TokenError::ExpMissing)?;
+pub fn check_times(claims: &Claims, now: u64, skew: u64) -> Result<u64, TokenError> {
+    let exp = numeric_date(claims.exp.as_ref())?.ok_or(TokenError::ExpMissing)?;
     if now >= exp.saturating_add(skew) {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = numeric_date(claims, "nbf")?
+    if let Some(nbf) = numeric_date(claims.nbf.as_ref())?
         && now.saturating_add(skew) < nbf
     {
         return Err(TokenError::NotYetValid);
     }
-    if let Some(iat) = numeric_date(claims, "iat")?
+    if let Some(iat) = numeric_date(claims.iat.as_ref())?
         && iat > now.saturating_add(skew)
     {
         return Err(TokenError::IssuedInFuture);
@@ -336,7 +321,7 @@ pub fn check_times(claims: &Map<String, Value>, now: u64, skew: u64) -> Result<u
 mod tests {
     use super::*;
     use mcp_auth_test_support::{TestKey, b64, ec_key, ed_key, hs256_jwt, rsa_key};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const NOW: u64 = 1_800_000_000;
     const ISS: &str = "http://localhost:9000";
@@ -369,7 +354,7 @@ mod tests {
             now: NOW,
             skew: 60,
         };
-        decode(token)?.verify(keys, &expect)
+        decode(token, &[])?.verify(keys, &expect)
     }
 
     #[test]
@@ -380,7 +365,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e:?}", key.alg()));
             assert_eq!(v.exp, NOW + 300);
             assert_eq!(v.scopes, vec!["mcp:tools", "mcp:admin"]);
-            assert_eq!(v.claims["sub"], "alice");
+            assert_eq!(v.claims.sub, Some(Loose::Str("alice".into())));
         }
     }
 
@@ -645,9 +630,46 @@ mod tests {
     }
 
     #[test]
+    fn signed_tokens_with_a_repeated_claim_or_header_parameter_are_refused() {
+        let key = ed_key("k");
+        let keys = keyset(&[&key]);
+        let header = r#"{"typ":"at+jwt","alg":"EdDSA","kid":"k"}"#;
+        let body = |extra: &str| {
+            format!(
+                r#"{{"iss":"{ISS}","aud":"{RES}","exp":{},"scope":"a"{extra}}}"#,
+                NOW + 300
+            )
+        };
+        let signed = |h: &str, p: &str| {
+            let input = format!("{}.{}", b64(h.as_bytes()), b64(p.as_bytes()));
+            let sig = key.sign(input.as_bytes());
+            format!("{input}.{}", b64(&sig))
+        };
+        // The hand-written text itself is a valid token.
+        assert!(check(&signed(header, &body("")), &keys).is_ok());
+        for (h, p) in [
+            (header, body(r#","aud":"http://evil""#)),
+            (header, body(&format!(r#","exp":{}"#, NOW - 1000))),
+            (header, body(r#","iss":"http://localhost:9000""#)),
+            (
+                r#"{"typ":"at+jwt","alg":"EdDSA","kid":"k","kid":"other"}"#,
+                body(""),
+            ),
+        ] {
+            assert_eq!(
+                check(&signed(h, &p), &keys).err(),
+                Some(TokenError::Duplicate),
+                "{h} {p}"
+            );
+        }
+        // A repeated claim the filter never reads changes nothing.
+        assert!(check(&signed(header, &body(r#","jti":"1","jti":"2""#)), &keys).is_ok());
+    }
+
+    #[test]
     fn unverified_issuer_and_kid_are_readable_for_key_selection() {
         let jwt = ed_key("kk").jwt(&claims());
-        let d = decode(&jwt).expect("decodes");
+        let d = decode(&jwt, &[]).expect("decodes");
         assert_eq!(d.issuer(), Some(ISS));
         assert_eq!(d.kid(), Some("kk"));
     }
