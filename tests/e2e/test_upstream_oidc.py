@@ -218,9 +218,11 @@ async def test_outsider_step_up_is_told_why_and_gets_no_admin_scope(fed: Federat
     assert "Not granted" in user.consent_pages[-1] and "only members of mcp-admins" in user.consent_pages[-1]
 
 
-def start_at_authorize(issuer: str, resource: str, scope: str) -> tuple[httpx.Client, httpx.Response, str]:
-    """A browser at our /authorize (issuer) for a freshly registered client: returns it with the
-    response that sends it to the provider."""
+def start_at_authorize(
+    issuer: str, resource: str, scope: str, cookies: httpx.Cookies | None = None
+) -> tuple[httpx.Client, httpx.Response, str]:
+    """A browser (holding `cookies`) at our /authorize (issuer) for a freshly registered client:
+    returns it with the response that sends it to the provider."""
     redirect_uri = loopback_redirect_uri()
     registered = httpx.post(
         f"{issuer}/register",
@@ -228,7 +230,7 @@ def start_at_authorize(issuer: str, resource: str, scope: str) -> tuple[httpx.Cl
     )
     assert registered.status_code == 201, registered.text
     client_id = registered.json()["client_id"]
-    browser = httpx.Client(follow_redirects=False, timeout=10)
+    browser = httpx.Client(follow_redirects=False, timeout=10, cookies=cookies)
     response = browser.get(
         f"{issuer}/authorize",
         params={
@@ -283,6 +285,23 @@ async def test_outsider_never_gets_the_admin_scope(fed: FederatedStack):
         browser.close()
     assert consent.status_code == 200
     assert "Not granted" in consent.text and "only members of mcp-admins" in consent.text
+
+
+async def test_a_browser_with_an_expired_session_cookie_signs_in_at_the_provider(fed: FederatedStack):
+    """The login session cookie of yesterday (expired, or purged) is still in the browser: the
+    sign-in at the provider must come back to the same browser, not be taken for another one."""
+    stale = httpx.Cookies()
+    # As the cookie jar keeps a host-only cookie of http://localhost, so the new session cookie
+    # replaces it, as in a browser.
+    stale.set("mcp_as_session", "expired-session-id", domain="localhost.local", path="/")
+    browser, response, _ = start_at_authorize(fed.auth.issuer, fed.envoy.mcp_url, "mcp:tools", cookies=stale)
+    try:
+        back = sign_in_at_provider(browser, response, "demo")
+        assert back.status_code == 303, back.text[:800]  # signed in: back to the authorization request
+        consent = browser.get(urljoin(str(back.url), back.headers["location"]))
+    finally:
+        browser.close()
+    assert consent.status_code == 200 and 'value="approve"' in consent.text, consent.text[:800]
 
 
 async def test_people_outside_the_allowed_domain_or_group_are_refused_on_a_page(fed: FederatedStack):
