@@ -16,7 +16,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ErrorCode;
 use crate::state::AppState;
-use crate::{authorize, jwks, metadata, register, revoke, token, upstream};
+use crate::{account, authorize, jwks, metadata, pages, register, revoke, token, upstream};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,7 +44,10 @@ pub fn router(state: AppState) -> Router {
         .merge(cors_routes)
         .merge(authorize::routes(&config))
         .merge(upstream::routes(&config))
+        .merge(account::routes(&config))
         .with_state(state.clone())
+        // Every page, error pages included, carries the operator's name and logo.
+        .layer(middleware::from_fn_with_state(state.clone(), pages::brand))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(

@@ -186,3 +186,16 @@ pub async fn check_password(state: &AppState, username: &str, password: &str) ->
         .await;
     ok && known
 }
+
+/// Ends this browser's login session (sign-out); returns the `Set-Cookie` value that clears its
+/// cookie.
+pub async fn end(state: &AppState, cookies: &Cookies) -> Result<String, StoreError> {
+    if let Some(session) = cookies.get(SESSION_COOKIE) {
+        let hash = secrets::token_hash(session);
+        state
+            .store
+            .run(move |conn| store::delete_session(conn, &hash))
+            .await?;
+    }
+    Ok(set_cookie(&state.config, SESSION_COOKIE, "", 0))
+}
