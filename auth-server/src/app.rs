@@ -101,7 +101,25 @@ fn endpoint_name(issuer_path: &str, matched: Option<&str>) -> &'static str {
         Some("/register") => "register",
         Some("/revoke") => "revoke",
         Some("/jwks.json") => "jwks",
+        Some("/account" | "/account/revoke" | "/account/sign-out") => "account",
         _ if path.contains("/.well-known/") => "metadata",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_name;
+
+    #[test]
+    fn the_connected_apps_pages_have_their_own_metrics_label() {
+        for path in ["/as/account", "/as/account/revoke", "/as/account/sign-out"] {
+            assert_eq!(endpoint_name("/as", Some(path)), "account", "{path}");
+        }
+        assert_eq!(
+            endpoint_name("/as", Some("/as/upstream/{provider}/callback")),
+            "other"
+        );
+        assert_eq!(endpoint_name("", None), "unmatched");
     }
 }
