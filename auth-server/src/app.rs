@@ -16,7 +16,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ErrorCode;
 use crate::state::AppState;
-use crate::{authorize, jwks, metadata, register, revoke, token, upstream};
+use crate::{account, authorize, jwks, metadata, pages, register, revoke, token, upstream};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,7 +44,10 @@ pub fn router(state: AppState) -> Router {
         .merge(cors_routes)
         .merge(authorize::routes(&config))
         .merge(upstream::routes(&config))
+        .merge(account::routes(&config))
         .with_state(state.clone())
+        // Every page, error pages included, carries the operator's name and logo.
+        .layer(middleware::from_fn_with_state(state.clone(), pages::brand))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -98,7 +101,25 @@ fn endpoint_name(issuer_path: &str, matched: Option<&str>) -> &'static str {
         Some("/register") => "register",
         Some("/revoke") => "revoke",
         Some("/jwks.json") => "jwks",
+        Some("/account" | "/account/revoke" | "/account/sign-out") => "account",
         _ if path.contains("/.well-known/") => "metadata",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_name;
+
+    #[test]
+    fn the_connected_apps_pages_have_their_own_metrics_label() {
+        for path in ["/as/account", "/as/account/revoke", "/as/account/sign-out"] {
+            assert_eq!(endpoint_name("/as", Some(path)), "account", "{path}");
+        }
+        assert_eq!(
+            endpoint_name("/as", Some("/as/upstream/{provider}/callback")),
+            "other"
+        );
+        assert_eq!(endpoint_name("", None), "unmatched");
     }
 }

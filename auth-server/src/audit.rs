@@ -127,6 +127,16 @@ pub fn refresh_token_reused(client_id: &str, username: &str, resource: &str) {
     );
 }
 
+/// A person withdrew a client's access on the connected-apps page.
+pub fn client_access_revoked(client_id: &str, username: &str) {
+    tracing::info!(
+        event = "client.access_revoked",
+        client_id,
+        username,
+        "a person revoked an application's access"
+    );
+}
+
 /// A client revoked a refresh token, and with it the token's family.
 pub fn refresh_family_revoked(client_id: &str, username: &str, resource: &str) {
     tracing::info!(

@@ -197,7 +197,7 @@ fn action_path(state: &AppState) -> String {
     format!("{}/authorize", state.config.issuer_path)
 }
 
-fn view<'a>(v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
+fn view<'a>(state: &'a AppState, v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
     pages::RequestView {
         client_id: &v.client.client_id,
         client_name: v.client.client_name.as_deref(),
@@ -206,6 +206,7 @@ fn view<'a>(v: &'a Validated, action: &'a str) -> pages::RequestView<'a> {
         scopes: &v.request.scopes,
         withheld: &v.withheld,
         resource: &v.request.resource.url,
+        descriptions: state.config.scope_descriptions(&v.request.resource.url),
         action,
     }
 }
@@ -232,7 +233,7 @@ fn login_page(
     pages::respond(
         status,
         pages::login(
-            &view(v, &action),
+            &view(state, v, &action),
             &v.params,
             csrf,
             notice,
@@ -392,7 +393,7 @@ async fn show(
     let action = action_path(&state);
     Ok(pages::respond(
         StatusCode::OK,
-        pages::consent(&view(&v, &action), &v.params, &csrf.value, &name),
+        pages::consent(&view(&state, &v, &action), &v.params, &csrf.value, &name),
         csrf.set_cookie.as_slice(),
     ))
 }

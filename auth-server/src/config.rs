@@ -34,6 +34,22 @@ pub const DEFAULT_PRIVATE_USE_REDIRECT_SCHEMES: &str = ANY_PRIVATE_USE_SCHEME;
 pub const ANY_PRIVATE_USE_SCHEME: &str = "any";
 /// The `private_use_redirect_schemes` value that accepts none: https and loopback http only.
 pub const NO_PRIVATE_USE_SCHEME: &str = "none";
+/// `[branding] product_name` when the file does not set it: the heading of every page.
+pub const DEFAULT_PRODUCT_NAME: &str = "MCP sign-in";
+/// Longest `[branding] product_name`, in characters.
+pub const MAX_PRODUCT_NAME_CHARS: usize = 80;
+/// Longest `[branding] logo_url`, in bytes: the logo is inlined in every page.
+pub const MAX_LOGO_URL_BYTES: usize = 32 * 1024;
+/// Longest scope description, in characters.
+pub const MAX_SCOPE_DESCRIPTION_CHARS: usize = 200;
+/// The image types a `logo_url` data URI may carry.
+pub const LOGO_MEDIA_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/svg+xml",
+];
 
 /// A numeric field with a default and inclusive bounds.
 #[derive(Debug, Clone, Copy)]
@@ -219,6 +235,23 @@ pub struct Resource {
     pub default_scopes: Vec<String>,
 }
 
+/// What every page shows of the operator: the product name and an optional logo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branding {
+    pub product_name: String,
+    /// A `data:image/...` URI, so that the pages load nothing from another origin.
+    pub logo_url: Option<String>,
+}
+
+impl Default for Branding {
+    fn default() -> Self {
+        Branding {
+            product_name: DEFAULT_PRODUCT_NAME.to_string(),
+            logo_url: None,
+        }
+    }
+}
+
 /// A client listed in the configuration file (verified by the operator).
 #[derive(Debug, Clone)]
 pub struct StaticClient {
@@ -285,9 +318,17 @@ pub struct Config {
     /// Upstream OpenID providers people may sign in with.
     pub identity_providers: Vec<crate::idp::IdentityProvider>,
     pub upstream_login_lifetime: Duration,
+    pub branding: Branding,
+    /// Resource URL -> scope -> what the consent page says the scope allows.
+    pub scope_descriptions: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Config {
+    /// The consent page's descriptions of the scopes of the resource at `url`.
+    pub fn scope_descriptions(&self, url: &str) -> Option<&BTreeMap<String, String>> {
+        self.scope_descriptions.get(url)
+    }
+
     /// Absolute URL of an endpoint path such as `/token`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
@@ -383,6 +424,9 @@ struct RawConfig {
     /// `[[users]]`: the built-in login.
     #[serde(default)]
     users: Vec<RawUser>,
+    /// `[branding]`: what the pages show of the operator.
+    #[serde(default)]
+    branding: RawBranding,
     /// `[[clients]]`: static clients, shown as verified.
     #[serde(default)]
     clients: Vec<RawClient>,
@@ -443,6 +487,17 @@ struct RawRegistration {
     rate_limit_per_minute: Option<u32>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBranding {
+    /// The heading of every page and the start of its title. Default [`DEFAULT_PRODUCT_NAME`];
+    /// at most [`MAX_PRODUCT_NAME_CHARS`] characters.
+    product_name: Option<String>,
+    /// A `data:` URI of one of [`LOGO_MEDIA_TYPES`], at most [`MAX_LOGO_URL_BYTES`] bytes,
+    /// shown above the heading. Only data URIs: the pages load nothing from other origins.
+    logo_url: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawResource {
@@ -455,6 +510,10 @@ struct RawResource {
     /// name scopes.
     #[serde(default)]
     default_scopes: Vec<String>,
+    /// Scope -> what it allows, in words, shown on the consent page next to the scope name.
+    /// Every key is one of `scopes`; at most [`MAX_SCOPE_DESCRIPTION_CHARS`] characters each.
+    #[serde(default)]
+    scope_descriptions: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -672,7 +731,9 @@ fn validate(
         validate_private_use_schemes(raw.private_use_redirect_schemes)?;
     let proxy = crate::client_address::validate(raw.proxy)
         .map_err(|(field, message)| field_error(field, message))?;
+    let scope_descriptions = validate_scope_descriptions(&raw.resources)?;
     let resources = validate_resources(raw.resources)?;
+    let branding = validate_branding(raw.branding)?;
     let users = validate_users(raw.users)?;
     let clients = validate_clients(raw.clients, base_dir, &private_use_redirect_schemes)?;
     let identity_providers = crate::idp::validate(raw.identity_providers, base_dir, env)?;
@@ -710,7 +771,98 @@ fn validate(
         clients,
         identity_providers,
         upstream_login_lifetime,
+        branding,
+        scope_descriptions,
     })
+}
+
+fn validate_branding(raw: RawBranding) -> Result<Branding, ConfigError> {
+    let product_name = match raw.product_name {
+        None => DEFAULT_PRODUCT_NAME.to_string(),
+        Some(name) => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.chars().count() > MAX_PRODUCT_NAME_CHARS {
+                return Err(field_error(
+                    "branding.product_name",
+                    format!("must be 1 to {MAX_PRODUCT_NAME_CHARS} characters"),
+                ));
+            }
+            name
+        }
+    };
+    let logo_url = match raw.logo_url {
+        None => None,
+        Some(url) => {
+            check_logo_url(&url).map_err(|m| field_error("branding.logo_url", m))?;
+            Some(url)
+        }
+    };
+    Ok(Branding {
+        product_name,
+        logo_url,
+    })
+}
+
+/// A logo is a `data:` URI of an image type: the Content-Security-Policy lets pages load
+/// images from data URIs and from nowhere else.
+fn check_logo_url(url: &str) -> Result<(), String> {
+    if url.len() > MAX_LOGO_URL_BYTES {
+        return Err(format!("longer than {MAX_LOGO_URL_BYTES} bytes"));
+    }
+    let Some((header, data)) = url.strip_prefix("data:").and_then(|r| r.split_once(',')) else {
+        return Err(
+            "must be a data: URI (data:image/png;base64,...); the pages load nothing from other origins"
+                .into(),
+        );
+    };
+    let media_type = header.split(';').next().unwrap_or_default();
+    if !LOGO_MEDIA_TYPES.contains(&media_type) {
+        return Err(format!(
+            "the media type `{media_type}` is not one of {}",
+            LOGO_MEDIA_TYPES.join(", ")
+        ));
+    }
+    if data.is_empty() {
+        return Err("the data URI has no data".into());
+    }
+    Ok(())
+}
+
+/// Each resource's scope descriptions, keyed by resource URL; every described scope must be
+/// one of the resource's scopes.
+fn validate_scope_descriptions(
+    raw: &[RawResource],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (i, r) in raw.iter().enumerate() {
+        let field = format!("resources[{i}].scope_descriptions");
+        for (scope, description) in &r.scope_descriptions {
+            if !r.scopes.contains(scope) {
+                return Err(field_error(
+                    &field,
+                    format!("`{scope}` is not listed in scopes"),
+                ));
+            }
+            let chars = description.trim().chars().count();
+            if chars == 0 || chars > MAX_SCOPE_DESCRIPTION_CHARS {
+                return Err(field_error(
+                    &field,
+                    format!(
+                        "the description of `{scope}` must be 1 to {MAX_SCOPE_DESCRIPTION_CHARS} characters"
+                    ),
+                ));
+            }
+        }
+        if !r.scope_descriptions.is_empty() {
+            let trimmed = r
+                .scope_descriptions
+                .iter()
+                .map(|(s, d)| (s.clone(), d.trim().to_string()))
+                .collect();
+            out.insert(r.url.clone(), trimmed);
+        }
+    }
+    Ok(out)
 }
 
 /// What identity providers and the rest of the configuration must agree on: no local username
@@ -1318,6 +1470,52 @@ default_scopes = ["mcp:tools"]
         assert_eq!(field_of(parse_with(&text, &[])), "users[0].password_hash");
     }
 
+    #[test]
+    fn branding_and_scope_descriptions_are_checked() {
+        let config = parse_with(MINIMAL, &[]).unwrap();
+        assert_eq!(config.branding, Branding::default());
+        let described = MINIMAL.replace(
+            "default_scopes = [\"mcp:tools\"]",
+            "default_scopes = [\"mcp:tools\"]\nscope_descriptions = { \"mcp:admin\" = \" Run administrative tools \" }",
+        );
+        let config = parse_with(
+            &format!("{described}\n[branding]\nproduct_name = \"Acme\"\nlogo_url = \"data:image/svg+xml;base64,PHN2Zy8+\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.branding.product_name, "Acme");
+        assert_eq!(
+            config
+                .scope_descriptions("http://localhost:10000/mcp")
+                .and_then(|d| d.get("mcp:admin"))
+                .map(String::as_str),
+            Some("Run administrative tools")
+        );
+        let unknown = MINIMAL.replace(
+            "default_scopes = [\"mcp:tools\"]",
+            "default_scopes = [\"mcp:tools\"]\nscope_descriptions = { \"mcp:nope\" = \"x\" }",
+        );
+        assert_eq!(
+            field_of(parse_with(&unknown, &[])),
+            "resources[0].scope_descriptions"
+        );
+        for logo in [
+            "https://cdn.example/logo.png",
+            "data:text/html,<script>",
+            "data:image/png;base64,",
+        ] {
+            let text = format!("{MINIMAL}\n[branding]\nlogo_url = \"{logo}\"\n");
+            assert_eq!(
+                field_of(parse_with(&text, &[])),
+                "branding.logo_url",
+                "{logo}"
+            );
+        }
+        let long = "x".repeat(MAX_PRODUCT_NAME_CHARS + 1);
+        let text = format!("{MINIMAL}\n[branding]\nproduct_name = \"{long}\"\n");
+        assert_eq!(field_of(parse_with(&text, &[])), "branding.product_name");
+    }
+
     /// The cells of the README's configuration table row for `field`.
     fn readme_row(field: &str) -> Vec<&'static str> {
         let readme = include_str!("../README.md");
@@ -1383,6 +1581,7 @@ default_scopes = ["mcp:tools"]
                 "client_address_header",
                 crate::client_address::DEFAULT_CLIENT_ADDRESS_HEADER.to_string(),
             ),
+            ("product_name", DEFAULT_PRODUCT_NAME.to_string()),
         ];
         for (field, default) in defaults {
             assert_eq!(readme_row(field)[1], format!("`{default}`"), "{field}");

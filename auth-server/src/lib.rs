@@ -2,6 +2,7 @@
 //! and operations. The binary and the integration tests use the public modules; the rest is
 //! crate-private so that the compiler reports what nothing uses.
 
+pub(crate) mod account;
 pub(crate) mod app;
 pub(crate) mod audit;
 pub(crate) mod authorize;

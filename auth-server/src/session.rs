@@ -253,6 +253,24 @@ pub async fn check_password(state: &AppState, username: &str, password: &str) ->
     ok && known
 }
 
+/// Ends this browser's login session (sign-out); returns the `Set-Cookie` value that clears its
+/// cookie.
+pub async fn end(state: &AppState, cookies: &Cookies) -> Result<String, StoreError> {
+    if let Some(session) = cookies.get(&cookie_name(&state.config, SESSION_COOKIE)) {
+        let hash = secrets::token_hash(session);
+        state
+            .store
+            .run(move |conn| store::delete_session(conn, &hash))
+            .await?;
+    }
+    Ok(set_cookie(
+        &state.config,
+        &cookie_name(&state.config, SESSION_COOKIE),
+        "",
+        0,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -497,6 +497,69 @@ pub fn insert_consent(conn: &Connection, k: &ConsentKey, now: i64) -> Result<(),
     Ok(())
 }
 
+/// Ends a login session (sign-out).
+pub fn delete_session(conn: &Connection, id_hash: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
+    Ok(())
+}
+
+/// One thing a person gave a client: a remembered consent or a live refresh-token family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub client_id: String,
+    pub scope: String,
+    pub resource: String,
+    /// When it was given (unix seconds).
+    pub at: i64,
+}
+
+/// What `username` has given clients: remembered consents, and refresh-token families that are
+/// neither revoked nor expired.
+pub fn grants_of(conn: &Connection, username: &str, now: i64) -> Result<Vec<GrantRow>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT client_id, scope, resource, granted_at FROM consents WHERE username = ?1
+         UNION ALL
+         SELECT client_id, scope, resource, created_at FROM refresh_families
+         WHERE username = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+    )?;
+    let rows = statement.query_map(params![username, now], |r| {
+        Ok(GrantRow {
+            client_id: r.get(0)?,
+            scope: r.get(1)?,
+            resource: r.get(2)?,
+            at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Withdraws everything `username` gave `client_id`: remembered consents are forgotten,
+/// refresh-token families revoked, and codes not yet redeemed deleted. Returns how many things
+/// were withdrawn.
+pub fn revoke_client_grants(
+    conn: &mut Connection,
+    username: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut changed = tx.execute(
+        "DELETE FROM consents WHERE username = ?1 AND client_id = ?2",
+        params![username, client_id],
+    )?;
+    changed += tx.execute(
+        "UPDATE refresh_families SET revoked_at = ?3
+         WHERE username = ?1 AND client_id = ?2 AND revoked_at IS NULL",
+        params![username, client_id, now],
+    )?;
+    changed += tx.execute(
+        "DELETE FROM authorization_codes WHERE username = ?1 AND client_id = ?2 AND redeemed_at IS NULL",
+        params![username, client_id],
+    )?;
+    tx.commit()?;
+    Ok(changed)
+}
+
 // ---------------------------------------------------------------- authorization codes
 
 /// What an authorization code is bound to.

@@ -287,6 +287,10 @@ pub fn client_assertion(
 }
 
 fn authorize_url(config: &Config, request: &str) -> String {
+    // A sign-in started on the connected-apps page carries no authorization request.
+    if request.is_empty() {
+        return crate::account::path(config);
+    }
     format!("{}/authorize?{request}", config.issuer_path)
 }
 

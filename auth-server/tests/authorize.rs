@@ -336,7 +336,7 @@ async fn script_in_state_scope_or_client_name_is_escaped_on_every_page() {
     let consent = resp.text().await.unwrap();
     assert!(!consent.contains("<script"), "{consent}");
     assert!(
-        consent.contains("<li><code>mcp:tools</code></li>"),
+        consent.contains("<li><span class=\"what\"><code>mcp:tools</code></span></li>"),
         "{consent}"
     );
     // Error pages escape too.

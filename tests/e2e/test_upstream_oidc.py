@@ -443,3 +443,21 @@ async def test_private_key_jwt_towards_the_provider(auth_server_bin, workdir):
     finally:
         server.service.stop()
         idp.service.stop()
+
+
+async def test_connected_apps_sign_in_at_the_provider_comes_back_to_the_page(fed: FederatedStack):
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        page = browser.get(f"{fed.auth.issuer}/account")
+        assert page.status_code == 200
+        assert f'value="upstream:{PROVIDER_ID}"' in page.text, page.text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf, page.text
+        response = browser.post(
+            f"{fed.auth.issuer}/account", data={"csrf_token": csrf.group(1), "action": f"upstream:{PROVIDER_ID}"}
+        )
+        back = sign_in_at_provider(browser, response, "demo")
+        assert back.status_code == 303, back.text
+        assert back.headers["location"] == "/account"
+        account = browser.get(f"{fed.auth.issuer}/account")
+    assert account.status_code == 200
+    assert "Signed in as" in account.text and "demo@example.com" in account.text, account.text

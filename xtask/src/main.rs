@@ -187,6 +187,7 @@ fn test() -> Result<(), String> {
     let wasm = build_wasm(Wasm::WithBenchFilters)?;
     let venv = venv::ensure(&workspace_root())?;
     oidc_provider::ensure(&workspace_root())?;
+    ensure_chromium()?;
     // The benchmark's smoke test (part of `cargo test --workspace`) drives Envoy with wrk.
     ensure_wrk()?;
     run(cargo()
@@ -200,6 +201,7 @@ fn e2e(pytest_args: &[String]) -> Result<(), String> {
     let wasm = build_wasm(Wasm::FilterOnly)?;
     let venv = venv::ensure(&workspace_root())?;
     oidc_provider::ensure(&workspace_root())?;
+    ensure_chromium()?;
     pytest(&venv, &wasm, pytest_args)
 }
 
@@ -211,6 +213,12 @@ fn bench(bench_args: &[String]) -> Result<(), String> {
     run(cargo()
         .args(["run", "--release", "-p", "mcp-auth-bench", "--"])
         .args(bench_args))
+}
+
+/// Installs Debian's Chromium when it is missing: the browser test of the pages
+/// (`tests/e2e/test_browser.py`) drives it with playwright-core, which never downloads a browser.
+fn ensure_chromium() -> Result<(), String> {
+    ensure_debian_package("chromium", "chromium")
 }
 
 /// Installs the load generator `wrk` when it is missing.

@@ -1,6 +1,7 @@
-//! The local OpenID provider of the upstream-login tests and `demo --upstream-idp`:
-//! node-oidc-provider at the version pinned in `tests/oidc-provider/package-lock.json`,
-//! installed with `npm ci` into that directory's `node_modules`.
+//! The Node.js test tools in `tests/oidc-provider`: the local OpenID provider of the
+//! upstream-login tests and `demo --upstream-idp` (node-oidc-provider), and playwright-core for
+//! the browser test of the pages, at the versions pinned in its `package-lock.json`, installed
+//! with `npm ci` into that directory's `node_modules`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
