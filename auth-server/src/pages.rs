@@ -117,7 +117,8 @@ impl Page {
     }
 }
 
-/// Every page: no framing (X-Frame-Options, CSP frame-ancestors), no caching, no referrer.
+/// Every page: no framing (X-Frame-Options, CSP frame-ancestors), no caching, no referrer to
+/// other sites.
 /// The page is rendered with the default branding and kept in the response's extensions, so
 /// that [`brand`] can render it again with the operator's: error pages are made where the
 /// configuration is out of reach.
@@ -134,7 +135,11 @@ pub fn respond(status: StatusCode, page: Page, cookies: &[String]) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Not `no-referrer`: under it browsers send `Origin: null` with every form post, even
+        // to the page's own origin, and the cross-site check (session::CsrfCheckedForm) could
+        // not tell the server's own forms from a forged one. `same-origin` still sends nothing
+        // to the client's redirect URI or any other site.
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

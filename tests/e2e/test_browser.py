@@ -73,7 +73,8 @@ def auth_server(auth_server_bin, tmp_path):
 
 def test_pages_in_a_phone_sized_browser(auth_server, callback, tmp_path):
     _requirements()
-    issuer = f"http://127.0.0.1:{auth_server.port}"
+    # The issuer's own origin: the server refuses form posts from any other (Origin check).
+    issuer = auth_server.issuer
     registered = httpx.post(
         f"{issuer}/register",
         json={"client_name": CLIENT_NAME, "redirect_uris": [callback], "token_endpoint_auth_method": "none"},
