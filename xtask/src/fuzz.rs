@@ -79,12 +79,21 @@ fn run_target(binary: &Path, target: &str, seconds: u64, fuzz_dir: &Path) -> Res
     // The working corpus grows across runs; the seeds are added to it each time.
     let corpus = fuzz_dir.join("corpus").join(target);
     let artifacts = fuzz_dir.join("artifacts").join(target);
-    for dir in [&corpus, &artifacts] {
+    let logs = fuzz_dir.join("logs");
+    for dir in [&corpus, &artifacts, &logs] {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    // libFuzzer reports every new input; that goes to a log file, and only its verdict (or, on
+    // a failure, the end of the log) to the terminal.
+    let log_path = logs.join(format!("{target}.log"));
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
     let seeds = workspace_root().join("filter/fuzz/seeds").join(target);
-    run(Command::new(binary)
+    let result = run(Command::new(binary)
         .arg(&corpus)
         .arg(&seeds)
         .arg(format!("-max_total_time={seconds}"))
@@ -92,15 +101,35 @@ fn run_target(binary: &Path, target: &str, seconds: u64, fuzz_dir: &Path) -> Res
         .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))
         .arg(format!("-timeout={INPUT_TIMEOUT_SECONDS}"))
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .arg("-print_final_stats=1"))
-    .map_err(|failure| {
-        format!(
-            "fuzz target `{target}` found a failing input: {failure}\n\
-             the input is in {dir}; replay it with: {binary} {dir}/<file>",
-            dir = artifacts.display(),
-            binary = binary.display(),
-        )
-    })
+        .arg("-print_final_stats=1")
+        .stdout(log)
+        .stderr(log_err));
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    match result {
+        Ok(()) => {
+            let summary: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("Done ") || l.starts_with("stat::"))
+                .collect();
+            eprintln!("xtask: fuzz target `{target}`: {}", summary.join("; "));
+            Ok(())
+        }
+        Err(failure) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines
+                .get(lines.len().saturating_sub(40)..)
+                .unwrap_or_default()
+                .join("\n");
+            Err(format!(
+                "fuzz target `{target}` found a failing input: {failure}\n{tail}\n\
+                 the input is in {dir}; replay it with: {binary} {dir}/<file> \
+                 (whole log: {log})",
+                dir = artifacts.display(),
+                binary = binary.display(),
+                log = log_path.display(),
+            ))
+        }
+    }
 }
 
 fn host_triple() -> Result<String, String> {
