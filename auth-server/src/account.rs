@@ -3,23 +3,22 @@
 //! Without a session the page is a sign-in page that comes back here.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use crate::audit::{self, SignInFailure};
-use crate::client_address::{ClientAddress, rate_key};
+use crate::audit;
+use crate::client_address::ClientAddress;
 use crate::config::Config;
 use crate::error::AuthorizeError;
 use crate::params::Params;
-use crate::session::{self, Cookies, CsrfCheckedForm, CsrfToken};
+use crate::session::{self, Cookies, CsrfCheckedForm, CsrfToken, PasswordSignIn};
 use crate::state::AppState;
 use crate::store::{self, GrantRow};
-use crate::{pages, ratelimit, time, upstream};
+use crate::{pages, time, upstream};
 
 /// The client ID that sign-ins from this page are logged and counted under.
 const ACCOUNT_CLIENT: &str = "(connected apps)";
@@ -259,52 +258,28 @@ async fn sign_in(
     }
     let field = |name| fields.single(name).ok().flatten().unwrap_or_default();
     let (username, password) = (field("username"), field("password"));
-    let failed = |reason: SignInFailure| {
-        audit::sign_in_failed(username, ACCOUNT_CLIENT, peer.ip(), reason);
-        state.metrics.sign_in(reason.as_str());
-    };
-    // The same per-address limit as the authorization endpoint's login form.
-    let Some(attempt) = state
-        .login_limiter
-        .count_attempt(rate_key(peer.ip()), Instant::now())
-    else {
-        failed(SignInFailure::RateLimited);
-        let mut response = sign_in_page(
+    let outcome =
+        session::sign_in_with_password(&state, peer.ip(), ACCOUNT_CLIENT, username, password)
+            .await?;
+    Ok(match outcome {
+        PasswordSignIn::SignedIn(cookie) => pages::see_other(&path(&state.config), &[cookie]),
+        PasswordSignIn::RateLimited => session::rate_limited(sign_in_page(
             &state,
             StatusCode::TOO_MANY_REQUESTS,
             &csrf,
             None,
-            Some(
-                "Too many failed sign-in attempts from your address. Wait a minute and try again.",
-            ),
+            Some(session::RATE_LIMITED_MESSAGE),
             &[],
-        );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(ratelimit::WINDOW.as_secs()),
-        );
-        return Ok(response);
-    };
-    if !session::check_password(&state, username, password).await {
-        failed(if state.config.users.contains_key(username) {
-            SignInFailure::WrongPassword
-        } else {
-            SignInFailure::UnknownUser
-        });
-        return Ok(sign_in_page(
+        )),
+        PasswordSignIn::Refused => sign_in_page(
             &state,
             StatusCode::UNAUTHORIZED,
             &csrf,
             None,
-            Some("Wrong username or password."),
+            Some(session::REFUSED_MESSAGE),
             &[],
-        ));
-    }
-    state.login_limiter.refund(attempt);
-    let cookie = session::start(&state, username).await?;
-    audit::sign_in_succeeded(username, ACCOUNT_CLIENT, peer.ip());
-    state.metrics.sign_in("success");
-    Ok(pages::see_other(&path(&state.config), &[cookie]))
+        ),
+    })
 }
 
 /// POST: withdraws everything the signed-in person gave one client.

@@ -1,16 +1,14 @@
 //! The authorization endpoint: validation (never redirecting to an unverified URI), login and
 //! consent pages, remembered consent, code issuance. Every redirect carries `iss` and `state`.
 
-use std::time::Instant;
-
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 
-use crate::audit::{self, SignInFailure};
-use crate::client_address::{ClientAddress, rate_key};
+use crate::audit;
+use crate::client_address::ClientAddress;
 use crate::clients::Client;
 use crate::config::{Config, Resource};
 use crate::error::{AuthorizeError, ErrorCode};
@@ -18,11 +16,11 @@ use crate::idp::IdentityProvider;
 use crate::oauth::RESPONSE_TYPE_CODE;
 use crate::params::Params;
 use crate::redirect_uri::{ClientRedirect, PrivateUseSchemes, RedirectKind};
-use crate::session::{self, Cookies, CsrfCheckedForm, CsrfToken};
+use crate::session::{self, Cookies, CsrfCheckedForm, CsrfToken, PasswordSignIn};
 use crate::state::AppState;
 use crate::{
-    identity, pages, pkce, policy, ratelimit, redirect_uri, resource, secrets, store, time,
-    upstream, upstream_store,
+    identity, pages, pkce, policy, redirect_uri, resource, secrets, store, time, upstream,
+    upstream_store,
 };
 
 /// `/authorize`: GET shows the login or consent page (or redirects at once with remembered
@@ -489,59 +487,31 @@ async fn sign_in(
 ) -> Result<Response, AuthorizeError> {
     let field = |name| form.single(name).ok().flatten().unwrap_or_default();
     let (username, password) = (field("username"), field("password"));
-    let client_id = &v.client.client_id;
-    let failed = |reason: SignInFailure| {
-        audit::sign_in_failed(username, client_id, peer.ip(), reason);
-        state.metrics.sign_in(reason.as_str());
-    };
-    // Brute-force bound: each attempt is counted before its password is checked, so that a
-    // burst of parallel attempts gets no more checks than the limit allows. Once an address has
-    // used up its attempts for the minute, no password is checked at all, right or wrong.
-    let Some(attempt) = state
-        .login_limiter
-        .count_attempt(rate_key(peer.ip()), Instant::now())
-    else {
-        failed(SignInFailure::RateLimited);
-        let mut response = login_page(
+    let outcome =
+        session::sign_in_with_password(state, peer.ip(), &v.client.client_id, username, password)
+            .await?;
+    Ok(match outcome {
+        PasswordSignIn::SignedIn(cookie) => pages::see_other(
+            &format!("{}?{}", action_path(state), v.params.to_query()),
+            &[cookie],
+        ),
+        PasswordSignIn::RateLimited => session::rate_limited(login_page(
             state,
             v,
             csrf,
             StatusCode::TOO_MANY_REQUESTS,
-            Some(
-                "Too many failed sign-in attempts from your address. Wait a minute and try again.",
-            ),
+            Some(session::RATE_LIMITED_MESSAGE),
             &[],
-        );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(ratelimit::WINDOW.as_secs()),
-        );
-        return Ok(response);
-    };
-    if !session::check_password(state, username, password).await {
-        failed(if state.config.users.contains_key(username) {
-            SignInFailure::WrongPassword
-        } else {
-            SignInFailure::UnknownUser
-        });
-        return Ok(login_page(
+        )),
+        PasswordSignIn::Refused => login_page(
             state,
             v,
             csrf,
             StatusCode::UNAUTHORIZED,
-            Some("Wrong username or password."),
+            Some(session::REFUSED_MESSAGE),
             &[],
-        ));
-    }
-    // Successful sign-ins do not count against the limit.
-    state.login_limiter.refund(attempt);
-    let cookie = session::start(state, username).await?;
-    audit::sign_in_succeeded(username, client_id, peer.ip());
-    state.metrics.sign_in("success");
-    Ok(pages::see_other(
-        &format!("{}?{}", action_path(state), v.params.to_query()),
-        &[cookie],
-    ))
+        ),
+    })
 }
 
 #[cfg(test)]

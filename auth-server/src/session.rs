@@ -3,6 +3,8 @@
 //! was shown them.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -11,12 +13,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 
+use crate::audit::{self, SignInFailure};
+use crate::client_address::rate_key;
 use crate::config::Config;
 use crate::error::AuthorizeError;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::store::{self, StoreError};
-use crate::{csrf, secrets, time};
+use crate::{csrf, ratelimit, secrets, time};
 
 /// Carries the login session id (only its SHA-256 hash is stored).
 pub const SESSION_COOKIE: &str = "mcp_as_session";
@@ -251,6 +255,71 @@ pub async fn check_password(state: &AppState, username: &str, password: &str) ->
         .verify(hash, password.to_string())
         .await;
     ok && known
+}
+
+/// What a password sign-in came to.
+pub enum PasswordSignIn {
+    /// Signed in: the `Set-Cookie` value of the new login session.
+    SignedIn(String),
+    /// The address used up its failed attempts for the minute; no password was checked.
+    RateLimited,
+    /// Wrong username or password.
+    Refused,
+}
+
+/// Signs a person in with a username and password from one of the sign-in forms (`client_id`
+/// names what the form was for, in the audit log). Brute-force bound: each attempt is counted
+/// against the address before its password is checked, so a burst of parallel attempts gets no
+/// more checks than the limit allows; once the address has used up its attempts for the minute
+/// no password is checked at all, right or wrong; a successful sign-in gives its attempt back.
+pub async fn sign_in_with_password(
+    state: &AppState,
+    peer: IpAddr,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> Result<PasswordSignIn, AuthorizeError> {
+    let failed = |reason: SignInFailure| {
+        audit::sign_in_failed(username, client_id, peer, reason);
+        state.metrics.sign_in(reason.as_str());
+    };
+    let Some(attempt) = state
+        .login_limiter
+        .count_attempt(rate_key(peer), Instant::now())
+    else {
+        failed(SignInFailure::RateLimited);
+        return Ok(PasswordSignIn::RateLimited);
+    };
+    if !check_password(state, username, password).await {
+        failed(if state.config.users.contains_key(username) {
+            SignInFailure::WrongPassword
+        } else {
+            SignInFailure::UnknownUser
+        });
+        return Ok(PasswordSignIn::Refused);
+    }
+    state.login_limiter.refund(attempt);
+    let cookie = start(state, username).await?;
+    audit::sign_in_succeeded(username, client_id, peer);
+    state.metrics.sign_in("success");
+    Ok(PasswordSignIn::SignedIn(cookie))
+}
+
+/// The message a sign-in page shows after [`PasswordSignIn::RateLimited`].
+pub const RATE_LIMITED_MESSAGE: &str =
+    "Too many failed sign-in attempts from your address. Wait a minute and try again.";
+
+/// The message a sign-in page shows after [`PasswordSignIn::Refused`].
+pub const REFUSED_MESSAGE: &str = "Wrong username or password.";
+
+/// A sign-in page answered 429 with `Retry-After` (the limiter's window).
+pub fn rate_limited(mut page: Response) -> Response {
+    *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    page.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from(ratelimit::WINDOW.as_secs()),
+    );
+    page
 }
 
 /// Ends this browser's login session (sign-out); returns the `Set-Cookie` value that clears its
