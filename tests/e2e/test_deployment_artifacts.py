@@ -2,8 +2,10 @@
 without a Docker engine or a cluster: image tags agree with what the repository pins, the
 Dockerfile builds packages and copies paths that exist, the compose demo is reachable only from
 the host, the Istio resources use only fields their API versions define and originate TLS only
-where they should, and the production Envoy configurations normalize paths, refuse ambiguous
-headers and report the MCP upstream's health (the last one in the real Envoy)."""
+where they should, the production Envoy configurations normalize paths, refuse ambiguous
+headers and report the MCP upstream's health (the last one in the real Envoy), and the
+Kubernetes manifests of the authorization server hang together (selectors, ports, probes,
+disruption budget, the image) and carry a configuration the real server accepts."""
 
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ import threading
 import time
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import yaml
 
+from auth_server import dump_toml
 from envoy_template import ROOT
 from processes import Service, free_port
 
@@ -27,6 +31,7 @@ COMPOSE = ROOT / "envoy" / "docker-compose.yml"
 ISTIO = ROOT / "envoy" / "istio" / "wasmplugin.yaml"
 PRODUCTION = ROOT / "envoy" / "production"
 PRODUCTION_CONFIGS = ["envoy-tls.yaml", "envoy-behind-alb.yaml"]
+KUBERNETES = ROOT / "envoy" / "kubernetes"
 
 
 def workspace_rust_version() -> str:
@@ -323,3 +328,264 @@ def test_every_shipped_envoy_config_is_validated_elsewhere():
     for name in shipped:
         assert name in source
 
+
+
+# --- Kubernetes (the authorization server) ---------------------------------------------------
+
+# The API versions current Kubernetes serves for each kind the manifests may use (the
+# `extensions/v1beta1` and `policy/v1beta1` forms are gone since 1.16 and 1.25).
+KUBERNETES_API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+    "PodDisruptionBudget": "policy/v1",
+}
+
+
+def kubernetes_manifests() -> dict[str, list[dict]]:
+    """Each manifest file's documents. `secret.yaml.example` counts: it documents the keys the
+    Deployment mounts, and kubectl skips it so it is never applied over the real Secret."""
+    files = sorted(KUBERNETES.glob("*.yaml")) + sorted(KUBERNETES.glob("*.yaml.example"))
+    return {f.name: [d for d in yaml.safe_load_all(f.read_text()) if d] for f in files}
+
+
+def kubernetes_resource(kind: str) -> dict:
+    [resource] = [d for docs in kubernetes_manifests().values() for d in docs if d["kind"] == kind]
+    return resource
+
+
+def pod_spec() -> dict:
+    return kubernetes_resource("Deployment")["spec"]["template"]["spec"]
+
+
+def auth_container() -> dict:
+    [container] = pod_spec()["containers"]
+    return container
+
+
+def container_port(container: dict, port) -> int:
+    """A port a probe or the Service names (by name or number), as the container's number."""
+    for declared in container["ports"]:
+        if port in (declared.get("name"), declared["containerPort"]):
+            return declared["containerPort"]
+    raise AssertionError(f"the container declares no port {port!r}")
+
+
+def labels_select(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def volume_files(volume: dict) -> dict[str, str]:
+    """The files a ConfigMap or Secret volume shows: its keys, with their contents."""
+    if "configMap" in volume:
+        source = kubernetes_resource("ConfigMap")
+        assert volume["configMap"]["name"] == source["metadata"]["name"], volume
+        return dict(source["data"])
+    if "secret" in volume:
+        source = kubernetes_resource("Secret")
+        assert volume["secret"]["secretName"] == source["metadata"]["name"], volume
+        return dict(source["stringData"])
+    raise AssertionError(f"volume {volume['name']} is neither a ConfigMap nor a Secret")
+
+
+def mounted_files() -> dict[str, tuple[str, str]]:
+    """Every file the container sees from its volumes: path -> (volume kind, contents)."""
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    files = {}
+    for mount in auth_container()["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        kind = "secret" if "secret" in volume else "configMap"
+        for key, text in volume_files(volume).items():
+            files[f"{mount['mountPath'].rstrip('/')}/{key}"] = (kind, text)
+    return files
+
+
+def config_path_argument(args: list[str]) -> str:
+    return args[args.index("--config") + 1]
+
+
+def shipped_auth_config() -> dict:
+    kind, text = mounted_files()[config_path_argument(auth_container()["args"])]
+    assert kind == "configMap"
+    return tomllib.loads(text)
+
+
+def test_kubernetes_manifests_use_current_api_versions_and_no_namespace():
+    manifests = kubernetes_manifests()
+    assert manifests, "envoy/kubernetes holds no manifest"
+    kinds = []
+    for name, documents in manifests.items():
+        assert documents, f"{name} holds no resource"
+        for document in documents:
+            kind = document["kind"]
+            assert KUBERNETES_API_VERSIONS.get(kind) == document["apiVersion"], (name, kind, document["apiVersion"])
+            # `kubectl apply -n <namespace>` puts them where the operator wants them.
+            assert "namespace" not in document["metadata"], f"{name}: {kind} names a namespace"
+            kinds.append(kind)
+    assert sorted(kinds) == sorted(KUBERNETES_API_VERSIONS), "one resource of each kind"
+
+
+def test_the_service_and_the_budget_select_the_deployments_pods_and_its_ports():
+    deployment = kubernetes_resource("Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels_select(deployment["spec"]["selector"]["matchLabels"], pod_labels)
+    service = kubernetes_resource("Service")["spec"]
+    assert labels_select(service["selector"], pod_labels), "the Service selects no pod of the Deployment"
+    budget = kubernetes_resource("PodDisruptionBudget")["spec"]
+    assert labels_select(budget["selector"]["matchLabels"], pod_labels), "the budget protects no pod"
+    container = auth_container()
+    for port in service["ports"]:
+        container_port(container, port.get("targetPort", port["port"]))
+    # Clients must not reach the metrics: the Service exposes the public listener only.
+    http = container_port(container, "http")
+    assert [container_port(container, p["targetPort"]) for p in service["ports"]] == [http]
+
+
+def test_rollouts_and_drains_never_take_more_than_one_replica_down():
+    spec = kubernetes_resource("Deployment")["spec"]
+    replicas = spec["replicas"]
+    assert replicas >= 2
+    rolling = spec["strategy"]["rollingUpdate"]
+    assert spec["strategy"]["type"] == "RollingUpdate" and rolling["maxUnavailable"] == 0
+    assert rolling["maxSurge"] >= 1, "with no surge and no unavailability a rollout cannot progress"
+    budget = kubernetes_resource("PodDisruptionBudget")["spec"]
+    if "maxUnavailable" in budget:
+        assert budget["maxUnavailable"] == 1
+    else:
+        assert budget["minAvailable"] >= replicas - 1
+    for kind in ["startupProbe", "readinessProbe", "livenessProbe"]:
+        assert kind in auth_container(), f"no {kind}"
+
+
+def test_replicas_are_spread_across_nodes_and_zones():
+    pod_labels = kubernetes_resource("Deployment")["spec"]["template"]["metadata"]["labels"]
+    spread = {c["topologyKey"]: c for c in pod_spec()["topologySpreadConstraints"]}
+    assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for constraint in spread.values():
+        assert constraint["maxSkew"] == 1
+        assert labels_select(constraint["labelSelector"]["matchLabels"], pod_labels)
+    assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+
+
+def test_the_auth_server_image_is_the_dockerfiles_and_pinned():
+    """The image is what `docker build --target auth-server` makes, tagged with the workspace
+    version (or pinned by digest), run as that image's user on the ports it exposes."""
+    container = auth_container()
+    repository, _, tag = container["image"].rpartition(":")
+    if "@sha256" in repository:
+        repository, _, digest = container["image"].partition("@sha256:")
+        assert re.fullmatch(r"[0-9a-f]{64}", digest), container["image"]
+    else:
+        version = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+        assert tag == version, f"{container['image']}: tag it with the workspace version {version} or a digest"
+    assert repository.rsplit("/", 1)[-1] == "mcp-auth-server", container["image"]
+    stages = {name: text for _image, name, text in dockerfile_stages()}
+    [entrypoint] = re.findall(r"^ENTRYPOINT\s+(.+)$", stages["auth-server"], re.M)
+    assert yaml.safe_load(entrypoint) == ["/usr/local/bin/mcp-auth-server"]
+    assert "command" not in container, "the image's entrypoint is the server; only args are given"
+    [uid] = re.findall(r"useradd\b.*--uid\s+(\d+)", stages["runtime"])
+    assert pod_spec()["securityContext"]["runAsUser"] == int(uid)
+    exposed = {int(p) for p in re.findall(r"^EXPOSE\s+(\d+)", stages["auth-server"], re.M)}
+    assert exposed == {container_port(container, "http")}
+
+
+def test_the_pod_runs_unprivileged_with_a_read_only_root():
+    pod = pod_spec()
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    context = auth_container()["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    limits, requests = auth_container()["resources"]["limits"], auth_container()["resources"]["requests"]
+    assert set(limits) == set(requests) == {"cpu", "memory"}
+
+
+def test_secrets_reach_the_server_as_files_of_the_secret_and_nothing_else_does():
+    files = mounted_files()
+    config = shipped_auth_config()
+    secret_paths = [config["postgres"]["password_file"]] + [
+        p["client_secret_file"] for p in config.get("identity_providers", []) if "client_secret_file" in p
+    ]
+    for path in secret_paths:
+        assert files.get(path, ("missing",))[0] == "secret", f"{path} is not a key of the mounted Secret"
+    # The database URL carries the user, never the password.
+    assert urlsplit(config["postgres"]["url"]).password is None, "the password belongs in the Secret"
+    assert config["postgres"]["tls"] == "verify-full"
+    assert files.get(config["postgres"]["ca_file"], ("missing",))[0] == "configMap"
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    for mount in auth_container()["volumeMounts"]:
+        assert mount["readOnly"] is True
+        secret = volumes[mount["name"]].get("secret")
+        if secret:
+            assert secret["defaultMode"] & 0o007 == 0, "secret files must not be world-readable"
+    for variable in auth_container().get("env", []):
+        assert "valueFrom" not in variable, f"{variable['name']}: secrets come as files"
+
+
+def test_the_auth_server_is_the_issuer_the_istio_wasmplugin_trusts():
+    """The Kubernetes config and envoy/istio/wasmplugin.yaml describe one deployment: the filter
+    trusts this issuer, fetches its JWKS, and protects a resource this server issues tokens for
+    with the scopes it grants."""
+    config = shipped_auth_config()
+    plugin = {d["kind"]: d["spec"] for d in istio_documents()}["WasmPlugin"]["pluginConfig"]
+    [issuer] = plugin["issuers"]
+    assert issuer["issuer"] == config["issuer"]
+    assert issuer["jwks"]["uri"] == f"{config['issuer']}/jwks.json"
+    resources = {r["url"]: r for r in config["resources"]}
+    for resource in plugin["resources"]:
+        assert resource["authorization_servers"] == [config["issuer"]]
+        assert resource["resource"] in resources, f"the server issues no token for {resource['resource']}"
+        assert set(resource["scopes_supported"]) <= set(resources[resource["resource"]]["scopes"])
+
+
+def test_the_configmap_config_runs_in_the_real_server_and_the_probes_answer(auth_server_bin, tmp_path):
+    """The pod's files (ConfigMap and Secret keys at their mount paths) under a temp root, the
+    configuration as shipped except what needs the cluster: SQLite in a temp file instead of
+    PostgreSQL, loopback ports, and the identity provider on a loopback port nobody listens on
+    (its discovery fails and the server starts anyway, as it does when a provider is down).
+    Then each probe's path on the port it names, and the metrics on the `metrics` port."""
+    container = auth_container()
+    root = tmp_path / "pod"
+
+    def local(path: str) -> Path:
+        return root / path.lstrip("/")
+
+    for path, (_kind, text) in mounted_files().items():
+        local(path).parent.mkdir(parents=True, exist_ok=True)
+        local(path).write_text(text)
+
+    config = shipped_auth_config()
+    del config["postgres"]  # no database server here: the same configuration on SQLite
+    config["storage_path"] = str(tmp_path / "as.sqlite")
+    ports = {}  # container port -> loopback port
+    for field in ["listen", "admin_listen"]:
+        container_number = int(config[field].rsplit(":", 1)[1])
+        ports[container_number] = free_port()
+        config[field] = f"127.0.0.1:{ports[container_number]}"
+    assert set(ports) == {container_port(container, "http"), container_port(container, "metrics")}
+    for provider in config.get("identity_providers", []):
+        provider["issuer"] = f"http://localhost:{free_port()}"
+        if "client_secret_file" in provider:
+            provider["client_secret_file"] = str(local(provider["client_secret_file"]))
+    config_path = config_path_argument(container["args"])
+    local(config_path).write_text(dump_toml(config))
+
+    args = list(container["args"])
+    args[args.index("--config") + 1] = str(local(config_path))
+    env = {v["name"]: v["value"] for v in container.get("env", [])}
+    server = Service("k8s-auth-server", [str(auth_server_bin), *args], tmp_path / "auth.log", env=env).start()
+    try:
+        public = ports[container_port(container, "http")]
+        server.wait_http(f"http://127.0.0.1:{public}/.well-known/oauth-authorization-server")
+        for kind in ["startupProbe", "readinessProbe", "livenessProbe"]:
+            probe = container[kind]["httpGet"]
+            port = ports[container_port(container, probe["port"])]
+            response = httpx.get(f"http://127.0.0.1:{port}{probe['path']}", timeout=5)
+            assert response.status_code == 200, f"{kind} {probe['path']}: {response.status_code}"
+        metrics = httpx.get(f"http://127.0.0.1:{ports[container_port(container, 'metrics')]}/metrics", timeout=5)
+        assert metrics.status_code == 200 and "mcp_auth_server_http_requests_total" in metrics.text
+    finally:
+        server.stop()
