@@ -1,14 +1,23 @@
-//! Part 3: the authorization server's token endpoint with its durable SQLite store.
+//! Part 3: the authorization server's token endpoint, on its durable SQLite store and on
+//! PostgreSQL with one and with three server processes.
 //!
-//! Starts the real `mcp-auth-server` release binary on a temp SQLite file with one static public
-//! client, logs in and approves once through the HTML forms (as `auth-server/README.md`
-//! documents), then per round: obtains `codes` authorization codes (remembered consent answers
-//! `/authorize` with a code at once), redeems them all at the token endpoint, and rotates the
-//! resulting refresh tokens for `refresh_seconds`. Closed loop with `auth_concurrency` clients.
+//! Starts the real `mcp-auth-server` release binary (one process per replica, all sharing one
+//! database) with one static public client, logs in and approves once through the HTML forms
+//! (as `auth-server/README.md` documents), then per round: obtains `codes` authorization codes
+//! (remembered consent answers `/authorize` with a code at once), redeems them all at the token
+//! endpoint, and rotates the resulting refresh tokens for `refresh_seconds`. Closed loop with
+//! `auth_concurrency` clients; with several replicas the client itself spreads the requests
+//! round robin, so a request lands on a different process than the one before it (as behind a
+//! load balancer) and no proxy's cost is measured.
+//!
+//! PostgreSQL comes from `MCP_AUTH_TEST_DATABASE_URL` (`cargo xtask bench` provides a throwaway
+//! cluster, as `cargo xtask test` does); each configuration gets a fresh database on it. Without
+//! the variable the PostgreSQL rows are skipped and the table says why.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,9 +46,48 @@ pub struct OpSample {
 }
 
 /// Samples per operation, in round order.
-pub struct AuthResults {
-    pub ops: Vec<(&'static str, Vec<OpSample>)>,
+pub type OpSamples = Vec<(&'static str, Vec<OpSample>)>;
+
+/// Where the servers keep their state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Storage {
+    /// A SQLite file in the `--auth-db-dir` (or a temp dir).
+    Sqlite,
+    /// A database on the PostgreSQL server of `MCP_AUTH_TEST_DATABASE_URL`, plain TCP on loopback.
+    Postgres { url: String },
 }
+
+impl Storage {
+    fn name(&self) -> &'static str {
+        match self {
+            Storage::Sqlite => "SQLite",
+            Storage::Postgres { .. } => "PostgreSQL",
+        }
+    }
+}
+
+/// How a configuration is named in the table: its storage and how many servers share it.
+pub fn setup_label(storage: &str, replicas: usize) -> String {
+    let servers = if replicas == 1 { "server" } else { "servers" };
+    format!("{storage}, {replicas} {servers}")
+}
+
+/// What became of one configuration.
+pub enum Outcome {
+    Measured(OpSamples),
+    /// Not run, and why (printed in the table).
+    Skipped(String),
+}
+
+/// Every configuration, in the order run.
+pub struct AuthResults {
+    pub setups: Vec<(String, Outcome)>,
+}
+
+/// The variable naming the PostgreSQL server (the same one `cargo xtask test` sets).
+pub const DATABASE_URL_ENV: &str = "MCP_AUTH_TEST_DATABASE_URL";
+/// The PostgreSQL configurations: one server process, and three sharing the database.
+pub const POSTGRES_REPLICAS: [usize; 2] = [1, 3];
 
 struct Server {
     child: Child,
@@ -52,13 +100,14 @@ impl Drop for Server {
     }
 }
 
-fn config(port: u16, db: &Path) -> String {
+/// One replica's configuration: every replica has the same issuer (the first one's address, as
+/// if they were behind one load balancer) and its own listener.
+fn config(issuer_port: u16, port: u16, storage: &str) -> String {
     format!(
-        r#"issuer = "http://127.0.0.1:{port}"
+        r#"issuer = "http://127.0.0.1:{issuer_port}"
 listen = "127.0.0.1:{port}"
-storage_path = "{db}"
 authorization_code_lifetime_secs = 600
-
+{storage}
 [registration]
 enabled = false
 
@@ -75,9 +124,17 @@ password_hash = "{DEMO_HASH}"
 client_id = "{CLIENT_ID}"
 client_name = "Benchmark client"
 redirect_uris = ["{REDIRECT_URI}"]
-"#,
-        db = db.display()
+"#
     )
+}
+
+/// The storage lines of the configuration.
+fn storage_config(storage: &Storage, sqlite_file: &Path) -> String {
+    match storage {
+        Storage::Sqlite => format!("storage_path = {:?}\n", sqlite_file.display().to_string()),
+        // Loopback only, so no TLS; the pool is the default size.
+        Storage::Postgres { url } => format!("\n[postgres]\nurl = {url:?}\ntls = \"disable\"\n"),
+    }
 }
 
 /// `<input type="hidden" name="…" value="…">` pairs of a page, HTML entities decoded.
@@ -142,10 +199,23 @@ fn code_from(location: &str) -> Result<String, String> {
 
 struct Client {
     http: reqwest::Client,
-    base: String,
+    /// The issuer's base URL (the first replica's).
+    issuer: String,
+    /// Each replica's base URL.
+    bases: Vec<String>,
+    /// Requests sent so far, which picks the next replica (round robin).
+    sent: AtomicUsize,
 }
 
 impl Client {
+    /// The replica for the next request.
+    fn next_base(&self) -> &str {
+        let n = self.sent.fetch_add(1, Ordering::Relaxed);
+        self.bases
+            .get(n % self.bases.len().max(1))
+            .unwrap_or(&self.issuer)
+    }
+
     fn authorize_query(&self, challenge: &str) -> Vec<(&'static str, String)> {
         vec![
             ("response_type", "code".into()),
@@ -168,7 +238,9 @@ impl Client {
     /// Logs in and approves once; later `/authorize` requests get a code directly.
     async fn login_and_consent(&self) -> Result<(), String> {
         let (_, challenge) = pkce();
-        let url = format!("{}/authorize", self.base);
+        // Through the issuer's own address: the forms' origin check compares with it.
+        let base = &self.issuer;
+        let url = format!("{base}/authorize");
         let login = self
             .send(self.http.get(&url).query(&self.authorize_query(&challenge)))
             .await?;
@@ -180,7 +252,7 @@ impl Client {
         ]);
         form.push(("action".into(), "login".into()));
         let after_login = self.send(self.http.post(&url).form(&form)).await?;
-        let consent_url = format!("{}{}", self.base, location(&after_login)?);
+        let consent_url = format!("{base}{}", location(&after_login)?);
         let consent = self.send(self.http.get(&consent_url)).await?;
         let page = consent.text().await.map_err(|e| e.to_string())?;
         let mut form = hidden_inputs(&page);
@@ -201,7 +273,7 @@ impl Client {
         let resp = self
             .send(
                 self.http
-                    .get(format!("{}/authorize", self.base))
+                    .get(format!("{}/authorize", self.next_base()))
                     .query(&self.authorize_query(&challenge)),
             )
             .await?;
@@ -210,7 +282,11 @@ impl Client {
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<String, String> {
         let resp = self
-            .send(self.http.post(format!("{}/token", self.base)).form(form))
+            .send(
+                self.http
+                    .post(format!("{}/token", self.next_base()))
+                    .form(form),
+            )
             .await?;
         let status = resp.status();
         let body: Value = serde_json::from_str(&resp.text().await.map_err(|e| e.to_string())?)
@@ -311,51 +387,120 @@ where
     ))
 }
 
-/// Runs part 3.
+/// Runs part 3: SQLite with one server, then PostgreSQL with one and with three (or the reason
+/// they are skipped).
 pub fn run(p: &Prereqs, plan: &Plan) -> Result<AuthResults, String> {
+    let mut setups = vec![(
+        setup_label(Storage::Sqlite.name(), 1),
+        Outcome::Measured(run_setup(p, plan, &Storage::Sqlite, 1)?),
+    )];
+    for replicas in POSTGRES_REPLICAS {
+        let outcome = match postgres_database()? {
+            Some(url) => {
+                let storage = Storage::Postgres { url };
+                Outcome::Measured(run_setup(p, plan, &storage, replicas)?)
+            }
+            None => Outcome::Skipped(format!(
+                "skipped: {DATABASE_URL_ENV} is not set (`cargo xtask bench` sets it when it \
+                 provides a PostgreSQL; or name a server: postgres://user@127.0.0.1:port/db)"
+            )),
+        };
+        setups.push((setup_label("PostgreSQL", replicas), outcome));
+    }
+    Ok(AuthResults { setups })
+}
+
+/// A fresh database on the PostgreSQL server of `MCP_AUTH_TEST_DATABASE_URL`, `None` without one.
+fn postgres_database() -> Result<Option<String>, String> {
+    Ok(std::env::var(DATABASE_URL_ENV)
+        .ok()
+        .filter(|url| !url.is_empty()))
+}
+
+/// Starts `replicas` servers on `storage` (all pinned like Envoy in part 1) and waits until each
+/// answers.
+fn start_servers(
+    p: &Prereqs,
+    dir: &Path,
+    storage: &Storage,
+    sqlite_file: &Path,
+    replicas: usize,
+) -> Result<(Vec<Server>, Vec<u16>), String> {
+    let mut ports = Vec::new();
+    for _ in 0..replicas {
+        ports.push(
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("finding a free port: {e}"))?
+                .port(),
+        );
+    }
+    let storage_lines = storage_config(storage, sqlite_file);
+    let issuer_port = *ports.first().ok_or("no replicas")?;
+    let mut servers = Vec::new();
+    // Started together: on PostgreSQL they race for the migration lock, as replicas do.
+    for (i, port) in ports.iter().enumerate() {
+        let config_path = dir.join(format!("auth-server-{i}.toml"));
+        std::fs::write(&config_path, config(issuer_port, *port, &storage_lines))
+            .map_err(|e| e.to_string())?;
+        let mut cmd = match p.envoy_cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]).arg(&p.auth_server);
+                c
+            }
+            None => Command::new(&p.auth_server),
+        };
+        let log = std::fs::File::create(dir.join(format!("auth-server-{i}.log")))
+            .map_err(|e| e.to_string())?;
+        let child = cmd
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", p.auth_server.display()))?;
+        servers.push(Server { child });
+    }
+    for (i, port) in ports.iter().enumerate() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+        let start = Instant::now();
+        while !matches!(
+            http::get(addr, "/.well-known/oauth-authorization-server", &[]),
+            Ok((200, _))
+        ) {
+            if start.elapsed() > Duration::from_secs(30) {
+                let log = std::fs::read_to_string(dir.join(format!("auth-server-{i}.log")))
+                    .unwrap_or_default();
+                return Err(format!("auth server {i} did not start; log:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok((servers, ports))
+}
+
+/// Measures one configuration: `replicas` servers on `storage`, the load spread round robin.
+fn run_setup(
+    p: &Prereqs,
+    plan: &Plan,
+    storage: &Storage,
+    replicas: usize,
+) -> Result<OpSamples, String> {
+    let label = setup_label(storage.name(), replicas);
     let dir = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("finding a free port: {e}"))?
-        .port();
-    let config_path = dir.path().join("auth-server.toml");
     let db_dir = tempfile::tempdir_in(plan.auth_db_dir.as_deref().unwrap_or(dir.path()))
         .map_err(|e| format!("creating the database directory: {e}"))?;
-    std::fs::write(&config_path, config(port, &db_dir.path().join("as.sqlite")))
-        .map_err(|e| e.to_string())?;
-    let mut cmd = match p.envoy_cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &cpu.to_string()]).arg(&p.auth_server);
-            c
-        }
-        None => Command::new(&p.auth_server),
-    };
-    let log =
-        std::fs::File::create(dir.path().join("auth-server.log")).map_err(|e| e.to_string())?;
-    let child = cmd
-        .arg("--config")
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", p.auth_server.display()))?;
-    let _server = Server { child };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let start = Instant::now();
-    while !matches!(
-        http::get(addr, "/.well-known/oauth-authorization-server", &[]),
-        Ok((200, _))
-    ) {
-        if start.elapsed() > Duration::from_secs(30) {
-            let log =
-                std::fs::read_to_string(dir.path().join("auth-server.log")).unwrap_or_default();
-            return Err(format!("the auth server did not start; log:\n{log}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_servers, ports) = start_servers(
+        p,
+        dir.path(),
+        storage,
+        &db_dir.path().join("as.sqlite"),
+        replicas,
+    )?;
+    let issuer_port = *ports.first().ok_or("no replicas")?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -370,14 +515,19 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<AuthResults, String> {
             .map_err(|e| e.to_string())?;
         let client = Arc::new(Client {
             http,
-            base: format!("http://127.0.0.1:{port}"),
+            issuer: format!("http://127.0.0.1:{issuer_port}"),
+            bases: ports
+                .iter()
+                .map(|port| format!("http://127.0.0.1:{port}"))
+                .collect(),
+            sent: AtomicUsize::new(0),
         });
         client.login_and_consent().await?;
         let mut authorize = Vec::new();
         let mut redeem = Vec::new();
         let mut refresh = Vec::new();
         for round in 1..=plan.rounds {
-            eprintln!("bench: auth server round {round}/{}", plan.rounds);
+            eprintln!("bench: auth server ({label}) round {round}/{}", plan.rounds);
             let c = client.clone();
             let (sample, codes) = closed_loop(
                 vec![(); plan.codes],
@@ -419,49 +569,65 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<AuthResults, String> {
             .await?;
             refresh.push(sample);
         }
-        Ok::<_, String>(AuthResults {
-            ops: vec![
-                (
-                    "authorize with remembered consent (issues a code)",
-                    authorize,
-                ),
-                ("token: authorization_code redemption", redeem),
-                ("token: refresh_token rotation", refresh),
-            ],
-        })
+        let [authorize_name, redeem_name, refresh_name] = OPERATIONS;
+        Ok::<_, String>(vec![
+            (authorize_name, authorize),
+            (redeem_name, redeem),
+            (refresh_name, refresh),
+        ])
     })
 }
 
-/// The Markdown table of medians over rounds.
+/// The operations measured, in the order run.
+const OPERATIONS: [&str; 3] = [
+    "authorize with remembered consent (issues a code)",
+    "token: authorization_code redemption",
+    "token: refresh_token rotation",
+];
+
+/// The Markdown table of medians over rounds, one block of rows per configuration.
 pub fn table(r: &AuthResults) -> String {
     let mut s = String::from(
-        "| operation | req/s | p50 ms | p99 ms | requests per round |\n|---|---:|---:|---:|---:|\n",
+        "| storage | operation | req/s | p50 ms | p99 ms | requests per round |\n|---|---|---:|---:|---:|---:|\n",
     );
-    for (name, samples) in &r.ops {
-        let med = |f: fn(&OpSample) -> f64| {
-            median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
-        };
-        s.push_str(&format!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.0} |\n",
-            med(|x| x.rps),
-            med(|x| x.p50_ms),
-            med(|x| x.p99_ms),
-            med(|x| x.requests as f64),
-        ));
+    for (label, outcome) in &r.setups {
+        match outcome {
+            Outcome::Measured(ops) => {
+                for (name, samples) in ops {
+                    let med = |f: fn(&OpSample) -> f64| {
+                        median(&samples.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+                    };
+                    s.push_str(&format!(
+                        "| {label} | {name} | {:.0} | {:.2} | {:.2} | {:.0} |\n",
+                        med(|x| x.rps),
+                        med(|x| x.p50_ms),
+                        med(|x| x.p99_ms),
+                        med(|x| x.requests as f64),
+                    ));
+                }
+            }
+            Outcome::Skipped(why) => s.push_str(&format!("| {label} | {why} | – | – | – | – |\n")),
+        }
     }
     s
 }
 
 pub fn to_json(r: &AuthResults) -> Value {
     json!(
-        r.ops
+        r.setups
             .iter()
-            .map(|(name, samples)| json!({
-                "operation": name,
-                "samples": samples.iter().map(|s| json!({
-                    "rps": s.rps, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "requests": s.requests,
-                })).collect::<Vec<_>>(),
-            }))
+            .map(|(label, outcome)| match outcome {
+                Outcome::Measured(ops) => json!({
+                    "setup": label,
+                    "operations": ops.iter().map(|(name, samples)| json!({
+                        "operation": name,
+                        "samples": samples.iter().map(|s| json!({
+                            "rps": s.rps, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "requests": s.requests,
+                        })).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                }),
+                Outcome::Skipped(why) => json!({ "setup": label, "skipped": why }),
+            })
             .collect::<Vec<_>>()
     )
 }
@@ -497,6 +663,78 @@ mod tests {
                 .unwrap_err()
                 .contains("access_denied")
         );
+    }
+
+    #[test]
+    fn replicas_get_the_requests_in_turn() {
+        let client = Client {
+            http: reqwest::Client::new(),
+            issuer: "http://a".into(),
+            bases: vec!["http://a".into(), "http://b".into(), "http://c".into()],
+            sent: AtomicUsize::new(0),
+        };
+        let order: Vec<String> = (0..7).map(|_| client.next_base().to_string()).collect();
+        assert_eq!(
+            order,
+            [
+                "http://a", "http://b", "http://c", "http://a", "http://b", "http://c", "http://a"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_storage_is_configured_as_the_server_documents() {
+        let sqlite = storage_config(&Storage::Sqlite, Path::new("/tmp/x/as.sqlite"));
+        assert_eq!(sqlite, "storage_path = \"/tmp/x/as.sqlite\"\n");
+        let postgres = storage_config(
+            &Storage::Postgres {
+                url: "postgres://bench@127.0.0.1:5433/bench_1".into(),
+            },
+            Path::new("/unused"),
+        );
+        assert!(!postgres.contains("storage_path"), "{postgres}");
+        assert!(
+            postgres.contains(
+                "[postgres]\nurl = \"postgres://bench@127.0.0.1:5433/bench_1\"\ntls = \"disable\"\n"
+            ),
+            "{postgres}"
+        );
+    }
+
+    #[test]
+    fn a_skipped_configuration_is_a_row_that_says_why() {
+        let sample = OpSample {
+            rps: 100.0,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            requests: 10,
+        };
+        let results = AuthResults {
+            setups: vec![
+                (
+                    setup_label("SQLite", 1),
+                    Outcome::Measured(OPERATIONS.iter().map(|op| (*op, vec![sample])).collect()),
+                ),
+                (
+                    setup_label("PostgreSQL", 3),
+                    Outcome::Skipped("skipped: no server".into()),
+                ),
+            ],
+        };
+        let table = table(&results);
+        assert!(
+            table.contains(
+                "| SQLite, 1 server | token: refresh_token rotation | 100 | 1.00 | 2.00 | 10 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| PostgreSQL, 3 servers | skipped: no server | – | – | – | – |"),
+            "{table}"
+        );
+        let json = to_json(&results);
+        assert_eq!(json[1]["skipped"], "skipped: no server");
+        assert_eq!(json[0]["operations"].as_array().map(Vec::len), Some(3));
     }
 
     #[test]

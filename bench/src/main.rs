@@ -405,7 +405,7 @@ fn run(o: &Options) -> Result<(), String> {
     }
     if o.part != Part::Envoy {
         let r = auth_bench::run(&p, plan)?;
-        out.push_str("\n### Authorization server token endpoint (SQLite, synchronous=FULL)\n\n");
+        out.push_str("\n### Authorization server token endpoint (SQLite synchronous=FULL; PostgreSQL, 1 and 3 servers)\n\n");
         out.push_str(&auth_bench::table(&r));
         json.insert("auth_server".into(), auth_bench::to_json(&r));
     }
