@@ -9,8 +9,10 @@ disruption budget, the image) and carry a configuration the real server accepts.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
 import socketserver
 import threading
 import time
@@ -541,24 +543,92 @@ def test_the_auth_server_is_the_issuer_the_istio_wasmplugin_trusts():
         assert set(resource["scopes_supported"]) <= set(resources[resource["resource"]]["scopes"])
 
 
-def test_the_configmap_config_runs_in_the_real_server_and_the_probes_answer(auth_server_bin, tmp_path):
-    """The pod's files (ConfigMap and Secret keys at their mount paths) under a temp root, the
-    configuration as shipped except what needs the cluster: SQLite in a temp file instead of
-    PostgreSQL, loopback ports, and the identity provider on a loopback port nobody listens on
-    (its discovery fails and the server starts anyway, as it does when a provider is down).
-    Then each probe's path on the port it names, and the metrics on the `metrics` port."""
-    container = auth_container()
-    root = tmp_path / "pod"
+class Pod:
+    """The container's files (each ConfigMap and Secret key at its mount path) under a temp root."""
 
-    def local(path: str) -> Path:
-        return root / path.lstrip("/")
+    def __init__(self, root: Path):
+        self.root = root
+        for path, (_kind, text) in mounted_files().items():
+            self.local(path).parent.mkdir(parents=True, exist_ok=True)
+            self.local(path).write_text(text)
 
-    for path, (_kind, text) in mounted_files().items():
-        local(path).parent.mkdir(parents=True, exist_ok=True)
-        local(path).write_text(text)
+    def local(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
 
+    def write_config(self, config: dict) -> list[str]:
+        """Writes `config` where the container's `--config` points; returns its args, adapted."""
+        args = list(auth_container()["args"])
+        path = config_path_argument(args)
+        for provider in config.get("identity_providers", []):
+            # A loopback port nobody listens on: discovery fails and the server starts anyway,
+            # as it does when a provider is down, and no test traffic leaves the machine.
+            provider["issuer"] = f"http://localhost:{free_port()}"
+            if "client_secret_file" in provider:
+                provider["client_secret_file"] = str(self.local(provider["client_secret_file"]))
+        self.local(path).write_text(dump_toml(config))
+        args[args.index("--config") + 1] = str(self.local(path))
+        return args
+
+
+def self_signed_ca_pem(host: str) -> str:
+    """A CA certificate, standing in for the database CA bundle the operator puts in db-ca.pem."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{host} test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_the_configmaps_postgres_table_is_accepted_up_to_the_connection(auth_server_bin, tmp_path):
+    """`[postgres]` exactly as shipped (password from the Secret's file, verify-full with the
+    ConfigMap's CA file, pool size, timeout), with only the database address moved to a loopback
+    port nobody listens on and a real CA certificate in place of the placeholder: `migrate
+    --check` must get past the configuration and fail connecting."""
+    pod = Pod(tmp_path / "pod")
     config = shipped_auth_config()
-    del config["postgres"]  # no database server here: the same configuration on SQLite
+    postgres = config["postgres"]
+    host = urlsplit(postgres["url"]).hostname
+    pod.local(postgres["ca_file"]).write_text(self_signed_ca_pem(host))
+    postgres["url"] = postgres["url"].replace(urlsplit(postgres["url"]).netloc.split("@")[1], f"127.0.0.1:{free_port()}")
+    postgres["password_file"] = str(pod.local(postgres["password_file"]))
+    postgres["ca_file"] = str(pod.local(postgres["ca_file"]))
+    args = pod.write_config(config)
+    args[args.index("serve")] = "migrate"
+    result = subprocess.run(
+        [str(auth_server_bin), *args, "--check"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "RUST_BACKTRACE": "0"},
+    )
+    assert result.returncode == 1, result
+    assert "config field" not in result.stderr, result.stderr
+    assert "cannot connect to PostgreSQL" in result.stderr, result.stderr
+
+
+def test_the_configmap_config_runs_in_the_real_server_and_the_probes_answer(auth_server_bin, tmp_path):
+    """The configuration as shipped except what needs the cluster: SQLite in a temp file instead
+    of PostgreSQL (the test above checks the `[postgres]` table), loopback ports, the identity
+    provider on a dead loopback port. Then each probe's path on the port it names, and the
+    metrics on the `metrics` port."""
+    container = auth_container()
+    pod = Pod(tmp_path / "pod")
+    config = shipped_auth_config()
+    del config["postgres"]
     config["storage_path"] = str(tmp_path / "as.sqlite")
     ports = {}  # container port -> loopback port
     for field in ["listen", "admin_listen"]:
@@ -566,15 +636,7 @@ def test_the_configmap_config_runs_in_the_real_server_and_the_probes_answer(auth
         ports[container_number] = free_port()
         config[field] = f"127.0.0.1:{ports[container_number]}"
     assert set(ports) == {container_port(container, "http"), container_port(container, "metrics")}
-    for provider in config.get("identity_providers", []):
-        provider["issuer"] = f"http://localhost:{free_port()}"
-        if "client_secret_file" in provider:
-            provider["client_secret_file"] = str(local(provider["client_secret_file"]))
-    config_path = config_path_argument(container["args"])
-    local(config_path).write_text(dump_toml(config))
-
-    args = list(container["args"])
-    args[args.index("--config") + 1] = str(local(config_path))
+    args = pod.write_config(config)
     env = {v["name"]: v["value"] for v in container.get("env", [])}
     server = Service("k8s-auth-server", [str(auth_server_bin), *args], tmp_path / "auth.log", env=env).start()
     try:
