@@ -23,11 +23,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Never edit one that was released: add the next.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "tables of clients, codes, refresh tokens, sessions, consents, keys and upstream sign-ins",
-    apply: base_schema,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "tables of clients, codes, refresh tokens, sessions, consents, keys and upstream sign-ins",
+        apply: base_schema,
+    },
+    Migration {
+        version: 2,
+        description: "rate-limit windows shared by every replica",
+        apply: shared_rate_limits,
+    },
+];
 
 /// The base schema in SQLite's dialect; [`dialect`] turns it into PostgreSQL's.
 pub const SCHEMA: &str = r#"
@@ -119,6 +126,19 @@ fn base_schema(sql: &dyn Sql) -> Result<(), StoreError> {
         add_missing_columns(sql)?;
     }
     Ok(())
+}
+
+fn shared_rate_limits(sql: &dyn Sql) -> Result<(), StoreError> {
+    sql.batch(&dialect(
+        sql,
+        "CREATE TABLE IF NOT EXISTS rate_limits (
+            name TEXT NOT NULL,
+            key TEXT NOT NULL,
+            window_start INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (name, key)
+        )",
+    ))
 }
 
 /// Columns of `clients` added after its first version, with the value rows made before them

@@ -1,5 +1,12 @@
 //! Fixed-window rate limits keyed by client address (dynamic client registration, failed
 //! logins, failed client authentications) or by client id.
+//!
+//! Sign-ins and registrations are counted in the database ([`SharedLimit`]), so replicas on one
+//! PostgreSQL database share each address's allowance: a guesser cannot multiply it by the
+//! number of replicas behind the load balancer. Failed client authentications are counted in
+//! each replica's memory ([`RateLimiter`]): every token request is counted before its secret is
+//! checked, and a database write per token request would cost more than the limit is worth;
+//! behind N replicas the allowance is at most N times the setting.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,6 +18,79 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Keys each limiter tracks at most (bounded memory).
 pub const MAX_TRACKED: usize = 10_000;
+
+/// A limit counted in the database (see the module documentation), by client address.
+#[derive(Clone)]
+pub struct SharedLimit {
+    /// The limit's name in the database.
+    name: &'static str,
+    per_window: u32,
+    store: crate::store::Store,
+}
+
+/// An attempt counted by [`SharedLimit::count_attempt`].
+pub struct SharedAttempt {
+    key: String,
+    window_start: i64,
+}
+
+impl SharedLimit {
+    pub fn new(name: &'static str, per_minute: u32, store: crate::store::Store) -> Self {
+        SharedLimit {
+            name,
+            per_window: per_minute,
+            store,
+        }
+    }
+
+    fn window_secs() -> i64 {
+        i64::try_from(WINDOW.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Counts an attempt from `address` before it is made; `None` when the address has used
+    /// up its allowance (the refused attempt is not counted).
+    pub async fn count_attempt(
+        &self,
+        address: IpAddr,
+    ) -> Result<Option<SharedAttempt>, crate::store::StoreError> {
+        let (name, per_window, key) = (self.name, i64::from(self.per_window), address.to_string());
+        let now = crate::time::now();
+        self.store
+            .run(move |conn| {
+                let started = crate::store::count_attempt(
+                    conn,
+                    name,
+                    &key,
+                    per_window,
+                    Self::window_secs(),
+                    now,
+                )?;
+                Ok(started.map(|window_start| SharedAttempt { key, window_start }))
+            })
+            .await
+    }
+
+    /// Gives back an attempt that turned out not to count (a successful sign-in).
+    pub async fn refund(&self, attempt: SharedAttempt) -> Result<(), crate::store::StoreError> {
+        let name = self.name;
+        self.store
+            .run(move |conn| {
+                crate::store::refund_attempt(conn, name, &attempt.key, attempt.window_start)
+            })
+            .await
+    }
+
+    /// Counts a request from `address`; whether it is within the limit.
+    pub async fn allow(&self, address: IpAddr) -> Result<bool, crate::store::StoreError> {
+        let (name, per_window, key) = (self.name, i64::from(self.per_window), address.to_string());
+        let now = crate::time::now();
+        self.store
+            .run(move |conn| {
+                crate::store::count_request(conn, name, &key, per_window, Self::window_secs(), now)
+            })
+            .await
+    }
+}
 
 /// Bounded memory: before a key not yet in a full table is added, ended windows are dropped;
 /// when every window is still live, the one that started first is evicted. A full table never
@@ -80,6 +160,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 
     /// Counts one request for `key`; false when it exceeds the limit.
+    #[cfg(test)]
     pub fn allow(&self, key: K, now: Instant) -> bool {
         let Ok(mut windows) = self.windows.lock() else {
             return false;

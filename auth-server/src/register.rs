@@ -1,8 +1,6 @@
 //! Dynamic client registration (RFC 7591), with strict redirect URI validation, size limits
 //! and a per-address rate limit. Generated secrets are stored as SHA-256 hashes.
 
-use std::time::Instant;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -158,7 +156,8 @@ async fn register(
 ) -> Result<Registered, OAuthError> {
     if !state
         .registration_limiter
-        .allow(rate_key(peer.ip()), Instant::now())
+        .allow(rate_key(peer.ip()))
+        .await?
     {
         return Err(OAuthError::new(
             ErrorCode::TemporarilyUnavailable,

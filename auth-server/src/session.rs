@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -283,10 +282,7 @@ pub async fn sign_in_with_password(
         audit::sign_in_failed(username, client_id, peer, reason);
         state.metrics.sign_in(reason.as_str());
     };
-    let Some(attempt) = state
-        .login_limiter
-        .count_attempt(rate_key(peer), Instant::now())
-    else {
+    let Some(attempt) = state.login_limiter.count_attempt(rate_key(peer)).await? else {
         failed(SignInFailure::RateLimited);
         return Ok(PasswordSignIn::RateLimited);
     };
@@ -298,7 +294,7 @@ pub async fn sign_in_with_password(
         });
         return Ok(PasswordSignIn::Refused);
     }
-    state.login_limiter.refund(attempt);
+    state.login_limiter.refund(attempt).await?;
     let cookie = start(state, username).await?;
     audit::sign_in_succeeded(username, client_id, peer);
     state.metrics.sign_in("success");

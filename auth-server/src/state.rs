@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::password_check::{
     MAX_CONCURRENT_CHECKS, MAX_CONCURRENT_CLIENT_SECRET_CHECKS, PasswordChecker,
 };
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::SharedLimit;
 use crate::secrets;
 use crate::store::{Location, Store, StoreError};
 use crate::upstream::Upstream;
@@ -22,8 +22,8 @@ pub struct AppState {
     pub store: Store,
     pub keyring: KeyRing,
     pub fetcher: Arc<Fetcher>,
-    pub registration_limiter: Arc<RateLimiter>,
-    pub login_limiter: Arc<RateLimiter>,
+    pub registration_limiter: SharedLimit,
+    pub login_limiter: SharedLimit,
     /// Failed client authentications at `/token` and `/revoke`, per address and per client.
     pub client_auth_failures: Arc<AuthFailureLimits>,
     /// Verified against for unknown usernames (same cost as the configured hashes).
@@ -58,10 +58,16 @@ impl AppState {
                 )
                 .with_failure_cache(config.client_metadata_failure_cache),
             ),
-            registration_limiter: Arc::new(RateLimiter::new(
+            registration_limiter: SharedLimit::new(
+                "registration",
                 config.registration.rate_limit_per_minute,
-            )),
-            login_limiter: Arc::new(RateLimiter::new(config.login_failures_per_minute)),
+                store.clone(),
+            ),
+            login_limiter: SharedLimit::new(
+                "failed_sign_in",
+                config.login_failures_per_minute,
+                store.clone(),
+            ),
             client_auth_failures: Arc::new(AuthFailureLimits::new(
                 config.client_auth_failures_per_minute,
                 config.client_auth_failures_per_client_per_minute,

@@ -812,6 +812,75 @@ pub fn revoke_refresh(
     Ok(RevokeOutcome::Revoked(family))
 }
 
+// ---------------------------------------------------------------- shared rate limits
+
+/// Counts one attempt of `key` against the limit `name` (at most `per_window` per window of
+/// `window_secs` from the key's first attempt), before the attempt is made: one atomic
+/// statement, so parallel attempts at any number of replicas get no more than the limit.
+/// Returns the window's start (for [`refund_attempt`]), or `None` when the allowance is used
+/// up; a refused attempt is not counted.
+pub fn count_attempt(
+    conn: &dyn Sql,
+    name: &str,
+    key: &str,
+    per_window: i64,
+    window_secs: i64,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    conn.query_opt(
+        "INSERT INTO rate_limits (name, key, window_start, count) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (name, key) DO UPDATE SET
+             window_start = CASE WHEN rate_limits.window_start <= ?4 THEN excluded.window_start ELSE rate_limits.window_start END,
+             count = CASE WHEN rate_limits.window_start <= ?4 THEN 1 ELSE rate_limits.count + 1 END
+         WHERE rate_limits.window_start <= ?4 OR rate_limits.count < ?5
+         RETURNING window_start",
+        args![name, key, now, now - window_secs, per_window],
+    )?
+    .map(|r| r.int(0))
+    .transpose()
+}
+
+/// Gives back an attempt counted by [`count_attempt`] that turned out not to count (a
+/// successful sign-in); nothing when its window has ended since.
+pub fn refund_attempt(
+    conn: &dyn Sql,
+    name: &str,
+    key: &str,
+    window_start: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE rate_limits SET count = count - 1
+         WHERE name = ?1 AND key = ?2 AND window_start = ?3 AND count > 0",
+        args![name, key, window_start],
+    )?;
+    Ok(())
+}
+
+/// Counts one request of `key` against the limit `name`, refused ones included (a client
+/// that keeps trying while refused keeps being refused); whether it is within the limit.
+pub fn count_request(
+    conn: &dyn Sql,
+    name: &str,
+    key: &str,
+    per_window: i64,
+    window_secs: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let count = conn
+        .query_opt(
+            "INSERT INTO rate_limits (name, key, window_start, count) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (name, key) DO UPDATE SET
+                 window_start = CASE WHEN rate_limits.window_start <= ?4 THEN excluded.window_start ELSE rate_limits.window_start END,
+                 count = CASE WHEN rate_limits.window_start <= ?4 THEN 1 ELSE rate_limits.count + 1 END
+             RETURNING count",
+            args![name, key, now, now - window_secs],
+        )?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    Ok(count <= per_window)
+}
+
 // ---------------------------------------------------------------- client assertions
 
 /// Records the `jti` of a verified client assertion until `expires_at`; `false` when the
@@ -851,8 +920,15 @@ pub fn purge_expired(conn: &dyn Sql, now: i64) -> Result<(), StoreError> {
         "DELETE FROM used_client_assertions WHERE expires_at < ?1",
         args![now],
     )?;
+    conn.execute(
+        "DELETE FROM rate_limits WHERE window_start < ?1",
+        args![now - RATE_LIMIT_RETENTION_SECS],
+    )?;
     Ok(())
 }
+
+/// Rate-limit windows older than this are ended whatever their length, and purged.
+const RATE_LIMIT_RETENTION_SECS: i64 = 3600;
 
 #[cfg(test)]
 mod tests {
@@ -871,6 +947,67 @@ mod tests {
                     Ok(())
                 })
                 .unwrap();
+        }
+    }
+
+    #[test]
+    fn attempts_count_before_they_are_made_and_a_refund_gives_one_back() {
+        on_each_backend(|conn| {
+            let attempt = |now| count_attempt(conn, "login", "192.0.2.1", 2, 60, now).unwrap();
+            let first = attempt(100).unwrap();
+            assert_eq!(first, 100);
+            assert!(attempt(101).is_some());
+            // Used up: refused, and the refusal is not counted.
+            assert_eq!(attempt(102), None);
+            refund_attempt(conn, "login", "192.0.2.1", first).unwrap();
+            assert!(attempt(103).is_some());
+            assert_eq!(attempt(104), None);
+            // Another key and another limit have their own allowance.
+            assert!(
+                count_attempt(conn, "login", "192.0.2.2", 2, 60, 104)
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                count_attempt(conn, "other", "192.0.2.1", 2, 60, 104)
+                    .unwrap()
+                    .is_some()
+            );
+            // The window ends a minute after the key's first attempt.
+            assert_eq!(attempt(160), Some(160));
+            // A refund from an ended window changes nothing.
+            refund_attempt(conn, "login", "192.0.2.1", first).unwrap();
+            assert!(attempt(161).is_some());
+            assert_eq!(attempt(162), None);
+        });
+    }
+
+    #[test]
+    fn requests_are_counted_refused_ones_included() {
+        on_each_backend(|conn| {
+            let request = |now| count_request(conn, "register", "192.0.2.1", 2, 60, now).unwrap();
+            assert_eq!((request(0), request(1), request(2)), (true, true, false));
+            assert!(!request(59), "refused requests count too");
+            assert!(request(60));
+        });
+    }
+
+    #[test]
+    fn replicas_on_one_database_share_the_allowance() {
+        for (a, b) in store_pairs() {
+            let attempt = |store: &Store| {
+                store
+                    .run_blocking(|conn| count_attempt(conn, "login", "192.0.2.9", 3, 60, 100))
+                    .unwrap()
+            };
+            assert!(attempt(&a).is_some());
+            assert!(attempt(&b).is_some());
+            assert!(attempt(&a).is_some());
+            assert_eq!(
+                attempt(&b),
+                None,
+                "the third attempt at either replica was the last"
+            );
         }
     }
 
