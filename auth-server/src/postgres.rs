@@ -307,48 +307,30 @@ impl Drop for Pool {
     }
 }
 
-/// Test databases: each test gets a new, empty database on the PostgreSQL server of
-/// `MCP_AUTH_TEST_DATABASE_URL` (which `cargo xtask test` provides).
+/// Stores on fresh test databases (see `mcp_auth_test_support::postgres`).
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
 
-    /// The variable naming the test server.
-    const URL_VARIABLE: &str = "MCP_AUTH_TEST_DATABASE_URL";
-
-    /// A store on a fresh database, `None` when no test server is configured (then only the
-    /// SQLite half of a storage test runs; `cargo xtask test` always provides one and sets
-    /// `MCP_AUTH_REQUIRE_POSTGRES`, which makes a missing server a failure).
+    /// A store on a new, empty database of the test server; `None` when there is no test
+    /// server and none is required (then only the SQLite half of a storage test runs).
     pub fn fresh_store() -> Option<crate::store::Store> {
-        let Ok(url) = std::env::var(URL_VARIABLE) else {
-            assert!(
-                std::env::var_os("MCP_AUTH_REQUIRE_POSTGRES").is_none(),
-                "{URL_VARIABLE} is not set: run the tests with `cargo xtask test`"
-            );
-            return None;
+        let url = mcp_auth_test_support::postgres::fresh_database()?;
+        let raw = RawPostgres {
+            url: Some(url),
+            tls: Some("disable".into()),
+            pool_size: Some(4),
+            ..RawPostgres::default()
         };
-        let base = postgres::Config::from_str(&url).expect(URL_VARIABLE);
-        let mut admin = base
-            .connect(postgres::NoTls)
-            .expect("connect to the test server");
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).expect("random");
-        let name = format!("unit_{}", u64::from_le_bytes(bytes));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create a test database");
-        let mut connection = base.clone();
-        connection.dbname(&name);
-        connection.ssl_mode(postgres::config::SslMode::Disable);
-        let config = PostgresConfig {
-            connection,
-            pool_size: 4,
-            tls: Tls::Disable,
-            ca_file: None,
-            connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+        let config = match validate(Some(raw), Path::new("/")) {
+            Ok(Some(config)) => config,
+            other => panic!("the test database URL is not usable: {other:?}"),
         };
         let location = crate::store::Location::Postgres(Box::new(config));
-        Some(crate::store::Store::connect(&location, Default::default(), true).expect("open"))
+        match crate::store::Store::connect(&location, Default::default(), true) {
+            Ok(store) => Some(store),
+            Err(e) => panic!("cannot open the test database: {e}"),
+        }
     }
 }
 
