@@ -66,7 +66,50 @@ pub fn envoy_values(
         ("wasm_path", wasm_path.to_owned()),
         ("cors_origin", "http://localhost:6274".to_owned()),
         ("access_log_path", access_log_path.to_owned()),
+        ("auth_server_more_endpoints", String::new()),
+        ("auth_server_front_listener", String::new()),
     ])
+}
+
+/// `values` changed for several authorization-server replicas on 127.0.0.1 (`replica_ports`,
+/// at least one) behind Envoy's front listener on `front_port`, where the issuer's clients
+/// connect: the auth_server cluster lists every replica. `front_template` is
+/// `envoy/auth-server-front.yaml.tmpl`. tests/e2e/envoy_template.py does the same.
+pub fn replica_values(
+    mut values: BTreeMap<&'static str, String>,
+    front_template: &str,
+    front_port: u16,
+    replica_ports: &[u16],
+) -> Result<BTreeMap<&'static str, String>, String> {
+    let (first, more) = replica_ports
+        .split_first()
+        .ok_or("no authorization-server replica to send requests to")?;
+    let front = render::render(
+        front_template,
+        &BTreeMap::from([
+            ("front_address", "127.0.0.1".to_owned()),
+            ("front_port", front_port.to_string()),
+        ]),
+    )
+    .map_err(|e| format!("envoy/auth-server-front.yaml.tmpl: {e}"))?;
+    let more_endpoints: String = more
+        .iter()
+        .map(|port| {
+            format!(
+                "\n              - endpoint:\
+                 \n                  address:\
+                 \n                    socket_address: {{ address: 127.0.0.1, port_value: {port} }}"
+            )
+        })
+        .collect();
+    values.insert("auth_server_host", "127.0.0.1".to_owned());
+    values.insert("auth_server_port", first.to_string());
+    values.insert("auth_server_more_endpoints", more_endpoints);
+    values.insert(
+        "auth_server_front_listener",
+        format!("\n{}", front.trim_end_matches('\n')),
+    );
+    Ok(values)
 }
 
 fn loopback(port: u16) -> SocketAddr {
