@@ -131,21 +131,22 @@ def start_envoy(
     listener_port: int | None = None,
     name: str = "envoy",
     edit_config: Callable[[str], str] | None = None,
+    edit_values: Callable[[dict[str, str]], dict[str, str]] | None = None,
 ) -> Envoy:
-    """Envoy with the demo template rendered for these ports; `edit_config` may change the
-    rendered text (a filter setting the demo does not use), `name` names its files."""
+    """Envoy with the demo template rendered for these ports; `edit_values` may change the
+    template's values (several authorization-server replicas: `replica_values`), `edit_config`
+    the rendered text (a filter setting the demo does not use), `name` names its files."""
     port, admin_port = listener_port or free_port(), free_port()
     config, access_log = workdir / f"{name}.yaml", workdir / f"{name}-access.log"
-    text = render(
-        local_values(
-            listener_port=port,
-            admin_port=admin_port,
-            auth_server_port=auth_server_port,
-            upstream_port=upstream_port,
-            wasm_path=str(wasm_path),
-            access_log_path=str(access_log),
-        )
+    values = local_values(
+        listener_port=port,
+        admin_port=admin_port,
+        auth_server_port=auth_server_port,
+        upstream_port=upstream_port,
+        wasm_path=str(wasm_path),
+        access_log_path=str(access_log),
     )
+    text = render(edit_values(values) if edit_values else values)
     config.write_text(edit_config(text) if edit_config else text)
     service = Service(
         name,
