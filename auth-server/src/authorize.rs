@@ -328,9 +328,9 @@ async fn issue_code(
         .run(move |conn| {
             let tx = conn.transaction()?;
             if let Some(k) = consent {
-                store::insert_consent(&tx, &k, now)?;
+                store::insert_consent(&*tx, &k, now)?;
             }
-            store::insert_code(&tx, &hash, &grant, expires_at)?;
+            store::insert_code(&*tx, &hash, &grant, expires_at)?;
             tx.commit()?;
             Ok(())
         })

@@ -288,8 +288,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where `GET /metrics` is served; `None` serves no metrics.
     pub admin_listen: Option<SocketAddr>,
-    /// Resolved against the configuration file's directory.
+    /// Resolved against the configuration file's directory. Unused with `postgres`.
     pub storage_path: PathBuf,
+    /// `[postgres]`: the shared database of several replicas, instead of the SQLite file.
+    pub postgres: Option<crate::postgres::PostgresConfig>,
     pub signing_algorithm: SigningAlgorithm,
     pub allow_insecure_localhost_client_metadata: bool,
     pub access_token_lifetime: Duration,
@@ -418,6 +420,8 @@ struct RawConfig {
     /// `[proxy]`: the reverse proxies whose client address headers are believed.
     #[serde(default)]
     proxy: crate::client_address::RawProxy,
+    /// `[postgres]`: store everything in PostgreSQL instead of the SQLite file.
+    postgres: Option<crate::postgres::RawPostgres>,
     /// `[[resources]]`: at least one.
     #[serde(default)]
     resources: Vec<RawResource>,
@@ -643,7 +647,7 @@ fn env_value(value: &str) -> toml::Value {
 }
 
 fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     base_dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<Config, ConfigError> {
@@ -669,6 +673,14 @@ fn validate(
             Some(address)
         }
     };
+    if raw.postgres.is_some() && raw.storage_path.is_some() {
+        return Err(field_error(
+            "storage_path",
+            "is the SQLite file; with [postgres] everything is stored in PostgreSQL: remove one",
+        ));
+    }
+    let postgres = crate::postgres::validate(raw.postgres.take(), base_dir)
+        .map_err(|(field, message)| field_error(field, message))?;
     let storage = raw
         .storage_path
         .unwrap_or_else(|| DEFAULT_STORAGE_PATH.to_string());
@@ -748,6 +760,7 @@ fn validate(
         listen,
         admin_listen,
         storage_path,
+        postgres,
         signing_algorithm,
         allow_insecure_localhost_client_metadata: raw.allow_insecure_localhost_client_metadata,
         access_token_lifetime,

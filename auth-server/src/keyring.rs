@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
+use crate::db::{Conn, Sql};
 
 use crate::config::{Config, SigningAlgorithm};
 use crate::keys::{self, KeyPair, RETENTION_MARGIN_SECS};
@@ -16,7 +16,7 @@ fn retention_secs(config: &Config) -> i64 {
 
 /// The stored keys with their schedule at `now`.
 fn scheduled(
-    conn: &Connection,
+    conn: &dyn Sql,
     now: i64,
     retention: i64,
 ) -> Result<(Vec<store::KeyRow>, keys::Schedule), StoreError> {
@@ -35,7 +35,7 @@ pub struct KeyCache {
 impl KeyCache {
     fn get(
         &self,
-        conn: &Connection,
+        conn: &dyn Sql,
         kid: &str,
         alg: SigningAlgorithm,
     ) -> Result<Arc<KeyPair>, StoreError> {
@@ -57,7 +57,7 @@ impl KeyCache {
 
 /// Generates a key and stores it with the given activation time; returns its kid.
 pub fn add_key(
-    conn: &Connection,
+    conn: &dyn Sql,
     alg: SigningAlgorithm,
     now: i64,
     active_from: i64,
@@ -73,8 +73,16 @@ pub fn add_key(
 }
 
 /// On startup: make sure a signing key exists (the very first key is active at once).
-pub fn ensure_signing_key(conn: &Connection, config: &Config, now: i64) -> Result<(), StoreError> {
-    let (rows, sched) = scheduled(conn, now, retention_secs(config))?;
+/// Replicas starting at the same moment make one key between them: the check and the insert
+/// run under the key lock.
+pub fn ensure_signing_key(
+    conn: &mut dyn Conn,
+    config: &Config,
+    now: i64,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    store::lock_keys(&*tx)?;
+    let (rows, sched) = scheduled(&*tx, now, retention_secs(config))?;
     match sched.signing.and_then(|i| rows.get(i)) {
         Some(current) => {
             if current.alg != config.signing_algorithm {
@@ -86,11 +94,11 @@ pub fn ensure_signing_key(conn: &Connection, config: &Config, now: i64) -> Resul
             }
         }
         None => {
-            let kid = add_key(conn, config.signing_algorithm, now, now)?;
+            let kid = add_key(&*tx, config.signing_algorithm, now, now)?;
             tracing::info!(%kid, alg = config.signing_algorithm.jwa_name(), "generated the first signing key");
         }
     }
-    Ok(())
+    tx.commit()
 }
 
 /// Outcome of `keys rotate`.
@@ -100,23 +108,29 @@ pub struct Rotated {
     pub pruned: Vec<String>,
 }
 
-/// Adds a key that starts signing after `publish_delay_secs` and prunes keys no longer published.
+/// Adds a key that starts signing after `publish_delay_secs` and prunes keys no longer
+/// published. Every replica reads the keys from the shared database on each request, so the
+/// new key is in every replica's JWKS from the commit on, `publish_delay_secs` before any
+/// replica signs with it.
 pub fn rotate(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     config: &Config,
     now: i64,
     publish_delay_secs: i64,
 ) -> Result<Rotated, StoreError> {
+    let tx = conn.transaction()?;
+    store::lock_keys(&*tx)?;
     let active_from = now + publish_delay_secs;
-    let kid = add_key(conn, config.signing_algorithm, now, active_from)?;
-    let (rows, sched) = scheduled(conn, now, retention_secs(config))?;
+    let kid = add_key(&*tx, config.signing_algorithm, now, active_from)?;
+    let (rows, sched) = scheduled(&*tx, now, retention_secs(config))?;
     let mut pruned = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if !sched.published.contains(&i) {
-            store::delete_key(conn, &row.meta.kid)?;
+            store::delete_key(&*tx, &row.meta.kid)?;
             pruned.push(row.meta.kid.clone());
         }
     }
+    tx.commit()?;
     Ok(Rotated {
         kid,
         active_from,
@@ -134,11 +148,7 @@ pub struct KeyListing {
 }
 
 /// The stored keys and their state at `now`, for `keys list`.
-pub fn describe(
-    conn: &Connection,
-    config: &Config,
-    now: i64,
-) -> Result<Vec<KeyListing>, StoreError> {
+pub fn describe(conn: &dyn Sql, config: &Config, now: i64) -> Result<Vec<KeyListing>, StoreError> {
     let (rows, sched) = scheduled(conn, now, retention_secs(config))?;
     Ok(rows
         .iter()

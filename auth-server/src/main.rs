@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use mcp_auth_server::{config, keyring, secrets, server, store, time};
+use mcp_auth_server::{config, keyring, migrations, secrets, server, store, time};
 
 /// OAuth 2.1 authorization server for MCP clients.
 #[derive(Parser)]
@@ -57,6 +57,12 @@ enum Command {
     },
     /// Read a password from standard input and print its argon2id hash for the config file.
     HashPassword,
+    /// Apply the pending schema migrations (`serve` also does at startup).
+    Migrate {
+        /// Change nothing: exit with status 1, listing them, when migrations are pending.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,6 +75,16 @@ enum KeysCommand {
     },
     /// List the stored keys and their state.
     List,
+}
+
+/// The configured database, for the command-line tools; `migrate` applies pending migrations.
+fn open_store(config: &config::Config, migrate: bool) -> anyhow::Result<store::Store> {
+    let location = store::Location::of(config);
+    Ok(store::Store::connect(
+        &location,
+        Default::default(),
+        migrate,
+    )?)
 }
 
 fn load_config(path: Option<PathBuf>) -> anyhow::Result<config::Config> {
@@ -90,12 +106,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Keys { command } => {
             let config = load_config(cli.config)?;
-            let conn = store::open_connection(&config.storage_path)?;
+            let store = open_store(&config, true)?;
             let now = time::now();
             match command {
                 KeysCommand::Rotate { publish_delay_secs } => {
                     let delay = publish_delay_secs.unwrap_or(config.key_publish_delay.as_secs());
-                    let r = keyring::rotate(&conn, &config, now, i64::try_from(delay)?)?;
+                    let delay = i64::try_from(delay)?;
+                    let r =
+                        store.run_blocking(|conn| keyring::rotate(conn, &config, now, delay))?;
                     println!(
                         "new key {} ({}) is published now and signs from unix time {} (in {} s)",
                         r.kid,
@@ -108,13 +126,42 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 KeysCommand::List => {
-                    for key in keyring::describe(&conn, &config, now)? {
+                    let keys = store.run_blocking(|conn| keyring::describe(conn, &config, now))?;
+                    for key in keys {
                         println!(
                             "{}\t{}\tactive_from={}\t{}",
                             key.kid, key.alg, key.active_from, key.state
                         );
                     }
                 }
+            }
+            Ok(())
+        }
+        Command::Migrate { check } => {
+            let config = load_config(cli.config)?;
+            let store = open_store(&config, false)?;
+            if check {
+                let pending = store.run_blocking(|conn| {
+                    Ok(migrations::pending(conn)?
+                        .iter()
+                        .map(|m| format!("{} {}", m.version, m.description))
+                        .collect::<Vec<_>>())
+                })?;
+                if pending.is_empty() {
+                    println!("the database schema is up to date");
+                    return Ok(());
+                }
+                for migration in &pending {
+                    println!("pending: {migration}");
+                }
+                std::process::exit(1);
+            }
+            let applied = store.run_blocking(migrations::apply)?;
+            if applied.is_empty() {
+                println!("the database schema was already up to date");
+            }
+            for version in applied {
+                println!("applied migration {version}");
             }
             Ok(())
         }

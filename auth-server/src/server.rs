@@ -70,7 +70,7 @@ pub async fn serve(
         public: listener,
         admin,
     } = listeners.into();
-    let state = AppState::open(config)?;
+    let state = AppState::open(config).await?;
     let cfg = state.config.clone();
     let max_idle = state.config.registered_client_max_idle.as_secs() as i64;
     state
@@ -123,7 +123,7 @@ pub async fn serve(
 }
 
 /// Deletes what has expired, and registered clients unused for longer than `max_idle_secs`.
-fn purge(conn: &mut rusqlite::Connection, max_idle_secs: i64) -> Result<(), store::StoreError> {
+fn purge(conn: &mut dyn crate::db::Conn, max_idle_secs: i64) -> Result<(), store::StoreError> {
     let now = time::now();
     store::purge_expired(conn, now)?;
     let purged = store::purge_unused_clients(conn, now, max_idle_secs)?;

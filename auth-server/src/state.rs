@@ -13,7 +13,7 @@ use crate::password_check::{
 };
 use crate::ratelimit::RateLimiter;
 use crate::secrets;
-use crate::store::{Store, StoreError};
+use crate::store::{Location, Store, StoreError};
 use crate::upstream::Upstream;
 
 #[derive(Clone)]
@@ -37,10 +37,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens the database and prepares what the handlers share.
-    pub fn open(config: Config) -> anyhow::Result<Self> {
+    /// Opens the database (applying pending schema migrations) and prepares what the handlers
+    /// share.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let store = Store::open(&config.storage_path, metrics.database_errors())?;
+        let location = Location::of(&config);
+        let errors = metrics.database_errors();
+        // Both drivers block: connecting and migrating run off the async threads.
+        let store =
+            tokio::task::spawn_blocking(move || Store::connect(&location, errors, true)).await??;
         let dummy = secrets::dummy_hash_like(secrets::costliest_hash(config.users.values()))
             .map_err(|e| StoreError::Worker(format!("cannot prepare the login check: {e}")))?;
         let config = Arc::new(config);

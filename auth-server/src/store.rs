@@ -1,11 +1,15 @@
-//! SQLite storage (WAL mode). Every multi-step change runs in one transaction. Only hashes of
-//! codes, refresh tokens, session ids and client secrets are stored.
+//! Durable storage: an SQLite file (WAL mode, the default) or a PostgreSQL database shared by
+//! several replicas, both through [`crate::db`]. Every multi-step change runs in one
+//! transaction. Only hashes of codes, refresh tokens, session ids and client secrets are stored.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::Connection;
+
+use crate::args;
+use crate::db::{Conn, Sql};
 
 use crate::config::SigningAlgorithm;
 use crate::keys::KeyMeta;
@@ -15,6 +19,10 @@ use crate::oauth::{ApplicationType, AuthMethod};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database error: {}", postgres_error_text(.0))]
+    Postgres(#[from] postgres::Error),
+    #[error("no database connection: {0}")]
+    Pool(String),
     #[error("cannot prepare database file {path}: {source}")]
     File {
         path: String,
@@ -44,134 +52,64 @@ impl StoreError {
                     | ErrorCode::ReadOnly
                     | ErrorCode::FileLockingProtocolFailed
             ),
-            StoreError::File { .. } => true,
+            StoreError::File { .. } | StoreError::Pool(_) => true,
+            StoreError::Postgres(e) => postgres_unavailable(e),
             _ => false,
         }
     }
 }
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS signing_keys (
-    kid TEXT PRIMARY KEY,
-    alg TEXT NOT NULL,
-    private_der BLOB NOT NULL,
-    created_at INTEGER NOT NULL,
-    active_from INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS clients (
-    client_id TEXT PRIMARY KEY,
-    client_name TEXT,
-    redirect_uris TEXT NOT NULL,
-    secret_hash TEXT,
-    auth_method TEXT NOT NULL,
-    allows_refresh INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    allows_authorization_code INTEGER NOT NULL DEFAULT 1,
-    application_type TEXT NOT NULL DEFAULT 'native',
-    scope TEXT,
-    last_used_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id_hash TEXT PRIMARY KEY,
-    username TEXT NOT NULL,
-    expires_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS consents (
-    username TEXT NOT NULL,
-    client_id TEXT NOT NULL,
-    redirect_uri TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    granted_at INTEGER NOT NULL,
-    PRIMARY KEY (username, client_id, redirect_uri, scope, resource)
-);
-CREATE TABLE IF NOT EXISTS authorization_codes (
-    code_hash TEXT PRIMARY KEY,
-    client_id TEXT NOT NULL,
-    redirect_uri TEXT NOT NULL,
-    code_challenge TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    username TEXT NOT NULL,
-    allows_refresh INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    redeemed_at INTEGER,
-    family_id TEXT
-);
-CREATE TABLE IF NOT EXISTS refresh_families (
-    family_id TEXT PRIMARY KEY,
-    client_id TEXT NOT NULL,
-    username TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS refresh_tokens (
-    token_hash TEXT PRIMARY KEY,
-    family_id TEXT NOT NULL REFERENCES refresh_families(family_id) ON DELETE CASCADE,
-    created_at INTEGER NOT NULL,
-    used_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
-CREATE TABLE IF NOT EXISTS used_client_assertions (
-    client_id TEXT NOT NULL,
-    jti TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    PRIMARY KEY (client_id, jti)
-);
-"#;
-
-/// Columns of `clients` added after its first version, with the value rows made before them
-/// get: clients registered before `allows_authorization_code` was stored keep the only grant
-/// they could use then; before `application_type` was stored, only https and loopback redirect
-/// URIs could be registered, and those clients are treated as the native apps that register
-/// loopback URIs (the type is only reported back, never used to refuse).
-const ADDED_CLIENT_COLUMNS: &[(&str, &str)] = &[
-    ("allows_authorization_code", "INTEGER NOT NULL DEFAULT 1"),
-    ("application_type", "TEXT NOT NULL DEFAULT 'native'"),
-    ("scope", "TEXT"),
-    ("last_used_at", "INTEGER"),
-];
-
-/// Brings a database made by an earlier version up to the current schema. Clients from before
-/// `last_used_at` was kept count as used when the column is added, so that none is purged as
-/// unused before it had the chance to be seen.
-fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
-    let has_column = |conn: &Connection, column: &str| -> Result<bool, StoreError> {
-        let mut columns = conn.prepare("SELECT name FROM pragma_table_info('clients')")?;
-        let names = columns.query_map([], |r| r.get::<_, String>(0))?;
-        for name in names {
-            if name? == column {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+/// A PostgreSQL error that is about the database's state rather than the statement: the
+/// connection is gone or was never made, the server is shutting down, starting, out of
+/// resources or read-only, or a concurrent transaction won a conflict. Retrying later is right.
+fn postgres_unavailable(e: &postgres::Error) -> bool {
+    let Some(db) = e.as_db_error() else {
+        // An I/O error, a closed connection or a timeout: not an answer of the server's.
+        return true;
     };
-    for (column, definition) in ADDED_CLIENT_COLUMNS {
-        if has_column(conn, column)? {
-            continue;
-        }
-        let added = conn.execute_batch(&format!(
-            "ALTER TABLE clients ADD COLUMN {column} {definition}"
-        ));
-        // Another process opening the same file may have added it in between.
-        if let Err(e) = added
-            && !has_column(conn, column)?
-        {
-            return Err(e.into());
-        }
-    }
-    conn.execute(
-        "UPDATE clients SET last_used_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE last_used_at IS NULL",
-        [],
-    )?;
-    Ok(())
+    let code = db.code().code();
+    // 08: connection exception, 53: insufficient resources, 57: operator intervention
+    // (shutdown, cannot connect now), 40: transaction rollback (serialization, deadlock),
+    // 25006: read-only transaction (a standby answering after a failover).
+    ["08", "53", "57", "40"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || code == "25006"
 }
 
-/// Opens (creating if needed, with mode 0600) the database and applies the schema.
+/// The server's message and its SQLSTATE, or the driver's own description.
+fn postgres_error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Where the data lives, chosen in the configuration.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(Box<crate::postgres::PostgresConfig>),
+}
+
+impl Location {
+    pub fn of(config: &crate::config::Config) -> Self {
+        match &config.postgres {
+            Some(pg) => Location::Postgres(Box::new(pg.clone())),
+            None => Location::Sqlite(config.storage_path.clone()),
+        }
+    }
+}
+
+/// Opens (creating if needed, with mode 0600) the SQLite file and brings its schema up to date.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = open_sqlite(path)?;
+    crate::migrations::apply(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens the SQLite file with the settings every connection needs, without touching the schema.
+fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
     let file_err = |source| StoreError::File {
         path: path.display().to_string(),
         source,
@@ -195,49 +133,111 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(crate::upstream_store::SCHEMA)?;
-    add_missing_columns(&conn)?;
     Ok(conn)
 }
 
-/// The connection shared by request handlers; work runs on the blocking pool.
+#[derive(Clone)]
+enum Backend {
+    /// One connection: SQLite runs one writer at a time anyway.
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(Arc<crate::postgres::Pool>),
+}
+
+/// The database shared by request handlers; work runs on the blocking pool.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    backend: Backend,
     /// Incremented on every failed operation (a metric).
     errors: Counter,
 }
 
 impl Store {
+    /// Opens the SQLite file at `path` (the schema brought up to date).
     pub fn open(path: &Path, errors: Counter) -> Result<Self, StoreError> {
         Ok(Store {
-            conn: Arc::new(Mutex::new(open_connection(path)?)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(open_connection(path)?))),
             errors,
         })
     }
 
+    /// Opens the configured database. PostgreSQL connections are made as requests need them
+    /// (up to the pool size); the first is made here, so a wrong URL or password fails at
+    /// startup. With `migrate`, pending schema migrations are applied first.
+    pub fn connect(
+        location: &Location,
+        errors: Counter,
+        migrate: bool,
+    ) -> Result<Self, StoreError> {
+        let store = match location {
+            Location::Sqlite(path) => {
+                let mut conn = open_sqlite(path)?;
+                if migrate {
+                    crate::migrations::apply(&mut conn)?;
+                }
+                Store {
+                    backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
+                    errors,
+                }
+            }
+            Location::Postgres(pg) => {
+                let pool = crate::postgres::pool(pg)?;
+                if migrate {
+                    let mut client = pool.get()?;
+                    crate::migrations::apply(&mut crate::db::Postgres::new(&mut client))?;
+                }
+                Store {
+                    backend: Backend::Postgres(Arc::new(pool)),
+                    errors,
+                }
+            }
+        };
+        Ok(store)
+    }
+
+    /// Runs `f` with a connection, on the blocking pool (both drivers block).
     pub async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<R, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        let result = match tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Worker("connection mutex poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        {
+        let backend = self.backend.clone();
+        let result = match tokio::task::spawn_blocking(move || Self::with_conn(&backend, f)).await {
             Ok(done) => done,
             Err(e) => Err(StoreError::Worker(e.to_string())),
         };
-        if result.is_err() {
+        if let Err(e) = &result {
             self.errors.inc();
+            if e.is_unavailable() {
+                tracing::warn!(error = %e, "the database is unavailable");
+            }
         }
         result
+    }
+
+    /// Runs `f` with a connection on the calling thread (for the command-line tools).
+    pub fn run_blocking<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Conn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        Self::with_conn(&self.backend, f)
+    }
+
+    fn with_conn<R>(
+        backend: &Backend,
+        f: impl FnOnce(&mut dyn Conn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        match backend {
+            Backend::Sqlite(conn) => {
+                let mut guard = conn
+                    .lock()
+                    .map_err(|_| StoreError::Worker("connection mutex poisoned".into()))?;
+                f(&mut *guard)
+            }
+            Backend::Postgres(pool) => {
+                let mut client = pool.get()?;
+                f(&mut crate::db::Postgres::new(&mut client))
+            }
+        }
     }
 }
 
@@ -250,20 +250,14 @@ pub struct KeyRow {
 }
 
 /// All keys, oldest `active_from` first.
-pub fn list_keys(conn: &Connection) -> Result<Vec<KeyRow>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT kid, alg, active_from FROM signing_keys ORDER BY active_from, created_at",
+pub fn list_keys(conn: &dyn Sql) -> Result<Vec<KeyRow>, StoreError> {
+    let rows = conn.query(
+        "SELECT kid, alg, active_from FROM signing_keys ORDER BY active_from, created_at, kid",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
     let mut out = Vec::new();
     for row in rows {
-        let (kid, alg, active_from) = row?;
+        let (kid, alg, active_from) = (row.text(0)?, row.text(1)?, row.int(2)?);
         let alg = SigningAlgorithm::from_jwa_name(&alg)
             .ok_or_else(|| StoreError::Corrupt(format!("key {kid} has unknown algorithm {alg}")))?;
         out.push(KeyRow {
@@ -274,18 +268,17 @@ pub fn list_keys(conn: &Connection) -> Result<Vec<KeyRow>, StoreError> {
     Ok(out)
 }
 
-pub fn key_der(conn: &Connection, kid: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT private_der FROM signing_keys WHERE kid = ?1",
-            [kid],
-            |r| r.get(0),
-        )
-        .optional()?)
+pub fn key_der(conn: &dyn Sql, kid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    conn.query_opt(
+        "SELECT private_der FROM signing_keys WHERE kid = ?1",
+        args![kid],
+    )?
+    .map(|r| r.blob(0))
+    .transpose()
 }
 
 pub fn insert_key(
-    conn: &Connection,
+    conn: &dyn Sql,
     kid: &str,
     alg: SigningAlgorithm,
     der: &[u8],
@@ -294,13 +287,25 @@ pub fn insert_key(
 ) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO signing_keys (kid, alg, private_der, created_at, active_from) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![kid, alg.jwa_name(), der, now, active_from],
+        args![kid, alg.jwa_name(), der, now, active_from],
     )?;
     Ok(())
 }
 
-pub fn delete_key(conn: &Connection, kid: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM signing_keys WHERE kid = ?1", [kid])?;
+pub fn delete_key(conn: &dyn Sql, kid: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM signing_keys WHERE kid = ?1", args![kid])?;
+    Ok(())
+}
+
+/// Serializes changes to the set of signing keys across replicas (the first key made at
+/// startup, a rotation) for the rest of the transaction: on PostgreSQL an advisory lock, on
+/// SQLite the transaction's own write lock.
+pub fn lock_keys(tx: &dyn Sql) -> Result<(), StoreError> {
+    /// An arbitrary constant of this application.
+    const KEYS_LOCK: i64 = 0x6d63_705f_6b65_7973;
+    if tx.backend() == crate::db::Backend::Postgres {
+        tx.execute("SELECT pg_advisory_xact_lock(?1)", args![KEYS_LOCK])?;
+    }
     Ok(())
 }
 
@@ -320,52 +325,28 @@ pub struct RegisteredClient {
     pub scope: Option<String>,
 }
 
-pub fn insert_client(conn: &Connection, c: &RegisteredClient, now: i64) -> Result<(), StoreError> {
+pub fn insert_client(conn: &dyn Sql, c: &RegisteredClient, now: i64) -> Result<(), StoreError> {
     let uris =
         serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.execute(
         "INSERT INTO clients (client_id, client_name, redirect_uris, secret_hash, auth_method, allows_refresh, created_at, allows_authorization_code, application_type, scope, last_used_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7)",
-        params![c.client_id, c.client_name, uris, c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now, c.allows_authorization_code, c.application_type.as_str(), c.scope],
+        args![&c.client_id, &c.client_name, &uris, &c.secret_hash, c.auth_method.as_str(), c.allows_refresh, now, c.allows_authorization_code, c.application_type.as_str(), &c.scope],
     )?;
     Ok(())
 }
 
-pub fn get_client(
-    conn: &Connection,
-    client_id: &str,
-) -> Result<Option<RegisteredClient>, StoreError> {
-    let row = conn
-        .query_row(
-            "SELECT client_name, redirect_uris, secret_hash, auth_method, allows_refresh, allows_authorization_code, application_type, scope FROM clients WHERE client_id = ?1",
-            [client_id],
-            |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, bool>(4)?,
-                    r.get::<_, bool>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((
-        client_name,
-        uris,
-        secret_hash,
-        method,
-        allows_refresh,
-        allows_authorization_code,
-        application_type,
-        scope,
-    )) = row
+pub fn get_client(conn: &dyn Sql, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {
+    let Some(r) = conn.query_opt(
+        "SELECT client_name, redirect_uris, secret_hash, auth_method, allows_refresh, allows_authorization_code, application_type, scope FROM clients WHERE client_id = ?1",
+        args![client_id],
+    )?
     else {
         return Ok(None);
     };
+    let uris = r.text(1)?;
+    let method = r.text(3)?;
+    let application_type = r.text(6)?;
     let redirect_uris: Vec<String> =
         serde_json::from_str(&uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let auth_method = AuthMethod::parse(&method)
@@ -375,14 +356,14 @@ pub fn get_client(
     })?;
     Ok(Some(RegisteredClient {
         client_id: client_id.to_string(),
-        client_name,
+        client_name: r.opt_text(0)?,
         redirect_uris,
-        secret_hash,
+        secret_hash: r.opt_text(2)?,
         auth_method,
-        allows_authorization_code,
-        allows_refresh,
+        allows_authorization_code: r.bool(5)?,
+        allows_refresh: r.bool(4)?,
         application_type,
-        scope,
+        scope: r.opt_text(7)?,
     }))
 }
 
@@ -393,16 +374,17 @@ pub const CLIENT_USE_GRANULARITY_SECS: i64 = 60;
 /// A registered client looked up for an authorization or token request, which counts as a
 /// use: its `last_used_at` is brought up to `now`. Recording the use is best effort (a full
 /// disk must not turn a lookup into a failure); at worst the client looks a little older.
+/// Not for use inside a transaction: on PostgreSQL a failed statement ends the transaction.
 pub fn use_client(
-    conn: &Connection,
+    conn: &dyn Sql,
     client_id: &str,
     now: i64,
 ) -> Result<Option<RegisteredClient>, StoreError> {
     let client = get_client(conn, client_id)?;
     if client.is_some()
         && let Err(e) = conn.execute(
-            "UPDATE clients SET last_used_at = ?1 WHERE client_id = ?2 AND (last_used_at IS NULL OR last_used_at <= ?1 - ?3)",
-            params![now, client_id, CLIENT_USE_GRANULARITY_SECS],
+            "UPDATE clients SET last_used_at = ?1 WHERE client_id = ?2 AND (last_used_at IS NULL OR last_used_at <= ?3)",
+            args![now, client_id, now - CLIENT_USE_GRANULARITY_SECS],
         )
     {
         tracing::warn!(error = %e, "recording a client's use failed");
@@ -414,25 +396,25 @@ pub fn use_client(
 /// `max_idle_secs`, with everything issued to them: refresh families (and their tokens),
 /// codes and remembered consents. `0` keeps every client. Returns how many were deleted.
 pub fn purge_unused_clients(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     now: i64,
     max_idle_secs: i64,
-) -> Result<usize, StoreError> {
+) -> Result<u64, StoreError> {
     if max_idle_secs <= 0 {
         return Ok(0);
     }
     let cutoff = now - max_idle_secs;
     let unused = "SELECT client_id FROM clients WHERE COALESCE(last_used_at, created_at) < ?1";
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     for table in ["refresh_families", "authorization_codes", "consents"] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE client_id IN ({unused})"),
-            [cutoff],
+            args![cutoff],
         )?;
     }
     let deleted = tx.execute(
         "DELETE FROM clients WHERE COALESCE(last_used_at, created_at) < ?1",
-        [cutoff],
+        args![cutoff],
     )?;
     tx.commit()?;
     Ok(deleted)
@@ -441,30 +423,25 @@ pub fn purge_unused_clients(
 // ---------------------------------------------------------------- sessions and consents
 
 pub fn insert_session(
-    conn: &Connection,
+    conn: &dyn Sql,
     id_hash: &str,
     username: &str,
     expires_at: i64,
 ) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO sessions (id_hash, username, expires_at) VALUES (?1, ?2, ?3)",
-        params![id_hash, username, expires_at],
+        args![id_hash, username, expires_at],
     )?;
     Ok(())
 }
 
-pub fn session_user(
-    conn: &Connection,
-    id_hash: &str,
-    now: i64,
-) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT username FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
-            params![id_hash, now],
-            |r| r.get(0),
-        )
-        .optional()?)
+pub fn session_user(conn: &dyn Sql, id_hash: &str, now: i64) -> Result<Option<String>, StoreError> {
+    conn.query_opt(
+        "SELECT username FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
+        args![id_hash, now],
+    )?
+    .map(|r| r.text(0))
+    .transpose()
 }
 
 /// The key of a remembered consent.
@@ -477,29 +454,36 @@ pub struct ConsentKey {
     pub resource: String,
 }
 
-pub fn has_consent(conn: &Connection, k: &ConsentKey) -> Result<bool, StoreError> {
+pub fn has_consent(conn: &dyn Sql, k: &ConsentKey) -> Result<bool, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT 1 FROM consents WHERE username=?1 AND client_id=?2 AND redirect_uri=?3 AND scope=?4 AND resource=?5",
-            params![k.username, k.client_id, k.redirect_uri, k.scope, k.resource],
-            |_| Ok(()),
-        )
-        .optional()?
+        .query_opt(
+            "SELECT granted_at FROM consents WHERE username=?1 AND client_id=?2 AND redirect_uri=?3 AND scope=?4 AND resource=?5",
+            args![&k.username, &k.client_id, &k.redirect_uri, &k.scope, &k.resource],
+        )?
         .is_some())
 }
 
-pub fn insert_consent(conn: &Connection, k: &ConsentKey, now: i64) -> Result<(), StoreError> {
+pub fn insert_consent(conn: &dyn Sql, k: &ConsentKey, now: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR REPLACE INTO consents (username, client_id, redirect_uri, scope, resource, granted_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![k.username, k.client_id, k.redirect_uri, k.scope, k.resource, now],
+        "INSERT INTO consents (username, client_id, redirect_uri, scope, resource, granted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (username, client_id, redirect_uri, scope, resource)
+         DO UPDATE SET granted_at = excluded.granted_at",
+        args![
+            &k.username,
+            &k.client_id,
+            &k.redirect_uri,
+            &k.scope,
+            &k.resource,
+            now
+        ],
     )?;
     Ok(())
 }
 
 /// Ends a login session (sign-out).
-pub fn delete_session(conn: &Connection, id_hash: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
+pub fn delete_session(conn: &dyn Sql, id_hash: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", args![id_hash])?;
     Ok(())
 }
 
@@ -515,46 +499,48 @@ pub struct GrantRow {
 
 /// What `username` has given clients: remembered consents, and refresh-token families that are
 /// neither revoked nor expired.
-pub fn grants_of(conn: &Connection, username: &str, now: i64) -> Result<Vec<GrantRow>, StoreError> {
-    let mut statement = conn.prepare(
+pub fn grants_of(conn: &dyn Sql, username: &str, now: i64) -> Result<Vec<GrantRow>, StoreError> {
+    conn.query(
         "SELECT client_id, scope, resource, granted_at FROM consents WHERE username = ?1
          UNION ALL
          SELECT client_id, scope, resource, created_at FROM refresh_families
          WHERE username = ?1 AND revoked_at IS NULL AND expires_at > ?2",
-    )?;
-    let rows = statement.query_map(params![username, now], |r| {
+        args![username, now],
+    )?
+    .iter()
+    .map(|r| {
         Ok(GrantRow {
-            client_id: r.get(0)?,
-            scope: r.get(1)?,
-            resource: r.get(2)?,
-            at: r.get(3)?,
+            client_id: r.text(0)?,
+            scope: r.text(1)?,
+            resource: r.text(2)?,
+            at: r.int(3)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
+    .collect()
 }
 
 /// Withdraws everything `username` gave `client_id`: remembered consents are forgotten,
 /// refresh-token families revoked, and codes not yet redeemed deleted. Returns how many things
 /// were withdrawn.
 pub fn revoke_client_grants(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     username: &str,
     client_id: &str,
     now: i64,
-) -> Result<usize, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+) -> Result<u64, StoreError> {
+    let tx = conn.transaction()?;
     let mut changed = tx.execute(
         "DELETE FROM consents WHERE username = ?1 AND client_id = ?2",
-        params![username, client_id],
+        args![username, client_id],
     )?;
     changed += tx.execute(
         "UPDATE refresh_families SET revoked_at = ?3
          WHERE username = ?1 AND client_id = ?2 AND revoked_at IS NULL",
-        params![username, client_id, now],
+        args![username, client_id, now],
     )?;
     changed += tx.execute(
         "DELETE FROM authorization_codes WHERE username = ?1 AND client_id = ?2 AND redeemed_at IS NULL",
-        params![username, client_id],
+        args![username, client_id],
     )?;
     tx.commit()?;
     Ok(changed)
@@ -575,7 +561,7 @@ pub struct CodeGrant {
 }
 
 pub fn insert_code(
-    conn: &Connection,
+    conn: &dyn Sql,
     code_hash: &str,
     g: &CodeGrant,
     expires_at: i64,
@@ -583,7 +569,7 @@ pub fn insert_code(
     conn.execute(
         "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, scope, resource, username, allows_refresh, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![code_hash, g.client_id, g.redirect_uri, g.code_challenge, g.scope, g.resource, g.username, g.allows_refresh, expires_at],
+        args![code_hash, &g.client_id, &g.redirect_uri, &g.code_challenge, &g.scope, &g.resource, &g.username, g.allows_refresh, expires_at],
     )?;
     Ok(())
 }
@@ -621,48 +607,41 @@ pub enum Redemption<T, E> {
 /// grant allows refresh, `refresh_hash` is stored as its first token, in the same transaction.
 /// `sign` (the access token) runs inside that transaction, before the commit: when it fails,
 /// everything is rolled back and the code stays unused, so the client's retry is not taken for
-/// a replay.
+/// a replay. The code's row is read with a lock: when two replicas redeem the same code at
+/// once, the second waits for the first to commit and then sees a replay.
 #[allow(clippy::too_many_arguments)]
 pub fn redeem_code<T, E>(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     code_hash: &str,
     family_id: &str,
     refresh_hash: &str,
     now: i64,
     family_expires_at: i64,
     check: impl FnOnce(&CodeGrant) -> Result<(), E>,
-    sign: impl FnOnce(&Connection, &CodeGrant) -> Result<T, E>,
+    sign: impl FnOnce(&dyn Sql, &CodeGrant) -> Result<T, E>,
 ) -> Result<Redemption<T, E>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let row = tx
-        .query_row(
-            "SELECT client_id, redirect_uri, code_challenge, scope, resource, username, allows_refresh, expires_at, redeemed_at, family_id
-             FROM authorization_codes WHERE code_hash = ?1",
-            [code_hash],
-            |r| {
-                Ok((
-                    CodeGrant {
-                        client_id: r.get(0)?,
-                        redirect_uri: r.get(1)?,
-                        code_challenge: r.get(2)?,
-                        scope: r.get(3)?,
-                        resource: r.get(4)?,
-                        username: r.get(5)?,
-                        allows_refresh: r.get(6)?,
-                    },
-                    r.get::<_, i64>(7)?,
-                    r.get::<_, Option<i64>>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((grant, expires_at, redeemed_at, previous_family)) = row else {
+    let tx = conn.transaction()?;
+    let Some(r) = tx.query_locking(
+        "SELECT client_id, redirect_uri, code_challenge, scope, resource, username, allows_refresh, expires_at, redeemed_at, family_id
+         FROM authorization_codes WHERE code_hash = ?1",
+        args![code_hash],
+    )?
+    else {
         return Ok(Redemption::Unknown);
     };
+    let grant = CodeGrant {
+        client_id: r.text(0)?,
+        redirect_uri: r.text(1)?,
+        code_challenge: r.text(2)?,
+        scope: r.text(3)?,
+        resource: r.text(4)?,
+        username: r.text(5)?,
+        allows_refresh: r.bool(6)?,
+    };
+    let (expires_at, redeemed_at, previous_family) = (r.int(7)?, r.opt_int(8)?, r.opt_text(9)?);
     if redeemed_at.is_some() {
         if let Some(previous) = previous_family {
-            revoke_family_in(&tx, &previous, now)?;
+            revoke_family_in(&*tx, &previous, now)?;
         }
         tx.commit()?;
         return Ok(Redemption::Replayed);
@@ -675,7 +654,7 @@ pub fn redeem_code<T, E>(
     }
     let changed = tx.execute(
         "UPDATE authorization_codes SET redeemed_at = ?1, family_id = ?2 WHERE code_hash = ?3 AND redeemed_at IS NULL",
-        params![now, family_id, code_hash],
+        args![now, family_id, code_hash],
     )?;
     if changed != 1 {
         return Ok(Redemption::Replayed);
@@ -683,15 +662,15 @@ pub fn redeem_code<T, E>(
     tx.execute(
         "INSERT INTO refresh_families (family_id, client_id, username, scope, resource, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![family_id, grant.client_id, grant.username, grant.scope, grant.resource, now, family_expires_at],
+        args![family_id, &grant.client_id, &grant.username, &grant.scope, &grant.resource, now, family_expires_at],
     )?;
     if grant.allows_refresh {
         tx.execute(
             "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?1, ?2, ?3)",
-            params![refresh_hash, family_id, now],
+            args![refresh_hash, family_id, now],
         )?;
     }
-    let signed = match sign(&tx, &grant) {
+    let signed = match sign(&*tx, &grant) {
         Ok(signed) => signed,
         // Dropping the transaction rolls it back.
         Err(e) => return Ok(Redemption::Rejected(e)),
@@ -705,10 +684,10 @@ pub fn redeem_code<T, E>(
     })
 }
 
-fn revoke_family_in(conn: &Connection, family_id: &str, now: i64) -> Result<(), StoreError> {
+fn revoke_family_in(conn: &dyn Sql, family_id: &str, now: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE refresh_families SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
-        params![now, family_id],
+        args![now, family_id],
     )?;
     Ok(())
 }
@@ -731,52 +710,55 @@ pub enum Rotation<T, E> {
 /// A refresh token with its family, the family's `revoked_at` and the token's `used_at`.
 type RefreshRow = (Family, Option<i64>, Option<i64>);
 
-fn find_refresh(conn: &Connection, token_hash: &str) -> Result<Option<RefreshRow>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT f.family_id, f.client_id, f.username, f.scope, f.resource, f.expires_at, f.revoked_at, t.used_at
-             FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id
-             WHERE t.token_hash = ?1",
-            [token_hash],
-            |r| {
-                Ok((
-                    Family {
-                        family_id: r.get(0)?,
-                        client_id: r.get(1)?,
-                        username: r.get(2)?,
-                        scope: r.get(3)?,
-                        resource: r.get(4)?,
-                        expires_at: r.get(5)?,
-                    },
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            },
-        )
-        .optional()?)
+const FIND_REFRESH: &str = "SELECT f.family_id, f.client_id, f.username, f.scope, f.resource, f.expires_at, f.revoked_at, t.used_at
+     FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id
+     WHERE t.token_hash = ?1";
+
+fn refresh_row(r: &crate::db::Row) -> Result<RefreshRow, StoreError> {
+    Ok((
+        Family {
+            family_id: r.text(0)?,
+            client_id: r.text(1)?,
+            username: r.text(2)?,
+            scope: r.text(3)?,
+            resource: r.text(4)?,
+            expires_at: r.int(5)?,
+        },
+        r.opt_int(6)?,
+        r.opt_int(7)?,
+    ))
+}
+
+fn find_refresh(conn: &dyn Sql, token_hash: &str) -> Result<Option<RefreshRow>, StoreError> {
+    conn.query_opt(FIND_REFRESH, args![token_hash])?
+        .as_ref()
+        .map(refresh_row)
+        .transpose()
 }
 
 /// Rotates a refresh token atomically: the presented token is marked used and `new_hash`
 /// becomes the family's current token. Presenting a used token revokes the family. `sign` runs
 /// before the commit; when it fails nothing changes, so the presented token stays usable
-/// rather than turning into a reused one.
+/// rather than turning into a reused one. The token's row is read with a lock, so the same
+/// token presented at two replicas at once rotates once and is reuse the second time.
 pub fn rotate_refresh<T, E>(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     token_hash: &str,
     new_hash: &str,
     now: i64,
     check: impl FnOnce(&Family) -> Result<(), E>,
-    sign: impl FnOnce(&Connection, &Family) -> Result<T, E>,
+    sign: impl FnOnce(&dyn Sql, &Family) -> Result<T, E>,
 ) -> Result<Rotation<T, E>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let Some((family, revoked_at, used_at)) = find_refresh(&tx, token_hash)? else {
+    let tx = conn.transaction()?;
+    let Some(row) = tx.query_locking(FIND_REFRESH, args![token_hash])? else {
         return Ok(Rotation::Unknown);
     };
+    let (family, revoked_at, used_at) = refresh_row(&row)?;
     if revoked_at.is_some() {
         return Ok(Rotation::Revoked);
     }
     if used_at.is_some() {
-        revoke_family_in(&tx, &family.family_id, now)?;
+        revoke_family_in(&*tx, &family.family_id, now)?;
         tx.commit()?;
         return Ok(Rotation::Reused(family));
     }
@@ -788,16 +770,16 @@ pub fn rotate_refresh<T, E>(
     }
     let changed = tx.execute(
         "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
-        params![now, token_hash],
+        args![now, token_hash],
     )?;
     if changed != 1 {
         return Ok(Rotation::Reused(family));
     }
     tx.execute(
         "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?1, ?2, ?3)",
-        params![new_hash, family.family_id, now],
+        args![new_hash, &family.family_id, now],
     )?;
-    let signed = match sign(&tx, &family) {
+    let signed = match sign(&*tx, &family) {
         Ok(signed) => signed,
         Err(e) => return Ok(Rotation::Rejected(e)),
     };
@@ -815,7 +797,7 @@ pub enum RevokeOutcome {
 
 /// Revokes the family of a refresh token presented by `client_id`.
 pub fn revoke_refresh(
-    conn: &Connection,
+    conn: &dyn Sql,
     token_hash: &str,
     client_id: &str,
     now: i64,
@@ -836,7 +818,7 @@ pub fn revoke_refresh(
 /// client already used it (a replay). Rows whose time has passed no longer count, whether or
 /// not the purge has removed them yet.
 pub fn use_assertion_jti(
-    conn: &Connection,
+    conn: &dyn Sql,
     client_id: &str,
     jti: &str,
     expires_at: i64,
@@ -844,26 +826,30 @@ pub fn use_assertion_jti(
 ) -> Result<bool, StoreError> {
     conn.execute(
         "DELETE FROM used_client_assertions WHERE client_id = ?1 AND jti = ?2 AND expires_at < ?3",
-        params![client_id, jti, now],
+        args![client_id, jti, now],
     )?;
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO used_client_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3)",
-        params![client_id, jti, expires_at],
+        "INSERT INTO used_client_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        args![client_id, jti, expires_at],
     )?;
     Ok(inserted == 1)
 }
 
 /// Deletes expired codes, sessions, families and used assertion ids; run periodically.
-pub fn purge_expired(conn: &Connection, now: i64) -> Result<(), StoreError> {
+pub fn purge_expired(conn: &dyn Sql, now: i64) -> Result<(), StoreError> {
     conn.execute(
-        "DELETE FROM authorization_codes WHERE expires_at < ?1 - 86400",
-        [now],
+        "DELETE FROM authorization_codes WHERE expires_at < ?1",
+        args![now - 86_400],
     )?;
-    conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
-    conn.execute("DELETE FROM refresh_families WHERE expires_at < ?1", [now])?;
+    conn.execute("DELETE FROM sessions WHERE expires_at < ?1", args![now])?;
+    conn.execute(
+        "DELETE FROM refresh_families WHERE expires_at < ?1",
+        args![now],
+    )?;
     conn.execute(
         "DELETE FROM used_client_assertions WHERE expires_at < ?1",
-        [now],
+        args![now],
     )?;
     Ok(())
 }
@@ -872,22 +858,36 @@ pub fn purge_expired(conn: &Connection, now: i64) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
+    /// Runs `test` on a fresh SQLite file and, when a PostgreSQL test server is configured
+    /// (always under `cargo xtask test`), on a fresh PostgreSQL database.
+    fn on_each_backend(test: impl Fn(&mut dyn Conn)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sqlite = open_connection(&dir.path().join("test.sqlite")).unwrap();
+        test(&mut sqlite);
+        if let Some(store) = crate::postgres::testing::fresh_store() {
+            store
+                .run_blocking(|conn| {
+                    test(conn);
+                    Ok(())
+                })
+                .unwrap();
+        }
+    }
+
     #[test]
     fn an_assertion_id_is_used_once_per_client_until_it_expires() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = open_connection(&dir.path().join("jti.sqlite")).unwrap();
-        assert!(use_assertion_jti(&conn, "c", "j", 200, 100).unwrap());
-        assert!(!use_assertion_jti(&conn, "c", "j", 200, 150).unwrap());
-        // Another client's jti space is its own.
-        assert!(use_assertion_jti(&conn, "d", "j", 200, 150).unwrap());
-        // The purge forgets ids whose assertions can no longer be accepted.
-        purge_expired(&conn, 201).unwrap();
-        let left: i64 = conn
-            .query_row("SELECT COUNT(*) FROM used_client_assertions", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(left, 0);
+        on_each_backend(|conn| {
+            assert!(use_assertion_jti(conn, "c", "j", 200, 100).unwrap());
+            assert!(!use_assertion_jti(conn, "c", "j", 200, 150).unwrap());
+            // Another client's jti space is its own.
+            assert!(use_assertion_jti(conn, "d", "j", 200, 150).unwrap());
+            // The purge forgets ids whose assertions can no longer be accepted.
+            purge_expired(conn, 201).unwrap();
+            assert_eq!(
+                count(conn, "SELECT COUNT(*) FROM used_client_assertions"),
+                0
+            );
+        });
     }
 
     fn grant() -> CodeGrant {
@@ -906,60 +906,139 @@ mod tests {
         Ok(())
     }
 
-    fn fail_to_sign<T>(_: &Connection, _: &T) -> Result<String, String> {
+    fn fail_to_sign<T>(_: &dyn Sql, _: &T) -> Result<String, String> {
         Err("signing failed".into())
     }
 
-    fn sign<T>(_: &Connection, _: &T) -> Result<String, String> {
+    fn sign<T>(_: &dyn Sql, _: &T) -> Result<String, String> {
         Ok("signed".into())
     }
 
     #[test]
     fn a_code_whose_token_could_not_be_signed_stays_usable() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = open_connection(&dir.path().join("sign.sqlite")).unwrap();
-        insert_code(&conn, "code", &grant(), 1000).unwrap();
-        let failed = redeem_code(
-            &mut conn,
-            "code",
-            "f1",
-            "r1",
-            100,
-            2000,
-            accept,
-            fail_to_sign,
-        )
-        .unwrap();
-        assert!(matches!(failed, Redemption::Rejected(e) if e == "signing failed"));
-        // Nothing was kept: no family, no refresh token, and the retry is not a replay.
-        let families: i64 = conn
-            .query_row("SELECT COUNT(*) FROM refresh_families", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(families, 0);
-        let retried = redeem_code(&mut conn, "code", "f2", "r2", 101, 2000, accept, sign).unwrap();
-        assert!(matches!(retried, Redemption::Issued { signed, .. } if signed == "signed"));
-        assert!(find_refresh(&conn, "r1").unwrap().is_none());
-        let (family, revoked, used) = find_refresh(&conn, "r2").unwrap().unwrap();
-        assert_eq!(
-            (family.family_id.as_str(), revoked, used),
-            ("f2", None, None)
-        );
+        on_each_backend(|conn| {
+            insert_code(conn, "code", &grant(), 1000).unwrap();
+            let failed =
+                redeem_code(conn, "code", "f1", "r1", 100, 2000, accept, fail_to_sign).unwrap();
+            assert!(matches!(failed, Redemption::Rejected(e) if e == "signing failed"));
+            // Nothing was kept: no family, no refresh token, and the retry is not a replay.
+            assert_eq!(count(conn, "SELECT COUNT(*) FROM refresh_families"), 0);
+            let retried = redeem_code(conn, "code", "f2", "r2", 101, 2000, accept, sign).unwrap();
+            assert!(matches!(retried, Redemption::Issued { signed, .. } if signed == "signed"));
+            assert!(find_refresh(conn, "r1").unwrap().is_none());
+            let (family, revoked, used) = find_refresh(conn, "r2").unwrap().unwrap();
+            assert_eq!(
+                (family.family_id.as_str(), revoked, used),
+                ("f2", None, None)
+            );
+        });
     }
 
     #[test]
     fn a_refresh_token_whose_access_token_could_not_be_signed_stays_usable() {
+        on_each_backend(|conn| {
+            insert_code(conn, "code", &grant(), 1000).unwrap();
+            redeem_code(conn, "code", "f", "r1", 100, 2000, accept, sign).unwrap();
+            let failed = rotate_refresh(conn, "r1", "r2", 101, accept, fail_to_sign).unwrap();
+            assert!(matches!(failed, Rotation::Rejected(e) if e == "signing failed"));
+            assert!(find_refresh(conn, "r2").unwrap().is_none());
+            // The retry rotates: it is not taken for reuse, and the family is not revoked.
+            let retried = rotate_refresh(conn, "r1", "r3", 102, accept, sign).unwrap();
+            assert!(matches!(retried, Rotation::Rotated(_, signed) if signed == "signed"));
+            let (_, revoked, used) = find_refresh(conn, "r3").unwrap().unwrap();
+            assert_eq!((revoked, used), (None, None));
+        });
+    }
+
+    #[test]
+    fn a_replayed_code_revokes_what_its_first_use_issued() {
+        on_each_backend(|conn| {
+            insert_code(conn, "code", &grant(), 1000).unwrap();
+            let first = redeem_code(conn, "code", "f1", "r1", 100, 2000, accept, sign).unwrap();
+            assert!(matches!(first, Redemption::Issued { .. }));
+            let second = redeem_code(conn, "code", "f2", "r2", 101, 2000, accept, sign).unwrap();
+            assert!(matches!(second, Redemption::Replayed));
+            let (_, revoked, _) = find_refresh(conn, "r1").unwrap().unwrap();
+            assert_eq!(revoked, Some(101));
+            assert!(find_refresh(conn, "r2").unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn a_reused_refresh_token_revokes_its_family() {
+        on_each_backend(|conn| {
+            insert_code(conn, "code", &grant(), 1000).unwrap();
+            redeem_code(conn, "code", "f", "r1", 100, 2000, accept, sign).unwrap();
+            let rotated = rotate_refresh(conn, "r1", "r2", 101, accept, sign).unwrap();
+            assert!(matches!(rotated, Rotation::Rotated(..)));
+            let reused = rotate_refresh(conn, "r1", "r3", 102, accept, sign).unwrap();
+            assert!(matches!(reused, Rotation::Reused(_)));
+            // The token the first rotation issued dies with its family.
+            let after = rotate_refresh(conn, "r2", "r4", 103, accept, sign).unwrap();
+            assert!(matches!(after, Rotation::Revoked));
+        });
+    }
+
+    /// The stores a concurrency test runs on: an SQLite file opened twice (two processes on one
+    /// file) and, when configured, one PostgreSQL database through two pools (two replicas).
+    fn store_pairs() -> Vec<(Store, Store)> {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = open_connection(&dir.path().join("rotate.sqlite")).unwrap();
-        insert_code(&conn, "code", &grant(), 1000).unwrap();
-        redeem_code(&mut conn, "code", "f", "r1", 100, 2000, accept, sign).unwrap();
-        let failed = rotate_refresh(&mut conn, "r1", "r2", 101, accept, fail_to_sign).unwrap();
-        assert!(matches!(failed, Rotation::Rejected(e) if e == "signing failed"));
-        assert!(find_refresh(&conn, "r2").unwrap().is_none());
-        // The retry rotates: it is not taken for reuse, and the family is not revoked.
-        let retried = rotate_refresh(&mut conn, "r1", "r3", 102, accept, sign).unwrap();
-        assert!(matches!(retried, Rotation::Rotated(_, signed) if signed == "signed"));
-        let (_, revoked, used) = find_refresh(&conn, "r3").unwrap().unwrap();
-        assert_eq!((revoked, used), (None, None));
+        let path = dir.keep().join("shared.sqlite");
+        let mut pairs = vec![(
+            Store::open(&path, Counter::default()).unwrap(),
+            Store::open(&path, Counter::default()).unwrap(),
+        )];
+        if let Some(store) = crate::postgres::testing::fresh_store() {
+            pairs.push((store.clone(), store));
+        }
+        pairs
+    }
+
+    #[test]
+    fn a_code_redeemed_at_two_replicas_at_once_is_issued_once_and_the_replay_revokes_it() {
+        for (a, b) in store_pairs() {
+            a.run_blocking(|conn| insert_code(conn, "code", &grant(), i64::MAX))
+                .unwrap();
+            let redeem = |store: Store, family: &'static str, refresh: &'static str| {
+                std::thread::spawn(move || {
+                    store
+                        .run_blocking(|conn| {
+                            // Whichever transaction reads the code first takes its time, so
+                            // the other one reads while it is still open.
+                            let check = |_: &CodeGrant| {
+                                std::thread::sleep(std::time::Duration::from_millis(300));
+                                Ok::<_, String>(())
+                            };
+                            redeem_code(conn, "code", family, refresh, 100, 2000, check, sign)
+                        })
+                        .map(|r| match r {
+                            Redemption::Issued { .. } => "issued",
+                            Redemption::Replayed => "replayed",
+                            _ => "other",
+                        })
+                })
+            };
+            let first = redeem(a.clone(), "f1", "r1");
+            let second = redeem(b.clone(), "f2", "r2");
+            let mut outcomes = vec![
+                first.join().unwrap().unwrap(),
+                second.join().unwrap().unwrap(),
+            ];
+            outcomes.sort();
+            assert_eq!(outcomes, ["issued", "replayed"]);
+            let revoked = a
+                .run_blocking(|conn| {
+                    Ok(count(
+                        conn,
+                        "SELECT COUNT(*) FROM refresh_families WHERE revoked_at IS NOT NULL",
+                    ))
+                })
+                .unwrap();
+            assert_eq!(
+                revoked, 1,
+                "the replay revokes the family the first use created"
+            );
+        }
     }
 
     fn registered(id: &str) -> RegisteredClient {
@@ -976,39 +1055,31 @@ mod tests {
         }
     }
 
-    fn count(conn: &Connection, sql: &str) -> i64 {
-        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    fn count(conn: &dyn Sql, sql: &str) -> i64 {
+        conn.query_opt(sql, &[]).unwrap().unwrap().int(0).unwrap()
     }
 
     #[test]
     fn clients_unused_for_too_long_are_purged_with_their_grants() {
+        on_each_backend(purge_unused_clients_case);
+    }
+
+    fn purge_unused_clients_case(conn: &mut dyn Conn) {
         const DAY: i64 = 86_400;
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = open_connection(&dir.path().join("idle.sqlite")).unwrap();
-        insert_client(&conn, &registered("idle"), 0).unwrap();
-        insert_client(&conn, &registered("used"), 0).unwrap();
-        insert_client(&conn, &registered("new"), 80 * DAY).unwrap();
+        insert_client(conn, &registered("idle"), 0).unwrap();
+        insert_client(conn, &registered("used"), 0).unwrap();
+        insert_client(conn, &registered("new"), 80 * DAY).unwrap();
         // "used" is seen at /authorize or /token on day 50; "idle" never again.
-        assert!(use_client(&conn, "used", 50 * DAY).unwrap().is_some());
+        assert!(use_client(conn, "used", 50 * DAY).unwrap().is_some());
         for client in ["idle", "used"] {
             let mut g = grant();
             g.client_id = client.into();
             let code = format!("code-{client}");
-            insert_code(&conn, &code, &g, 200 * DAY).unwrap();
+            insert_code(conn, &code, &g, 200 * DAY).unwrap();
             let (family, refresh) = (format!("f-{client}"), format!("r-{client}"));
-            redeem_code(
-                &mut conn,
-                &code,
-                &family,
-                &refresh,
-                1,
-                300 * DAY,
-                accept,
-                sign,
-            )
-            .unwrap();
+            redeem_code(conn, &code, &family, &refresh, 1, 300 * DAY, accept, sign).unwrap();
             insert_consent(
-                &conn,
+                conn,
                 &ConsentKey {
                     username: "demo".into(),
                     client_id: client.into(),
@@ -1020,21 +1091,18 @@ mod tests {
             )
             .unwrap();
         }
-        assert_eq!(purge_unused_clients(&mut conn, 100 * DAY, 0).unwrap(), 0);
-        assert_eq!(
-            purge_unused_clients(&mut conn, 100 * DAY, 90 * DAY).unwrap(),
-            1
-        );
-        assert!(get_client(&conn, "idle").unwrap().is_none());
-        assert!(get_client(&conn, "used").unwrap().is_some());
-        assert!(get_client(&conn, "new").unwrap().is_some());
-        assert!(find_refresh(&conn, "r-idle").unwrap().is_none());
-        assert!(find_refresh(&conn, "r-used").unwrap().is_some());
+        assert_eq!(purge_unused_clients(conn, 100 * DAY, 0).unwrap(), 0);
+        assert_eq!(purge_unused_clients(conn, 100 * DAY, 90 * DAY).unwrap(), 1);
+        assert!(get_client(conn, "idle").unwrap().is_none());
+        assert!(get_client(conn, "used").unwrap().is_some());
+        assert!(get_client(conn, "new").unwrap().is_some());
+        assert!(find_refresh(conn, "r-idle").unwrap().is_none());
+        assert!(find_refresh(conn, "r-used").unwrap().is_some());
         for table in ["refresh_families", "authorization_codes", "consents"] {
             let sql = format!("SELECT COUNT(*) FROM {table} WHERE client_id = 'idle'");
-            assert_eq!(count(&conn, &sql), 0, "{table}");
+            assert_eq!(count(conn, &sql), 0, "{table}");
         }
-        assert_eq!(count(&conn, "SELECT COUNT(*) FROM refresh_tokens"), 1);
+        assert_eq!(count(conn, "SELECT COUNT(*) FROM refresh_tokens"), 1);
     }
 
     #[test]

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::db::Sql;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jwt_simple::prelude::{Claims, Duration};
-use rusqlite::Connection;
 
 use crate::client_address::ClientAddress;
 use crate::config::{Config, Resource};
@@ -134,7 +134,7 @@ impl Signer {
     /// The signed RFC 9068 access token of `grant`, with the upstream claims copied for a
     /// federated person (read in the same transaction that consumes the code or rotates the
     /// refresh token).
-    fn sign(&self, conn: &Connection, grant: &Grant) -> Result<String, OAuthError> {
+    fn sign(&self, conn: &dyn Sql, grant: &Grant) -> Result<String, OAuthError> {
         let upstream = copied_claims(conn, &self.config, &grant.username)?;
         let claims = Claims::with_custom_claims(
             AccessClaims {
@@ -182,7 +182,7 @@ fn issued(
 /// The claims a federated person's provider sent at their latest sign-in that the provider's
 /// `copy_claims` names (none for local users).
 fn copied_claims(
-    conn: &Connection,
+    conn: &dyn Sql,
     config: &Config,
     subject: &str,
 ) -> Result<serde_json::Map<String, serde_json::Value>, OAuthError> {
@@ -403,7 +403,7 @@ async fn refresh_token(
                 narrowed(&config, &f.resource, &f.scope, requested_scope.as_deref())?;
                 Ok(())
             };
-            let sign = |conn: &Connection, f: &Family| {
+            let sign = |conn: &dyn Sql, f: &Family| {
                 let scopes = narrowed(&config, &f.resource, &f.scope, requested_scope.as_deref())?;
                 let grant = Grant {
                     grant_type: GrantType::RefreshToken,

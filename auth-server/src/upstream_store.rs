@@ -1,8 +1,9 @@
-//! SQLite rows of upstream sign-ins: the pending flows (so a restart of this server between the
+//! Rows of upstream sign-ins: the pending flows (so a restart of this server between the
 //! redirect to the provider and its callback loses nothing) and the latest claims of each
 //! federated person (read by the scope policy and copied into access tokens).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::args;
+use crate::db::Sql;
 
 use crate::identity::UpstreamIdentity;
 use crate::store::StoreError;
@@ -40,74 +41,81 @@ pub struct Flow {
 }
 
 pub fn insert_flow(
-    conn: &Connection,
+    conn: &dyn Sql,
     state_hash: &str,
     flow: &Flow,
     now: i64,
 ) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM upstream_flows WHERE expires_at <= ?1", [now])?;
+    conn.execute(
+        "DELETE FROM upstream_flows WHERE expires_at <= ?1",
+        args![now],
+    )?;
     conn.execute(
         "INSERT INTO upstream_flows (state_hash, provider_id, browser_hash, pkce_verifier, nonce, request, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![state_hash, flow.provider_id, flow.browser_hash, flow.pkce_verifier, flow.nonce, flow.request, flow.expires_at],
+        args![state_hash, &flow.provider_id, &flow.browser_hash, &flow.pkce_verifier, &flow.nonce, &flow.request, flow.expires_at],
     )?;
     Ok(())
 }
 
-/// Removes and returns the flow of `state_hash`: a flow is used once, whatever its outcome.
-/// Expired flows are returned too (the caller says so); they are never usable.
-pub fn take_flow(conn: &Connection, state_hash: &str) -> Result<Option<Flow>, StoreError> {
-    Ok(conn
-        .query_row(
-            "DELETE FROM upstream_flows WHERE state_hash = ?1
-             RETURNING provider_id, browser_hash, pkce_verifier, nonce, request, expires_at",
-            [state_hash],
-            |r| {
-                Ok(Flow {
-                    provider_id: r.get(0)?,
-                    browser_hash: r.get(1)?,
-                    pkce_verifier: r.get(2)?,
-                    nonce: r.get(3)?,
-                    request: r.get(4)?,
-                    expires_at: r.get(5)?,
-                })
-            },
-        )
-        .optional()?)
+/// Removes and returns the flow of `state_hash`: a flow is used once, whatever its outcome
+/// (two callbacks with the same `state` at two replicas: one gets it). Expired flows are
+/// returned too (the caller says so); they are never usable.
+pub fn take_flow(conn: &dyn Sql, state_hash: &str) -> Result<Option<Flow>, StoreError> {
+    conn.query_opt(
+        "DELETE FROM upstream_flows WHERE state_hash = ?1
+         RETURNING provider_id, browser_hash, pkce_verifier, nonce, request, expires_at",
+        args![state_hash],
+    )?
+    .map(|r| {
+        Ok(Flow {
+            provider_id: r.text(0)?,
+            browser_hash: r.text(1)?,
+            pkce_verifier: r.text(2)?,
+            nonce: r.text(3)?,
+            request: r.text(4)?,
+            expires_at: r.int(5)?,
+        })
+    })
+    .transpose()
 }
 
 pub fn save_identity(
-    conn: &Connection,
+    conn: &dyn Sql,
     identity: &UpstreamIdentity,
     now: i64,
 ) -> Result<(), StoreError> {
     let json = serde_json::to_string(identity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.execute(
-        "INSERT OR REPLACE INTO federated_identities (subject, provider_id, identity, updated_at)
-         VALUES (?1, ?2, ?3, ?4)",
-        params![identity.subject(), identity.provider_id, json, now],
+        "INSERT INTO federated_identities (subject, provider_id, identity, updated_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (subject) DO UPDATE SET provider_id = excluded.provider_id,
+             identity = excluded.identity, updated_at = excluded.updated_at",
+        args![
+            identity.subject().as_str(),
+            &identity.provider_id,
+            &json,
+            now
+        ],
     )?;
     Ok(())
 }
 
-pub fn identity(conn: &Connection, subject: &str) -> Result<Option<UpstreamIdentity>, StoreError> {
-    let json: Option<String> = conn
-        .query_row(
-            "SELECT identity FROM federated_identities WHERE subject = ?1",
-            [subject],
-            |r| r.get(0),
-        )
-        .optional()?;
-    json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .transpose()
+pub fn identity(conn: &dyn Sql, subject: &str) -> Result<Option<UpstreamIdentity>, StoreError> {
+    conn.query_opt(
+        "SELECT identity FROM federated_identities WHERE subject = ?1",
+        args![subject],
+    )?
+    .map(|r| serde_json::from_str(&r.text(0)?).map_err(|e| StoreError::Corrupt(e.to_string())))
+    .transpose()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
+    fn db() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA).unwrap();
         conn
     }
