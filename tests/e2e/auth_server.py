@@ -120,7 +120,8 @@ def configure(
     )
     if postgres_url is not None:
         del config["storage_path"]
-        config["postgres"] = {"url": postgres_url, "tls": "disable"}
+        # An unreachable database is reported within 2 s rather than the default 5.
+        config["postgres"] = {"url": postgres_url, "tls": "disable", "connect_timeout_secs": 2}
     path = workdir / f"{name}.toml"
     path.write_text(dump_toml(config))
     service = Service(name, [str(binary), "--config", str(path)], workdir / f"{name}.log")
