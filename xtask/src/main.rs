@@ -1,7 +1,8 @@
 //! `cargo xtask <command>`: the project's entry points for newcomers and CI.
 //!
-//! - `demo [--upstream-idp]`: set up and run Envoy + filter + authorization server + demo MCP
-//!   server (with `--upstream-idp`, people sign in at a local OpenID provider).
+//! - `demo [--upstream-idp] [--ha]`: set up and run Envoy + filter + authorization server + demo
+//!   MCP server (with `--upstream-idp`, people sign in at a local OpenID provider; with `--ha`,
+//!   three authorization-server replicas share a throwaway PostgreSQL behind Envoy).
 //! - `test`: set up, then `cargo test --workspace`, then the end-to-end tests (pytest), on the
 //!   PostgreSQL of `MCP_AUTH_TEST_DATABASE_URL` or a throwaway cluster (`postgres.rs`).
 //! - `e2e [pytest args]`: set up, build, and run only the end-to-end tests.
@@ -26,8 +27,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo [--upstream-idp]       build and run Envoy + filter + authorization server + demo MCP server
-                              (--upstream-idp: sign in at a local OpenID provider as demo / demo)
+  demo [--upstream-idp] [--ha]
+                              build and run Envoy + filter + authorization server + demo MCP server
+                              (--upstream-idp: sign in at a local OpenID provider as demo / demo;
+                              --ha: three authorization-server replicas on a throwaway PostgreSQL,
+                              behind Envoy at the same URLs)
   test                        run every test (unit, wasmtime host, end to end) on the PostgreSQL
                               of MCP_AUTH_TEST_DATABASE_URL, or else on a throwaway cluster
   e2e [pytest arguments]      run only the end-to-end tests; the arguments go to pytest
@@ -41,7 +45,7 @@ commands:
 /// benchmark) are passed on as they are; that program rejects what it does not know.
 #[derive(Debug, PartialEq, Eq)]
 enum Task {
-    Demo { upstream_idp: bool },
+    Demo { upstream_idp: bool, ha: bool },
     Test,
     E2e(Vec<String>),
     Bench(Vec<String>),
@@ -61,12 +65,7 @@ fn parse_task(args: &[String]) -> Result<Task, String> {
         Some(extra) => Err(format!("`{command}` takes no arguments, got `{extra}`")),
     };
     match command.as_str() {
-        "demo" if rest.len() == 1 && rest.first().is_some_and(|a| a == "--upstream-idp") => {
-            Ok(Task::Demo { upstream_idp: true })
-        }
-        "demo" => no_arguments(Task::Demo {
-            upstream_idp: false,
-        }),
+        "demo" => parse_demo(rest),
         "test" => no_arguments(Task::Test),
         "build-wasm" => no_arguments(Task::BuildWasm),
         "help" | "-h" | "--help" => no_arguments(Task::Help),
@@ -82,6 +81,23 @@ fn parse_task(args: &[String]) -> Result<Task, String> {
     }
 }
 
+/// `demo [--upstream-idp] [--ha]`, each flag at most once, in any order.
+fn parse_demo(flags: &[String]) -> Result<Task, String> {
+    let (mut upstream_idp, mut ha) = (false, false);
+    for flag in flags {
+        let seen = match flag.as_str() {
+            "--upstream-idp" => &mut upstream_idp,
+            "--ha" => &mut ha,
+            other => return Err(format!("`demo` does not know `{other}`")),
+        };
+        if *seen {
+            return Err(format!("`demo` got `{flag}` twice"));
+        }
+        *seen = true;
+    }
+    Ok(Task::Demo { upstream_idp, ha })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = match parse_task(&args) {
@@ -92,7 +108,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match task {
-        Task::Demo { upstream_idp } => demo::demo(upstream_idp),
+        Task::Demo { upstream_idp, ha } => demo::demo(upstream_idp, ha),
         Task::Test => test(),
         Task::E2e(pytest_args) => e2e(&pytest_args),
         Task::Bench(bench_args) => bench(&bench_args),
@@ -341,12 +357,30 @@ mod tests {
         assert_eq!(
             parse(&["demo"]),
             Ok(Task::Demo {
-                upstream_idp: false
+                upstream_idp: false,
+                ha: false
             })
         );
         assert_eq!(
             parse(&["demo", "--upstream-idp"]),
-            Ok(Task::Demo { upstream_idp: true })
+            Ok(Task::Demo {
+                upstream_idp: true,
+                ha: false
+            })
+        );
+        assert_eq!(
+            parse(&["demo", "--ha"]),
+            Ok(Task::Demo {
+                upstream_idp: false,
+                ha: true
+            })
+        );
+        assert_eq!(
+            parse(&["demo", "--ha", "--upstream-idp"]),
+            Ok(Task::Demo {
+                upstream_idp: true,
+                ha: true
+            })
         );
         assert_eq!(parse(&["test"]), Ok(Task::Test));
         assert_eq!(parse(&["build-wasm"]), Ok(Task::BuildWasm));
@@ -357,7 +391,11 @@ mod tests {
     fn an_unknown_flag_is_refused_rather_than_ignored() {
         assert_eq!(
             parse(&["demo", "--anything"]),
-            Err("`demo` takes no arguments, got `--anything`".into())
+            Err("`demo` does not know `--anything`".into())
+        );
+        assert_eq!(
+            parse(&["demo", "--ha", "--ha"]),
+            Err("`demo` got `--ha` twice".into())
         );
         assert!(parse(&["test", "-k"]).is_err());
         assert!(parse(&["build-wasm", "--release"]).is_err());
