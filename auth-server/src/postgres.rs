@@ -259,23 +259,38 @@ pub type Manager =
 /// the broken ones are replaced instead of failing requests.
 pub fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
     let manager = Manager::new(config.connection.clone(), tls_connector(config)?);
+    let errors = LogErrors::default();
     let pool = r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(1))
         .connection_timeout(config.connect_timeout)
-        .error_handler(Box::new(LogErrors))
+        .error_handler(Box::new(errors.clone()))
         .build(manager)
-        .map_err(|e| StoreError::Pool(format!("cannot connect to PostgreSQL: {e}")))?;
+        .map_err(|e| {
+            let cause = errors.last().unwrap_or_else(|| e.to_string());
+            StoreError::Pool(format!("cannot connect to PostgreSQL: {cause}"))
+        })?;
     Ok(Pool(Some(pool)))
 }
 
-/// r2d2 reports failed connection attempts here (they also fail the request that waited).
-#[derive(Debug)]
-struct LogErrors;
+/// r2d2 reports failed connection attempts here (they also fail the request that waited); the
+/// last one, with its causes, names what went wrong when the pool cannot be built at startup.
+#[derive(Debug, Clone, Default)]
+struct LogErrors(Arc<std::sync::Mutex<Option<String>>>);
+
+impl LogErrors {
+    fn last(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|last| last.clone())
+    }
+}
 
 impl r2d2::HandleError<postgres::Error> for LogErrors {
     fn handle_error(&self, error: postgres::Error) {
-        tracing::warn!(error = %error, "cannot connect to PostgreSQL");
+        let error = crate::store::postgres_error_text(&error);
+        tracing::warn!(%error, "cannot connect to PostgreSQL");
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(error);
+        }
     }
 }
 
