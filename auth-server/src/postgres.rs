@@ -259,23 +259,38 @@ pub type Manager =
 /// the broken ones are replaced instead of failing requests.
 pub fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
     let manager = Manager::new(config.connection.clone(), tls_connector(config)?);
+    let errors = LogErrors::default();
     let pool = r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(1))
         .connection_timeout(config.connect_timeout)
-        .error_handler(Box::new(LogErrors))
+        .error_handler(Box::new(errors.clone()))
         .build(manager)
-        .map_err(|e| StoreError::Pool(format!("cannot connect to PostgreSQL: {e}")))?;
+        .map_err(|e| {
+            let cause = errors.last().unwrap_or_else(|| e.to_string());
+            StoreError::Pool(format!("cannot connect to PostgreSQL: {cause}"))
+        })?;
     Ok(Pool(Some(pool)))
 }
 
-/// r2d2 reports failed connection attempts here (they also fail the request that waited).
-#[derive(Debug)]
-struct LogErrors;
+/// r2d2 reports failed connection attempts here (they also fail the request that waited); the
+/// last one, with its causes, names what went wrong when the pool cannot be built at startup.
+#[derive(Debug, Clone, Default)]
+struct LogErrors(Arc<std::sync::Mutex<Option<String>>>);
+
+impl LogErrors {
+    fn last(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|last| last.clone())
+    }
+}
 
 impl r2d2::HandleError<postgres::Error> for LogErrors {
     fn handle_error(&self, error: postgres::Error) {
-        tracing::warn!(error = %error, "cannot connect to PostgreSQL");
+        let error = crate::store::postgres_error_text(&error);
+        tracing::warn!(%error, "cannot connect to PostgreSQL");
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(error);
+        }
     }
 }
 
@@ -307,48 +322,30 @@ impl Drop for Pool {
     }
 }
 
-/// Test databases: each test gets a new, empty database on the PostgreSQL server of
-/// `MCP_AUTH_TEST_DATABASE_URL` (which `cargo xtask test` provides).
+/// Stores on fresh test databases (see `mcp_auth_test_support::postgres`).
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
 
-    /// The variable naming the test server.
-    const URL_VARIABLE: &str = "MCP_AUTH_TEST_DATABASE_URL";
-
-    /// A store on a fresh database, `None` when no test server is configured (then only the
-    /// SQLite half of a storage test runs; `cargo xtask test` always provides one and sets
-    /// `MCP_AUTH_REQUIRE_POSTGRES`, which makes a missing server a failure).
+    /// A store on a new, empty database of the test server; `None` when there is no test
+    /// server and none is required (then only the SQLite half of a storage test runs).
     pub fn fresh_store() -> Option<crate::store::Store> {
-        let Ok(url) = std::env::var(URL_VARIABLE) else {
-            assert!(
-                std::env::var_os("MCP_AUTH_REQUIRE_POSTGRES").is_none(),
-                "{URL_VARIABLE} is not set: run the tests with `cargo xtask test`"
-            );
-            return None;
+        let url = mcp_auth_test_support::postgres::fresh_database()?;
+        let raw = RawPostgres {
+            url: Some(url),
+            tls: Some("disable".into()),
+            pool_size: Some(4),
+            ..RawPostgres::default()
         };
-        let base = postgres::Config::from_str(&url).expect(URL_VARIABLE);
-        let mut admin = base
-            .connect(postgres::NoTls)
-            .expect("connect to the test server");
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).expect("random");
-        let name = format!("unit_{}", u64::from_le_bytes(bytes));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create a test database");
-        let mut connection = base.clone();
-        connection.dbname(&name);
-        connection.ssl_mode(postgres::config::SslMode::Disable);
-        let config = PostgresConfig {
-            connection,
-            pool_size: 4,
-            tls: Tls::Disable,
-            ca_file: None,
-            connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+        let config = match validate(Some(raw), Path::new("/")) {
+            Ok(Some(config)) => config,
+            other => panic!("the test database URL is not usable: {other:?}"),
         };
         let location = crate::store::Location::Postgres(Box::new(config));
-        Some(crate::store::Store::connect(&location, Default::default(), true).expect("open"))
+        match crate::store::Store::connect(&location, Default::default(), true) {
+            Ok(store) => Some(store),
+            Err(e) => panic!("cannot open the test database: {e}"),
+        }
     }
 }
 

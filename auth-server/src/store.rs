@@ -77,11 +77,20 @@ fn postgres_unavailable(e: &postgres::Error) -> bool {
         || code == "25006"
 }
 
-/// The server's message and its SQLSTATE, or the driver's own description.
-fn postgres_error_text(e: &postgres::Error) -> String {
+/// The server's message and its SQLSTATE, or the driver's own description with its causes
+/// (the driver's "error performing TLS handshake" says why only in its source).
+pub fn postgres_error_text(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the workspace's tests share: signing keys of the three algorithms the filter accepts,
 //! their JWKS, a JWT builder that can also break tokens on purpose, and the demo filter
-//! configuration.
+//! configuration; with the `postgres` feature, a fresh PostgreSQL database per test.
 //!
 //! Keys are deterministic (derived from their `kid`, the RSA key read from a fixed PEM): a
 //! failing test fails the same way on every run, and no test pays for RSA key generation.
@@ -14,6 +14,8 @@
 
 mod jws;
 mod keys;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,5 +1,5 @@
-"""The authorization server (mcp-auth-server) as a real process with a real SQLite file, configured
-from auth-server/demo.toml with this test run's ports."""
+"""The authorization server (mcp-auth-server) as a real process with a real SQLite file (or a
+PostgreSQL database), configured from auth-server/demo.toml with this test run's ports."""
 
 from __future__ import annotations
 
@@ -57,14 +57,21 @@ class AuthServer:
     port: int
     config: Path
     service: Service
+    # Where it listens when that is not the issuer's port (a replica behind a front proxy).
+    listen_port: int | None = None
 
     @property
     def issuer(self) -> str:
         return f"http://localhost:{self.port}"
 
+    @property
+    def direct_url(self) -> str:
+        """This process itself, bypassing any proxy at the issuer's address."""
+        return f"http://127.0.0.1:{self.listen_port or self.port}"
+
     def start(self) -> "AuthServer":
         self.service.start()
-        self.service.wait_http(f"http://127.0.0.1:{self.port}/.well-known/oauth-authorization-server")
+        self.service.wait_http(f"{self.direct_url}/.well-known/oauth-authorization-server", timeout=60)
         return self
 
     def restart(self) -> None:
@@ -90,15 +97,19 @@ def configure(
     port: int,
     resources: list[str],
     name: str = "auth-server",
+    listen_port: int | None = None,
+    postgres_url: str | None = None,
 ) -> AuthServer:
     """Writes a configuration derived from auth-server/demo.toml: same users, scopes and
-    policies, with this run's issuer, port, SQLite file and resource URLs."""
+    policies, with this run's issuer (on `port`), listening port (`listen_port`, default the
+    issuer's), SQLite file or PostgreSQL database (`postgres_url`, plain TCP on loopback), and
+    resource URLs."""
     demo = tomllib.loads(DEMO_CONFIG.read_text())
     template = demo["resources"][0]
     config = dict(demo)
     config.update(
         issuer=f"http://localhost:{port}",
-        listen=f"127.0.0.1:{port}",
+        listen=f"127.0.0.1:{listen_port or port}",
         # A free port: the demo's fixed 9464 would collide with a running demo, between the
         # servers of one run and between concurrent runs.
         admin_listen=f"127.0.0.1:{free_port()}",
@@ -107,7 +118,11 @@ def configure(
         allow_insecure_localhost_client_metadata=True,
         resources=[{**template, "url": url} for url in resources],
     )
+    if postgres_url is not None:
+        del config["storage_path"]
+        # An unreachable database is reported within 2 s rather than the default 5.
+        config["postgres"] = {"url": postgres_url, "tls": "disable", "connect_timeout_secs": 2}
     path = workdir / f"{name}.toml"
     path.write_text(dump_toml(config))
     service = Service(name, [str(binary), "--config", str(path)], workdir / f"{name}.log")
-    return AuthServer(binary, port, path, service)
+    return AuthServer(binary, port, path, service, listen_port)

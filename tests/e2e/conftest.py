@@ -1,8 +1,8 @@
 """Fixtures: the real components on free ports on 127.0.0.1, in the demo's shape.
 
 Binaries come from the environment set by `cargo xtask test` / `cargo xtask e2e`
-(MCP_AUTH_FILTER_WASM, MCP_AUTH_SERVER_BIN, DEMO_MCP_SERVER_BIN, ENVOY_BIN), with defaults in
-the workspace's target directory and .venv.
+(MCP_AUTH_FILTER_WASM, MCP_AUTH_SERVER_BIN, DEMO_MCP_SERVER_BIN, ENVOY_BIN, POSTGRES_BIN_DIR),
+with defaults in the workspace's target directory, .venv and /usr/lib/postgresql.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pytest
 
 from auth_server import AuthServer, configure
 from envoy_template import ROOT, local_values, render
+from postgres import PostgresCluster
+from postgres import bin_dir as find_postgres_bin_dir
 from processes import Service, free_port
 
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -52,6 +54,28 @@ def demo_mcp_server_bin() -> Path:
 @pytest.fixture(scope="session")
 def auth_server_bin() -> Path:
     return _artifact("MCP_AUTH_SERVER_BIN", TARGET / "debug/mcp-auth-server")
+
+
+@pytest.fixture(scope="session")
+def postgres_bin_dir() -> Path:
+    found = find_postgres_bin_dir()
+    if found is None or not (found / "initdb").is_file():
+        pytest.exit(
+            f"POSTGRES_BIN_DIR: no PostgreSQL server programs ({found}); run the tests with "
+            "`cargo xtask test`, which installs Debian's postgresql package",
+            returncode=2,
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def postgres_cluster(postgres_bin_dir):
+    """A running throwaway cluster of this module's own: its tests may stop and restart it."""
+    cluster = PostgresCluster(postgres_bin_dir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.remove()
 
 
 @dataclass
@@ -107,21 +131,22 @@ def start_envoy(
     listener_port: int | None = None,
     name: str = "envoy",
     edit_config: Callable[[str], str] | None = None,
+    edit_values: Callable[[dict[str, str]], dict[str, str]] | None = None,
 ) -> Envoy:
-    """Envoy with the demo template rendered for these ports; `edit_config` may change the
-    rendered text (a filter setting the demo does not use), `name` names its files."""
+    """Envoy with the demo template rendered for these ports; `edit_values` may change the
+    template's values (several authorization-server replicas: `replica_values`), `edit_config`
+    the rendered text (a filter setting the demo does not use), `name` names its files."""
     port, admin_port = listener_port or free_port(), free_port()
     config, access_log = workdir / f"{name}.yaml", workdir / f"{name}-access.log"
-    text = render(
-        local_values(
-            listener_port=port,
-            admin_port=admin_port,
-            auth_server_port=auth_server_port,
-            upstream_port=upstream_port,
-            wasm_path=str(wasm_path),
-            access_log_path=str(access_log),
-        )
+    values = local_values(
+        listener_port=port,
+        admin_port=admin_port,
+        auth_server_port=auth_server_port,
+        upstream_port=upstream_port,
+        wasm_path=str(wasm_path),
+        access_log_path=str(access_log),
     )
+    text = render(edit_values(values) if edit_values else values)
     config.write_text(edit_config(text) if edit_config else text)
     service = Service(
         name,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
+FRONT_TEMPLATE = ROOT / "envoy" / "auth-server-front.yaml.tmpl"
 COMPOSE_RENDERED = ROOT / "envoy" / "compose" / "envoy.yaml"
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -36,6 +37,8 @@ COMPOSE_VALUES = {
     "wasm_path": "/etc/envoy/wasm/mcp_auth_filter.wasm",
     "cors_origin": "http://localhost:6274",
     "access_log_path": "/dev/stdout",
+    "auth_server_more_endpoints": "",
+    "auth_server_front_listener": "",
 }
 
 
@@ -80,6 +83,28 @@ def local_values(
         "wasm_path": wasm_path,
         "cors_origin": "http://localhost:6274",
         "access_log_path": access_log_path,
+        "auth_server_more_endpoints": "",
+        "auth_server_front_listener": "",
+    }
+
+
+def replica_values(values: dict[str, str], *, front_port: int, replica_ports: list[int]) -> dict[str, str]:
+    """`values` changed for several authorization-server replicas on 127.0.0.1 behind Envoy's
+    front listener on `front_port` (where the issuer's clients connect): the auth_server
+    cluster lists every replica. xtask/src/demo.rs does the same for `cargo xtask demo --ha`."""
+    first, *more = replica_ports
+    front = render({"front_address": "127.0.0.1", "front_port": str(front_port)}, FRONT_TEMPLATE.read_text())
+    return {
+        **values,
+        "auth_server_host": "127.0.0.1",
+        "auth_server_port": str(first),
+        "auth_server_more_endpoints": "".join(
+            "\n              - endpoint:"
+            "\n                  address:"
+            f"\n                    socket_address: {{ address: 127.0.0.1, port_value: {port} }}"
+            for port in more
+        ),
+        "auth_server_front_listener": "\n" + front.rstrip("\n"),
     }
 
 

@@ -181,9 +181,10 @@ class IssuedCode:
     code: str
     resource: str
 
-    def redeem(self, issuer: str) -> httpx.Response:
+    def redeem(self, issuer: str, timeout: float = 30) -> httpx.Response:
         return httpx.post(
             f"{issuer}/token",
+            timeout=timeout,
             data={
                 "grant_type": "authorization_code",
                 "code": self.code,

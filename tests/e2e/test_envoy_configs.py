@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from envoy_template import COMPOSE_RENDERED, ROOT, local_values, render
+from envoy_template import COMPOSE_RENDERED, ROOT, local_values, render, replica_values
 
 PRODUCTION = ROOT / "envoy" / "production"
 
@@ -75,6 +75,15 @@ def demo_config(wasm_path: Path) -> str:
 
 def test_demo_template_rendered_for_this_machine_is_valid(envoy_bin, wasm_path, tmp_path):
     assert_valid(validate(envoy_bin, demo_config(wasm_path), tmp_path, "demo.yaml"))
+
+
+def test_demo_template_rendered_for_three_replicas_is_valid(envoy_bin, wasm_path, tmp_path):
+    """`cargo xtask demo --ha`'s shape: the replicas behind a front listener at the issuer's port."""
+    values = local_values(
+        listener_port=10000, admin_port=9901, auth_server_port=9000, upstream_port=8080, wasm_path=str(wasm_path)
+    )
+    text = render(replica_values(values, front_port=9000, replica_ports=[9001, 9002, 9003]))
+    assert_valid(validate(envoy_bin, text, tmp_path, "demo-ha.yaml"))
 
 
 def test_compose_config_is_valid(envoy_bin, wasm_path, tmp_path):

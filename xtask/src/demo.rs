@@ -9,7 +9,9 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use crate::supervise::{Supervisor, stop_flag, stopped, wait_ready};
-use crate::{Wasm, build_servers, build_wasm, oidc_provider, render, venv, workspace_root};
+use crate::{
+    Wasm, build_servers, build_wasm, oidc_provider, postgres, render, venv, workspace_root,
+};
 
 /// Port of the local OpenID provider of `demo --upstream-idp` (its issuer is
 /// `http://localhost:9100`, as `auth-server/demo-upstream-idp.toml` says).
@@ -22,6 +24,44 @@ const UPSTREAM_IDP_CONFIG: &str = "auth-server/demo-upstream-idp.toml";
 const UPSTREAM_IDP_CLIENT_ID: &str = "mcp-auth-server-demo";
 const UPSTREAM_IDP_CLIENT_SECRET: &str = "demo-upstream-idp-secret";
 const UPSTREAM_IDP_SECRET_ENV: &str = "DEMO_UPSTREAM_IDP_CLIENT_SECRET";
+
+/// `demo --ha`: this many authorization-server replicas share one PostgreSQL database.
+pub const HA_REPLICAS: usize = 3;
+/// The database the replicas of `demo --ha` share, in a throwaway cluster.
+const HA_DATABASE: &str = "mcp_auth_demo";
+/// Names of the replicas' processes, for the supervisor's messages.
+const REPLICA_NAMES: [&str; HA_REPLICAS] = [
+    "mcp-auth-server-1",
+    "mcp-auth-server-2",
+    "mcp-auth-server-3",
+];
+
+/// Where the replicas of `demo --ha` listen: each its own port after the issuer's (which Envoy's
+/// front listener takes) and its own metrics port from the demo's on.
+pub fn replica_ports(ports: &Ports) -> [(u16, u16); HA_REPLICAS] {
+    let mut out = [(0, 0); HA_REPLICAS];
+    for (offset, slot) in (1u16..).zip(out.iter_mut()) {
+        *slot = (
+            ports.auth_server + offset,
+            ports.auth_server_metrics + offset - 1,
+        );
+    }
+    out
+}
+
+/// The replicas' configuration: `demo_config` (a TOML document) with the database of `url`
+/// instead of its SQLite file. Plain TCP: the cluster listens on loopback only.
+pub fn replica_config(demo_config: &str, url: &str) -> Result<String, String> {
+    let mut config: toml::Table = demo_config
+        .parse()
+        .map_err(|e| format!("the demo configuration is not TOML: {e}"))?;
+    config.remove("storage_path");
+    let mut postgres = toml::Table::new();
+    postgres.insert("url".into(), url.into());
+    postgres.insert("tls".into(), "disable".into());
+    config.insert("postgres".into(), postgres.into());
+    toml::to_string(&config).map_err(|e| format!("cannot write the replicas' configuration: {e}"))
+}
 
 /// The ports of one topology (the demo's are fixed by the README; the tests pick free ones).
 pub struct Ports {
@@ -66,21 +106,71 @@ pub fn envoy_values(
         ("wasm_path", wasm_path.to_owned()),
         ("cors_origin", "http://localhost:6274".to_owned()),
         ("access_log_path", access_log_path.to_owned()),
+        ("auth_server_more_endpoints", String::new()),
+        ("auth_server_front_listener", String::new()),
     ])
+}
+
+/// `values` changed for several authorization-server replicas on 127.0.0.1 (`replica_ports`,
+/// at least one) behind Envoy's front listener on `front_port`, where the issuer's clients
+/// connect: the auth_server cluster lists every replica. `front_template` is
+/// `envoy/auth-server-front.yaml.tmpl`. tests/e2e/envoy_template.py does the same.
+pub fn replica_values(
+    mut values: BTreeMap<&'static str, String>,
+    front_template: &str,
+    front_port: u16,
+    replica_ports: &[u16],
+) -> Result<BTreeMap<&'static str, String>, String> {
+    let (first, more) = replica_ports
+        .split_first()
+        .ok_or("no authorization-server replica to send requests to")?;
+    let front = render::render(
+        front_template,
+        &BTreeMap::from([
+            ("front_address", "127.0.0.1".to_owned()),
+            ("front_port", front_port.to_string()),
+        ]),
+    )
+    .map_err(|e| format!("envoy/auth-server-front.yaml.tmpl: {e}"))?;
+    let more_endpoints: String = more
+        .iter()
+        .map(|port| {
+            format!(
+                "\n              - endpoint:\
+                 \n                  address:\
+                 \n                    socket_address: {{ address: 127.0.0.1, port_value: {port} }}"
+            )
+        })
+        .collect();
+    values.insert("auth_server_host", "127.0.0.1".to_owned());
+    values.insert("auth_server_port", first.to_string());
+    values.insert("auth_server_more_endpoints", more_endpoints);
+    values.insert(
+        "auth_server_front_listener",
+        format!("\n{}", front.trim_end_matches('\n')),
+    );
+    Ok(values)
 }
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-fn ensure_free(ports: &Ports) -> Result<(), String> {
-    for (what, port) in [
+fn ensure_free(ports: &Ports, ha: bool) -> Result<(), String> {
+    let mut wanted = vec![
         ("Envoy listener", ports.listener),
         ("Envoy admin", ports.admin),
         ("authorization server", ports.auth_server),
         ("authorization server metrics", ports.auth_server_metrics),
         ("demo MCP server", ports.upstream),
-    ] {
+    ];
+    if ha {
+        for (listen, metrics) in replica_ports(ports) {
+            wanted.push(("authorization-server replica", listen));
+            wanted.push(("authorization-server replica's metrics", metrics));
+        }
+    }
+    for (what, port) in wanted {
         TcpListener::bind(loopback(port)).map_err(|e| {
             format!(
                 "port {port} for the {what} is not free on 127.0.0.1 ({e}); stop whatever uses it"
@@ -106,10 +196,10 @@ fn prepare(root: &Path) -> Result<(PathBuf, PathBuf, venv::Venv), String> {
     })
 }
 
-pub fn demo(upstream_idp: bool) -> Result<(), String> {
+pub fn demo(upstream_idp: bool, ha: bool) -> Result<(), String> {
     let root = workspace_root();
     let ports = Ports::DEMO;
-    ensure_free(&ports)?;
+    ensure_free(&ports, ha)?;
     if upstream_idp {
         TcpListener::bind(loopback(UPSTREAM_IDP_PORT)).map_err(|e| {
             format!("port {UPSTREAM_IDP_PORT} for the OpenID provider is not free on 127.0.0.1 ({e}); stop whatever uses it")
@@ -121,6 +211,15 @@ pub fn demo(upstream_idp: bool) -> Result<(), String> {
     } else {
         None
     };
+    // Before the database starts: from here on Ctrl-C ends the demo through the code below, which
+    // stops every process and then removes the throwaway cluster.
+    let stop = stop_flag()?;
+    let database = if ha {
+        let bin = postgres::ensure_bin_dir()?;
+        Some(postgres::ThrowawayPostgres::start(&bin, HA_DATABASE)?)
+    } else {
+        None
+    };
 
     let state = root.join(".demo");
     let logs = state.join("logs");
@@ -128,19 +227,23 @@ pub fn demo(upstream_idp: bool) -> Result<(), String> {
     let template = std::fs::read_to_string(root.join("envoy/envoy.yaml.tmpl"))
         .map_err(|e| format!("cannot read envoy/envoy.yaml.tmpl: {e}"))?;
     let envoy_yaml = state.join("envoy.yaml");
-    let rendered = render::render(
-        &template,
-        &envoy_values(
-            &ports,
-            &wasm.display().to_string(),
-            &logs.join("access.log").display().to_string(),
-        ),
-    )
-    .map_err(|e| format!("envoy/envoy.yaml.tmpl: {e}"))?;
+    let mut values = envoy_values(
+        &ports,
+        &wasm.display().to_string(),
+        &logs.join("access.log").display().to_string(),
+    );
+    if ha {
+        let front = std::fs::read_to_string(root.join("envoy/auth-server-front.yaml.tmpl"))
+            .map_err(|e| format!("cannot read envoy/auth-server-front.yaml.tmpl: {e}"))?;
+        let listens: Vec<u16> = replica_ports(&ports).iter().map(|(l, _)| *l).collect();
+        values = replica_values(values, &front, ports.auth_server, &listens)?;
+    }
+    let rendered =
+        render::render(&template, &values).map_err(|e| format!("envoy/envoy.yaml.tmpl: {e}"))?;
     std::fs::write(&envoy_yaml, rendered)
         .map_err(|e| format!("cannot write {}: {e}", envoy_yaml.display()))?;
 
-    let stop = stop_flag()?;
+    // Declared after `database`, so dropped (every process stopped) before the database goes.
     let mut services = Supervisor::default();
     let mut auth_server = Command::new(binaries.join("mcp-auth-server"));
     if let Some(script) = &provider_script {
@@ -187,11 +290,22 @@ pub fn demo(upstream_idp: bool) -> Result<(), String> {
                 state.join("auth-server.sqlite"),
             );
     }
-    services.start(
-        "mcp-auth-server",
-        &mut auth_server,
-        &logs.join("auth-server.log"),
-    )?;
+    if let Some(database) = &database {
+        start_replicas(
+            &mut services,
+            &stop,
+            &auth_server,
+            &database.url(),
+            &ports,
+            &state,
+        )?;
+    } else {
+        services.start(
+            "mcp-auth-server",
+            &mut auth_server,
+            &logs.join("auth-server.log"),
+        )?;
+    }
     services.start(
         "demo-mcp-server",
         Command::new(binaries.join("demo-mcp-server"))
@@ -250,6 +364,9 @@ pub fn demo(upstream_idp: bool) -> Result<(), String> {
     )?;
 
     print_banner(&ports, &logs, upstream_idp);
+    if let Some(database) = &database {
+        print_replicas(&ports, &database.url(), &logs);
+    }
     loop {
         if stopped(&stop) {
             eprintln!("\nxtask: stopping the demo");
@@ -262,6 +379,85 @@ pub fn demo(upstream_idp: bool) -> Result<(), String> {
         }
         sleep(Duration::from_millis(200));
     }
+}
+
+/// Starts [`HA_REPLICAS`] copies of `auth_server` (its program, configuration and environment)
+/// on the database of `url`, each on its own ports, and waits until each answers. They all start
+/// at once: the schema migrations they apply at startup take a lock in the database.
+fn start_replicas(
+    services: &mut Supervisor,
+    stop: &std::sync::atomic::AtomicBool,
+    auth_server: &Command,
+    url: &str,
+    ports: &Ports,
+    state: &Path,
+) -> Result<(), String> {
+    let mut args = auth_server.get_args();
+    let config_path = match (args.next(), args.next()) {
+        (Some(flag), Some(path)) if flag == "--config" => PathBuf::from(path),
+        _ => {
+            return Err(
+                "the authorization server has no --config to derive the replicas' from".into(),
+            );
+        }
+    };
+    let demo_config = std::fs::read_to_string(&config_path)
+        .map_err(|e| format!("cannot read {}: {e}", config_path.display()))?;
+    let config = state.join("auth-server-ha.toml");
+    std::fs::write(&config, replica_config(&demo_config, url)?)
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    let logs = state.join("logs");
+    for (name, (listen, metrics)) in REPLICA_NAMES.iter().zip(replica_ports(ports)) {
+        let mut replica = Command::new(auth_server.get_program());
+        for (key, value) in auth_server.get_envs() {
+            if let Some(value) = value {
+                replica.env(key, value);
+            }
+        }
+        replica
+            .arg("--config")
+            .arg(&config)
+            .env("MCP_AUTH_SERVER__LISTEN", loopback(listen).to_string())
+            .env(
+                "MCP_AUTH_SERVER__ADMIN_LISTEN",
+                loopback(metrics).to_string(),
+            );
+        services.start(name, &mut replica, &logs.join(format!("{name}.log")))?;
+    }
+    for (name, (listen, _)) in REPLICA_NAMES.iter().zip(replica_ports(ports)) {
+        wait_ready(
+            services,
+            stop,
+            name,
+            loopback(listen),
+            &format!("localhost:{}", ports.auth_server),
+            "/.well-known/oauth-authorization-server",
+            Duration::from_secs(60),
+        )?;
+    }
+    Ok(())
+}
+
+fn print_replicas(ports: &Ports, url: &str, logs: &Path) {
+    println!(
+        "  High availability: Envoy answers http://localhost:{front} and passes each request to the\n  \
+         next healthy one of {HA_REPLICAS} authorization-server replicas, which share one database:\n",
+        front = ports.auth_server
+    );
+    for (name, (listen, metrics)) in REPLICA_NAMES.iter().zip(replica_ports(ports)) {
+        println!(
+            "  {name:<26} http://127.0.0.1:{listen}  (metrics: http://127.0.0.1:{metrics}/metrics)"
+        );
+    }
+    println!(
+        "  {:<26} {url}  (throwaway: removed when the demo stops)\n  \
+         {:<26} {}/mcp-auth-server-N.log\n\n  \
+         Try: kill -9 one replica (pgrep -f auth-server-ha.toml lists them) and go on signing in\n  \
+         and calling tools: Envoy's health check stops sending it requests within 2 s.\n",
+        "PostgreSQL",
+        "replica logs",
+        logs.display()
+    );
 }
 
 fn print_banner(ports: &Ports, logs: &Path, upstream_idp: bool) {
@@ -308,4 +504,41 @@ Connect a client:
         metrics = ports.auth_server_metrics,
         logs = logs.display(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_listen_after_the_issuers_port_with_metrics_from_the_demos_on() {
+        assert_eq!(
+            replica_ports(&Ports::DEMO),
+            [(9001, 9464), (9002, 9465), (9003, 9466)]
+        );
+    }
+
+    #[test]
+    fn the_replicas_use_the_database_instead_of_the_sqlite_file_and_keep_the_rest() {
+        let config = replica_config(
+            include_str!("../../auth-server/demo.toml"),
+            "postgres://postgres@127.0.0.1:5432/mcp_auth_demo",
+        );
+        let config: toml::Table = config
+            .and_then(|text| text.parse().map_err(|e| format!("{e}")))
+            .unwrap_or_default();
+        assert!(!config.contains_key("storage_path"));
+        assert_eq!(
+            config["postgres"]["url"].as_str(),
+            Some("postgres://postgres@127.0.0.1:5432/mcp_auth_demo")
+        );
+        assert_eq!(config["postgres"]["tls"].as_str(), Some("disable"));
+        // Same issuer, users and resources as the single-server demo: same URLs, same login.
+        assert_eq!(config["issuer"].as_str(), Some("http://localhost:9000"));
+        assert_eq!(config["users"][0]["username"].as_str(), Some("demo"));
+        assert_eq!(
+            config["resources"][0]["url"].as_str(),
+            Some("http://localhost:10000/mcp")
+        );
+    }
 }

@@ -1,8 +1,10 @@
 //! `cargo xtask <command>`: the project's entry points for newcomers and CI.
 //!
-//! - `demo [--upstream-idp]`: set up and run Envoy + filter + authorization server + demo MCP
-//!   server (with `--upstream-idp`, people sign in at a local OpenID provider).
-//! - `test`: set up, then `cargo test --workspace`, then the end-to-end tests (pytest).
+//! - `demo [--upstream-idp] [--ha]`: set up and run Envoy + filter + authorization server + demo
+//!   MCP server (with `--upstream-idp`, people sign in at a local OpenID provider; with `--ha`,
+//!   three authorization-server replicas share a throwaway PostgreSQL behind Envoy).
+//! - `test`: set up, then `cargo test --workspace`, then the end-to-end tests (pytest), on the
+//!   PostgreSQL of `MCP_AUTH_TEST_DATABASE_URL` or a throwaway cluster (`postgres.rs`).
 //! - `e2e [pytest args]`: set up, build, and run only the end-to-end tests.
 //! - `bench (--quick | --full) [bench flags]`: set up, then run the benchmarks (`bench/README.md`).
 //! - `fuzz [--seconds N]`: run the filter's fuzz targets for a bounded time (`filter/fuzz`).
@@ -13,6 +15,7 @@
 mod demo;
 mod fuzz;
 mod oidc_provider;
+mod postgres;
 mod render;
 mod supervise;
 mod venv;
@@ -24,9 +27,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo [--upstream-idp]       build and run Envoy + filter + authorization server + demo MCP server
-                              (--upstream-idp: sign in at a local OpenID provider as demo / demo)
-  test                        run every test (unit, wasmtime host, end to end)
+  demo [--upstream-idp] [--ha]
+                              build and run Envoy + filter + authorization server + demo MCP server
+                              (--upstream-idp: sign in at a local OpenID provider as demo / demo;
+                              --ha: three authorization-server replicas on a throwaway PostgreSQL,
+                              behind Envoy at the same URLs)
+  test                        run every test (unit, wasmtime host, end to end) on the PostgreSQL
+                              of MCP_AUTH_TEST_DATABASE_URL, or else on a throwaway cluster
   e2e [pytest arguments]      run only the end-to-end tests; the arguments go to pytest
   bench (--quick | --full) [bench options]
                               run the benchmarks (options: bench/README.md)
@@ -38,7 +45,7 @@ commands:
 /// benchmark) are passed on as they are; that program rejects what it does not know.
 #[derive(Debug, PartialEq, Eq)]
 enum Task {
-    Demo { upstream_idp: bool },
+    Demo { upstream_idp: bool, ha: bool },
     Test,
     E2e(Vec<String>),
     Bench(Vec<String>),
@@ -58,12 +65,7 @@ fn parse_task(args: &[String]) -> Result<Task, String> {
         Some(extra) => Err(format!("`{command}` takes no arguments, got `{extra}`")),
     };
     match command.as_str() {
-        "demo" if rest.len() == 1 && rest.first().is_some_and(|a| a == "--upstream-idp") => {
-            Ok(Task::Demo { upstream_idp: true })
-        }
-        "demo" => no_arguments(Task::Demo {
-            upstream_idp: false,
-        }),
+        "demo" => parse_demo(rest),
         "test" => no_arguments(Task::Test),
         "build-wasm" => no_arguments(Task::BuildWasm),
         "help" | "-h" | "--help" => no_arguments(Task::Help),
@@ -79,6 +81,23 @@ fn parse_task(args: &[String]) -> Result<Task, String> {
     }
 }
 
+/// `demo [--upstream-idp] [--ha]`, each flag at most once, in any order.
+fn parse_demo(flags: &[String]) -> Result<Task, String> {
+    let (mut upstream_idp, mut ha) = (false, false);
+    for flag in flags {
+        let seen = match flag.as_str() {
+            "--upstream-idp" => &mut upstream_idp,
+            "--ha" => &mut ha,
+            other => return Err(format!("`demo` does not know `{other}`")),
+        };
+        if *seen {
+            return Err(format!("`demo` got `{flag}` twice"));
+        }
+        *seen = true;
+    }
+    Ok(Task::Demo { upstream_idp, ha })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = match parse_task(&args) {
@@ -89,7 +108,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match task {
-        Task::Demo { upstream_idp } => demo::demo(upstream_idp),
+        Task::Demo { upstream_idp, ha } => demo::demo(upstream_idp, ha),
         Task::Test => test(),
         Task::E2e(pytest_args) => e2e(&pytest_args),
         Task::Bench(bench_args) => bench(&bench_args),
@@ -184,17 +203,35 @@ fn build_servers() -> Result<PathBuf, String> {
 }
 
 fn test() -> Result<(), String> {
+    // Ctrl-C reaches cargo and pytest (the terminal's process group) and ends them, while xtask
+    // itself carries on to its error path, which stops and removes the throwaway PostgreSQL.
+    let stop = supervise::stop_flag()?;
+    let interrupted = || {
+        if supervise::stopped(&stop) {
+            Err("interrupted".to_owned())
+        } else {
+            Ok(())
+        }
+    };
     let wasm = build_wasm(Wasm::WithBenchFilters)?;
     let venv = venv::ensure(&workspace_root())?;
     oidc_provider::ensure(&workspace_root())?;
     ensure_chromium()?;
     // The benchmark's smoke test (part of `cargo test --workspace`) drives Envoy with wrk.
     ensure_wrk()?;
+    let postgres_bin = postgres::bin_dir()?;
+    interrupted()?;
+    let (database_url, _cluster) = postgres::test_database(&postgres_bin)?;
+    interrupted()?;
     run(cargo()
         .args(["test", "--workspace"])
-        .env("MCP_AUTH_FILTER_WASM", &wasm))?;
+        .env("MCP_AUTH_FILTER_WASM", &wasm)
+        .env(postgres::DATABASE_URL_ENV, &database_url)
+        .env(postgres::REQUIRE_ENV, "1"))?;
+    interrupted()?;
     fuzz::fuzz(fuzz::TEST_SECONDS)?;
-    pytest(&venv, &wasm, &[])
+    interrupted()?;
+    pytest(&venv, &wasm, &postgres_bin, Some(&database_url), &[])
 }
 
 fn e2e(pytest_args: &[String]) -> Result<(), String> {
@@ -202,7 +239,9 @@ fn e2e(pytest_args: &[String]) -> Result<(), String> {
     let venv = venv::ensure(&workspace_root())?;
     oidc_provider::ensure(&workspace_root())?;
     ensure_chromium()?;
-    pytest(&venv, &wasm, pytest_args)
+    // The end-to-end tests that need PostgreSQL start their own clusters.
+    let postgres_bin = postgres::bin_dir()?;
+    pytest(&venv, &wasm, &postgres_bin, None, pytest_args)
 }
 
 fn bench(bench_args: &[String]) -> Result<(), String> {
@@ -238,6 +277,19 @@ fn ensure_debian_package(program: &str, package: &str) -> Result<(), String> {
     if found(program) {
         return Ok(());
     }
+    install_debian_package(package)?;
+    if found(program) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} is still missing after apt-get install {package}"
+        ))
+    }
+}
+
+/// `apt-get install package`: directly as root, otherwise through `sudo`, which may ask for a
+/// password.
+fn install_debian_package(package: &str) -> Result<(), String> {
     let as_root = Command::new("id")
         .arg("-u")
         .output()
@@ -258,22 +310,30 @@ fn ensure_debian_package(program: &str, package: &str) -> Result<(), String> {
         run(&mut apt(&["update", "-q"]))?;
         run(&mut apt(&["install", "-y", "-q", package]))?;
     }
-    if found(program) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} is still missing after apt-get install {package}"
-        ))
-    }
+    Ok(())
 }
 
-/// Runs the end-to-end tests against the servers of [`build_servers`].
+/// Runs the end-to-end tests against the servers of [`build_servers`], with PostgreSQL's
+/// programs from `postgres_bin` and, when given, the shared test database.
 /// Any non-zero pytest exit fails, including 5 ("no tests collected").
-fn pytest(venv: &venv::Venv, wasm: &Path, args: &[String]) -> Result<(), String> {
+fn pytest(
+    venv: &venv::Venv,
+    wasm: &Path,
+    postgres_bin: &Path,
+    database_url: Option<&str>,
+    args: &[String],
+) -> Result<(), String> {
     let servers = build_servers()?;
-    run(Command::new(venv.python())
+    let mut command = Command::new(venv.python());
+    if let Some(url) = database_url {
+        command
+            .env(postgres::DATABASE_URL_ENV, url)
+            .env(postgres::REQUIRE_ENV, "1");
+    }
+    run(command
         .args(["-m", "pytest", "tests/e2e", "-p", "no:cacheprovider"])
         .args(args)
+        .env(postgres::BIN_DIR_ENV, postgres_bin)
         .env("MCP_AUTH_FILTER_WASM", wasm)
         .env("MCP_AUTH_SERVER_BIN", servers.join("mcp-auth-server"))
         .env("DEMO_MCP_SERVER_BIN", servers.join("demo-mcp-server"))
@@ -297,12 +357,30 @@ mod tests {
         assert_eq!(
             parse(&["demo"]),
             Ok(Task::Demo {
-                upstream_idp: false
+                upstream_idp: false,
+                ha: false
             })
         );
         assert_eq!(
             parse(&["demo", "--upstream-idp"]),
-            Ok(Task::Demo { upstream_idp: true })
+            Ok(Task::Demo {
+                upstream_idp: true,
+                ha: false
+            })
+        );
+        assert_eq!(
+            parse(&["demo", "--ha"]),
+            Ok(Task::Demo {
+                upstream_idp: false,
+                ha: true
+            })
+        );
+        assert_eq!(
+            parse(&["demo", "--ha", "--upstream-idp"]),
+            Ok(Task::Demo {
+                upstream_idp: true,
+                ha: true
+            })
         );
         assert_eq!(parse(&["test"]), Ok(Task::Test));
         assert_eq!(parse(&["build-wasm"]), Ok(Task::BuildWasm));
@@ -313,7 +391,11 @@ mod tests {
     fn an_unknown_flag_is_refused_rather_than_ignored() {
         assert_eq!(
             parse(&["demo", "--anything"]),
-            Err("`demo` takes no arguments, got `--anything`".into())
+            Err("`demo` does not know `--anything`".into())
+        );
+        assert_eq!(
+            parse(&["demo", "--ha", "--ha"]),
+            Err("`demo` got `--ha` twice".into())
         );
         assert!(parse(&["test", "-k"]).is_err());
         assert!(parse(&["build-wasm", "--release"]).is_err());

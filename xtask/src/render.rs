@@ -78,5 +78,33 @@ mod tests {
         assert!(rendered.contains("\"resource\": \"http://localhost:10000/mcp\""));
         assert!(rendered.contains("port_value: 9000"));
         assert!(!rendered.contains("{{"));
+        assert!(!rendered.contains("name: auth_server_front"));
+    }
+
+    #[test]
+    fn the_replica_template_lists_every_replica_behind_a_front_listener() {
+        let values = crate::demo::replica_values(
+            crate::demo::envoy_values(&crate::demo::Ports::DEMO, "/x.wasm", "/x.log"),
+            include_str!("../../envoy/auth-server-front.yaml.tmpl"),
+            9000,
+            &[9001, 9002, 9003],
+        );
+        let rendered = render(
+            include_str!("../../envoy/envoy.yaml.tmpl"),
+            &values.unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        for port in [9001, 9002, 9003] {
+            assert!(
+                rendered.contains(&format!(
+                    "\n                    socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
+                )),
+                "replica {port} missing:\n{rendered}"
+            );
+        }
+        assert!(rendered.contains(
+            "\n    - name: auth_server_front\n      address:\n        socket_address: { address: 127.0.0.1, port_value: 9000 }\n"
+        ));
+        assert!(!rendered.contains("{{"));
     }
 }

@@ -21,6 +21,9 @@ pub const PUBLIC_REDIRECT: &str = "http://127.0.0.1:7777/callback";
 /// argon2id of "demo"
 pub const DEMO_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$0LQGysyfTNAzlfElyTi+Mw$qvctgKZegMuatVJN1MxPZ2YIGSkWphTF2OCxnO1ojss";
 
+/// The base configuration's storage: an SQLite file in the server's temporary directory.
+const SQLITE_STORAGE: &str = "storage_path = \"state/as.sqlite\"";
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
@@ -36,15 +39,26 @@ impl TestServer {
     /// Starts a server whose config is the base config plus `extra` TOML (top-level fields
     /// must come before the tables, so `extra_top` is inserted first).
     pub async fn start_with(extra_top: &str, extra_tables: &str) -> TestServer {
-        Self::launch(extra_top, extra_tables, false).await
+        Self::launch(SQLITE_STORAGE, extra_top, extra_tables, false).await
+    }
+
+    /// Starts the base server storing everything in the PostgreSQL database `database_url`.
+    pub async fn start_on_postgres(database_url: &str, extra_top: &str) -> TestServer {
+        let postgres = format!("[postgres]\nurl = \"{database_url}\"\ntls = \"disable\"\n");
+        Self::launch("", extra_top, &postgres, false).await
     }
 
     /// Starts the base server with an admin (metrics) listener on another loopback port.
     pub async fn start_with_admin() -> TestServer {
-        Self::launch("", "", true).await
+        Self::launch(SQLITE_STORAGE, "", "", true).await
     }
 
-    async fn launch(extra_top: &str, extra_tables: &str, with_admin: bool) -> TestServer {
+    async fn launch(
+        storage: &str,
+        extra_top: &str,
+        extra_tables: &str,
+        with_admin: bool,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -53,7 +67,7 @@ impl TestServer {
         let text = format!(
             r#"issuer = "{issuer}"
 listen = "{addr}"
-storage_path = "state/as.sqlite"
+{storage}
 {extra_top}
 
 [[resources]]
