@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_auth_test_support::postgres::DATABASE_URL_ENV;
 use rand_core::{OsRng, RngCore};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -84,8 +85,6 @@ pub struct AuthResults {
     pub setups: Vec<(String, Outcome)>,
 }
 
-/// The variable naming the PostgreSQL server (the same one `cargo xtask test` sets).
-pub const DATABASE_URL_ENV: &str = "MCP_AUTH_TEST_DATABASE_URL";
 /// The PostgreSQL configurations: one server process, and three sharing the database.
 pub const POSTGRES_REPLICAS: [usize; 2] = [1, 3];
 
@@ -395,7 +394,9 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<AuthResults, String> {
         Outcome::Measured(run_setup(p, plan, &Storage::Sqlite, 1)?),
     )];
     for replicas in POSTGRES_REPLICAS {
-        let outcome = match postgres_database()? {
+        // A fresh database per configuration, so each starts from an empty schema as SQLite
+        // does; `None` when the run names no PostgreSQL server.
+        let outcome = match mcp_auth_test_support::postgres::fresh_database() {
             Some(url) => {
                 let storage = Storage::Postgres { url };
                 Outcome::Measured(run_setup(p, plan, &storage, replicas)?)
@@ -408,35 +409,6 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<AuthResults, String> {
         setups.push((setup_label("PostgreSQL", replicas), outcome));
     }
     Ok(AuthResults { setups })
-}
-
-/// A fresh database on the PostgreSQL server of `MCP_AUTH_TEST_DATABASE_URL`, `None` without one,
-/// so that each configuration starts from an empty schema, as the SQLite one does.
-fn postgres_database() -> Result<Option<String>, String> {
-    let Some(server) = std::env::var(DATABASE_URL_ENV)
-        .ok()
-        .filter(|url| !url.is_empty())
-    else {
-        return Ok(None);
-    };
-    let mut client = postgres::Client::connect(&server, postgres::NoTls)
-        .map_err(|e| format!("cannot connect to {DATABASE_URL_ENV} ({server}): {e}"))?;
-    let mut bytes = [0u8; 8];
-    OsRng.fill_bytes(&mut bytes);
-    let name = format!("bench_{}", u64::from_le_bytes(bytes));
-    // `name` is [a-z0-9_] only.
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .map_err(|e| format!("cannot create database {name} on {server}: {e}"))?;
-    with_database(&server, &name).map(Some)
-}
-
-/// `server` (a `postgres://` URL) with its database replaced by `name`.
-fn with_database(server: &str, name: &str) -> Result<String, String> {
-    let mut url = reqwest::Url::parse(server)
-        .map_err(|e| format!("{DATABASE_URL_ENV} is not a URL ({server}): {e}"))?;
-    url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
 }
 
 /// Starts `replicas` servers on `storage` (all pinned like Envoy in part 1) and waits until each
@@ -757,22 +729,6 @@ mod tests {
         let json = to_json(&results);
         assert_eq!(json[1]["skipped"], "skipped: no server");
         assert_eq!(json[0]["operations"].as_array().map(Vec::len), Some(3));
-    }
-
-    #[test]
-    fn the_fresh_database_replaces_only_the_database_of_the_url() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5433/postgres", "bench_7").unwrap(),
-            "postgres://postgres@127.0.0.1:5433/bench_7"
-        );
-        assert_eq!(
-            with_database(
-                "postgres://u:p@127.0.0.1:5433/db?connect_timeout=5",
-                "bench_7"
-            )
-            .unwrap(),
-            "postgres://u:p@127.0.0.1:5433/bench_7?connect_timeout=5"
-        );
     }
 
     #[test]
