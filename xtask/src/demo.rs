@@ -275,23 +275,24 @@ pub fn demo(upstream_idp: bool, ha: bool) -> Result<(), String> {
         auth_server
             .arg("--config")
             .arg(root.join(UPSTREAM_IDP_CONFIG))
-            .env(UPSTREAM_IDP_SECRET_ENV, UPSTREAM_IDP_CLIENT_SECRET)
-            // Its own database: the people of the two demos are different subjects.
-            .env(
-                "MCP_AUTH_SERVER__STORAGE_PATH",
-                state.join("auth-server-upstream-idp.sqlite"),
-            );
+            .env(UPSTREAM_IDP_SECRET_ENV, UPSTREAM_IDP_CLIENT_SECRET);
     } else {
         auth_server
             .arg("--config")
-            .arg(root.join("auth-server/demo.toml"))
-            .env(
-                "MCP_AUTH_SERVER__STORAGE_PATH",
-                state.join("auth-server.sqlite"),
-            );
+            .arg(root.join("auth-server/demo.toml"));
     }
+    if database.is_none() {
+        // Each demo its own SQLite file: the people of the two demos are different subjects.
+        let file = if upstream_idp {
+            "auth-server-upstream-idp.sqlite"
+        } else {
+            "auth-server.sqlite"
+        };
+        auth_server.env("MCP_AUTH_SERVER__STORAGE_PATH", state.join(file));
+    }
+    let mut replicas = Vec::new();
     if let Some(database) = &database {
-        start_replicas(
+        replicas = start_replicas(
             &mut services,
             &stop,
             &auth_server,
@@ -314,15 +315,21 @@ pub fn demo(upstream_idp: bool, ha: bool) -> Result<(), String> {
         &logs.join("demo-mcp-server.log"),
     )?;
     let ready = Duration::from_secs(30);
-    wait_ready(
-        &mut services,
-        &stop,
-        "the authorization server",
-        loopback(ports.auth_server),
-        &format!("localhost:{}", ports.auth_server),
-        "/.well-known/oauth-authorization-server",
-        ready,
-    )?;
+    let auth_server_ready = |services: &mut Supervisor| {
+        wait_ready(
+            services,
+            &stop,
+            "the authorization server",
+            loopback(ports.auth_server),
+            &format!("localhost:{}", ports.auth_server),
+            "/.well-known/oauth-authorization-server",
+            ready,
+        )
+    };
+    // The replicas were each waited for; their address for clients is Envoy's, started below.
+    if database.is_none() {
+        auth_server_ready(&mut services)?;
+    }
     wait_ready(
         &mut services,
         &stop,
@@ -362,6 +369,9 @@ pub fn demo(upstream_idp: bool, ha: bool) -> Result<(), String> {
         "/.well-known/oauth-protected-resource/mcp",
         ready,
     )?;
+    if database.is_some() {
+        auth_server_ready(&mut services)?;
+    }
 
     print_banner(&ports, &logs, upstream_idp);
     if let Some(database) = &database {
@@ -374,6 +384,19 @@ pub fn demo(upstream_idp: bool, ha: bool) -> Result<(), String> {
             return Ok(());
         }
         if let Some((name, status)) = services.exited() {
+            // A replica that dies is what --ha is there to show: the others carry on, and it
+            // is started again, as an orchestrator would.
+            if let Some((_, command)) = REPLICA_NAMES
+                .iter()
+                .zip(replicas.iter_mut())
+                .find(|(replica, _)| **replica == name)
+            {
+                eprintln!(
+                    "xtask: {name} exited ({status}); the other replicas carry on, starting it again"
+                );
+                services.restart(name, command, &logs.join(format!("{name}.log")))?;
+                continue;
+            }
             services.stop_all();
             return Err(format!("{name} exited ({status}); see {}", logs.display()));
         }
@@ -391,7 +414,7 @@ fn start_replicas(
     url: &str,
     ports: &Ports,
     state: &Path,
-) -> Result<(), String> {
+) -> Result<Vec<Command>, String> {
     let mut args = auth_server.get_args();
     let config_path = match (args.next(), args.next()) {
         (Some(flag), Some(path)) if flag == "--config" => PathBuf::from(path),
@@ -407,6 +430,7 @@ fn start_replicas(
     std::fs::write(&config, replica_config(&demo_config, url)?)
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
     let logs = state.join("logs");
+    let mut replicas = Vec::new();
     for (name, (listen, metrics)) in REPLICA_NAMES.iter().zip(replica_ports(ports)) {
         let mut replica = Command::new(auth_server.get_program());
         for (key, value) in auth_server.get_envs() {
@@ -423,6 +447,7 @@ fn start_replicas(
                 loopback(metrics).to_string(),
             );
         services.start(name, &mut replica, &logs.join(format!("{name}.log")))?;
+        replicas.push(replica);
     }
     for (name, (listen, _)) in REPLICA_NAMES.iter().zip(replica_ports(ports)) {
         wait_ready(
@@ -435,7 +460,7 @@ fn start_replicas(
             Duration::from_secs(60),
         )?;
     }
-    Ok(())
+    Ok(replicas)
 }
 
 fn print_replicas(ports: &Ports, url: &str, logs: &Path) {
@@ -453,7 +478,8 @@ fn print_replicas(ports: &Ports, url: &str, logs: &Path) {
         "  {:<26} {url}  (throwaway: removed when the demo stops)\n  \
          {:<26} {}/mcp-auth-server-N.log\n\n  \
          Try: kill -9 one replica (pgrep -f auth-server-ha.toml lists them) and go on signing in\n  \
-         and calling tools: Envoy's health check stops sending it requests within 2 s.\n",
+         and calling tools: Envoy's health check stops sending it requests within 2 s, and xtask\n  \
+         starts it again.\n",
         "PostgreSQL",
         "replica logs",
         logs.display()

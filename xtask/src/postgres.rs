@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{install_debian_package, run};
+use crate::install_debian_package;
 
 /// Where Debian installs each major version's binaries: `/usr/lib/postgresql/<major>/bin`.
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
@@ -277,6 +277,25 @@ impl Drop for ThrowawayPostgres {
         if let Err(error) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("xtask: cannot remove {}: {error}", self.dir.display());
         }
+    }
+}
+
+/// Runs `command`, its output kept unless it fails: then the error carries it. initdb and
+/// pg_ctl explain every step, which would bury the demo's banner and the test output.
+fn run(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    let out = command
+        .output()
+        .map_err(|error| format!("could not start {shown}: {error}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{shown} failed with {}:\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 

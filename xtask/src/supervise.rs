@@ -33,6 +33,35 @@ impl Supervisor {
         log: &Path,
     ) -> Result<(), String> {
         let out = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        self.spawn(name, command, out, log)
+    }
+
+    /// Replaces the exited service `name` by `command`, started like [`Supervisor::start`] but
+    /// with its output appended to `log`, after what the exited one wrote.
+    pub fn restart(
+        &mut self,
+        name: &'static str,
+        command: &mut Command,
+        log: &Path,
+    ) -> Result<(), String> {
+        self.services.retain_mut(|service| {
+            service.name != name || !matches!(service.child.try_wait(), Ok(Some(_)))
+        });
+        let out = File::options()
+            .append(true)
+            .create(true)
+            .open(log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        self.spawn(name, command, out, log)
+    }
+
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        command: &mut Command,
+        out: File,
+        log: &Path,
+    ) -> Result<(), String> {
         let err = out
             .try_clone()
             .map_err(|e| format!("cannot reopen {}: {e}", log.display()))?;
