@@ -249,9 +249,13 @@ fn bench(bench_args: &[String]) -> Result<(), String> {
     venv::ensure(&workspace_root())?;
     ensure_wrk()?;
     run(cargo().args(["build", "--release", "-p", "mcp-auth-server"]))?;
+    // Part 3 measures the token endpoint on PostgreSQL too: the same database as the tests get.
+    let postgres_bin = postgres::bin_dir()?;
+    let (database_url, _cluster) = postgres::test_database(&postgres_bin)?;
     run(cargo()
         .args(["run", "--release", "-p", "mcp-auth-bench", "--"])
-        .args(bench_args))
+        .args(bench_args)
+        .env(postgres::DATABASE_URL_ENV, &database_url))
 }
 
 /// Installs Debian's Chromium when it is missing: the browser test of the pages
