@@ -262,6 +262,7 @@ pub fn cells() -> Vec<(Kind, Auth)> {
                     alg,
                     cache_entries,
                     tool_rules: false,
+                    access_log: false,
                 },
             ));
         }
@@ -273,6 +274,16 @@ pub fn cells() -> Vec<(Kind, Auth)> {
             alg: Alg::EdDsa,
             cache_entries: HIT_CACHE_ENTRIES,
             tool_rules: false,
+            access_log: false,
+        },
+    ));
+    cells.push((
+        Kind::FilterAccessLog,
+        Auth::Filter {
+            alg: Alg::EdDsa,
+            cache_entries: HIT_CACHE_ENTRIES,
+            tool_rules: false,
+            access_log: true,
         },
     ));
     cells.push((
@@ -281,6 +292,7 @@ pub fn cells() -> Vec<(Kind, Auth)> {
             alg: Alg::EdDsa,
             cache_entries: HIT_CACHE_ENTRIES,
             tool_rules: true,
+            access_log: false,
         },
     ));
     for workers in [1, 2] {
@@ -290,6 +302,7 @@ pub fn cells() -> Vec<(Kind, Auth)> {
                 alg: Alg::EdDsa,
                 cache_entries: MANY_CACHE_ENTRIES,
                 tool_rules: false,
+                access_log: false,
             },
         ));
     }
@@ -300,9 +313,11 @@ pub fn cells() -> Vec<(Kind, Auth)> {
 /// The tokens wrk sends in the `run`-th run (warm-up 0, then rounds 1, 2, …) against a cell.
 fn token_file(kind: Kind, files: &TokenFiles, run: u32) -> &Path {
     match kind {
-        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm | Kind::FilterToolCall => {
-            files.pick(Alg::EdDsa, true, run)
-        }
+        Kind::NoAuth
+        | Kind::NoopWasm
+        | Kind::FloorWasm
+        | Kind::FilterToolCall
+        | Kind::FilterAccessLog => files.pick(Alg::EdDsa, true, run),
         Kind::JwtAuthn { alg, cache } => files.pick(alg, cache, run),
         Kind::Filter { alg, hit } => files.pick(alg, hit, run),
         Kind::FilterLongToken | Kind::FloorLongToken => &files.long,
@@ -413,6 +428,7 @@ fn cell_alg(kind: Kind) -> Alg {
         | Kind::FloorLongToken
         | Kind::FilterLongToken
         | Kind::FilterToolCall
+        | Kind::FilterAccessLog
         | Kind::FilterManyTokens { .. } => Alg::EdDsa,
     }
 }
@@ -537,6 +553,7 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
             result.kind,
             Kind::Filter { .. }
                 | Kind::FilterLongToken
+                | Kind::FilterAccessLog
                 | Kind::FilterToolCall
                 | Kind::FilterManyTokens { .. }
         ) {
@@ -621,6 +638,7 @@ fn startup(
                 alg: Alg::EdDsa,
                 cache_entries: HIT_CACHE_ENTRIES,
                 tool_rules: false,
+                access_log: false,
             },
         ),
     ];
@@ -658,6 +676,7 @@ fn sharing(
         alg: Alg::EdDsa,
         cache_entries: HIT_CACHE_ENTRIES,
         tool_rules: false,
+        access_log: false,
     };
     let mut envoy = Envoy::start(p, dir, "sharing", &auth, jwks, 2, None)?;
     let token = files.probe(Alg::EdDsa);
@@ -762,7 +781,7 @@ mod tests {
     #[test]
     fn every_filter_row_has_its_jwt_authn_counterpart_among_the_cells() {
         let kinds: Vec<Kind> = cells().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(kinds.len(), 20);
+        assert_eq!(kinds.len(), 21);
         assert!(kinds.contains(&Kind::FilterToolCall));
         let workers: Vec<u32> = kinds
             .iter()
@@ -791,6 +810,7 @@ mod tests {
                 alg: Alg::Rs256,
                 cache_entries: 1,
                 tool_rules: false,
+                access_log: false,
             }
         );
     }

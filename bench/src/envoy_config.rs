@@ -27,6 +27,9 @@ pub enum Auth {
         alg: Alg,
         cache_entries: u32,
         tool_rules: bool,
+        /// The filter's `access_log_properties` (its default is on; the bench's rows turn
+        /// them off like `jwt_authn`, which leaves nothing for the access log by default).
+        access_log: bool,
     },
 }
 
@@ -124,12 +127,13 @@ fn auth_filter(auth: &Auth, jwks: &Value, wasm: &Wasm) -> Option<Value> {
         Auth::Filter {
             cache_entries,
             tool_rules,
+            access_log,
             ..
         } => {
             let mut filter = wasm_filter(
                 "mcp_auth",
                 wasm.filter,
-                &filter_config(jwks, *cache_entries, *tool_rules).to_string(),
+                &filter_config(jwks, *cache_entries, *tool_rules, *access_log).to_string(),
             );
             // Envoy's half of `hold_headers_for_body`: never one without the other.
             if *tool_rules && let Some(config) = filter["typed_config"]["config"].as_object_mut() {
@@ -156,8 +160,14 @@ pub const ADMIN_SCOPE: &str = "mcp:admin";
 /// The filter's plugin configuration: inline JWKS, issuer, audience, one required scope, the
 /// identity headers; without `tool_rules` no per-tool rules (so request bodies are never
 /// buffered), with them the demo's rule (`admin_*` tools need [`ADMIN_SCOPE`]) and
-/// `hold_headers_for_body`, as in the shipped Envoy configurations.
-pub fn filter_config(jwks: &Value, cache_entries: u32, tool_rules: bool) -> Value {
+/// `hold_headers_for_body`, as in the shipped Envoy configurations; `access_log` sets
+/// `access_log_properties`.
+pub fn filter_config(
+    jwks: &Value,
+    cache_entries: u32,
+    tool_rules: bool,
+    access_log: bool,
+) -> Value {
     let mut resource = json!({
         "path_prefix": PATH,
         "resource": AUDIENCE,
@@ -179,7 +189,8 @@ pub fn filter_config(jwks: &Value, cache_entries: u32, tool_rules: bool) -> Valu
             .map(|(claim, header)| (claim.to_string(), json!(header)))
             .collect::<serde_json::Map<_, _>>(),
         "token_cache": { "max_entries": cache_entries },
-        "hold_headers_for_body": tool_rules
+        "hold_headers_for_body": tool_rules,
+        "access_log_properties": access_log
     })
 }
 
@@ -253,6 +264,7 @@ mod tests {
                     alg: Alg::Rs256,
                     cache_entries: 1,
                     tool_rules: false,
+                    access_log: false,
                 },
                 vec!["envoy.filters.http.wasm", "envoy.filters.http.router"],
             ),
@@ -300,9 +312,14 @@ mod tests {
     #[test]
     fn filter_configuration_is_inline_jwks_with_the_requested_cache_size() {
         let jwks = json!({"keys": [{"kty": "OKP"}]});
-        let config = filter_config(&jwks, 1, false);
+        let config = filter_config(&jwks, 1, false, false);
         assert_eq!(config["token_cache"]["max_entries"], 1);
         assert_eq!(config["hold_headers_for_body"], false);
+        assert_eq!(config["access_log_properties"], false);
+        assert_eq!(
+            filter_config(&jwks, 1, false, true)["access_log_properties"],
+            true
+        );
         assert_eq!(config["issuers"][0]["jwks"]["inline"], jwks);
         assert_eq!(config["resources"][0]["path_prefix"], PATH);
         assert!(config["resources"][0].get("tool_scopes").is_none());
@@ -319,6 +336,7 @@ mod tests {
                     alg: Alg::EdDsa,
                     cache_entries: 8,
                     tool_rules,
+                    access_log: false,
                 },
                 1,
                 2,

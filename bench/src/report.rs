@@ -32,6 +32,9 @@ pub enum Kind {
     /// The filter with one reused EdDSA token of [`crate::tokens::LONG_TOKEN_BYTES`]: what a
     /// cache hit costs per byte of token.
     FilterLongToken,
+    /// The hit row with the filter's default `access_log_properties: true` (the other filter
+    /// rows turn them off): what the access-log properties cost a cache hit.
+    FilterAccessLog,
     /// The filter with one reused EdDSA token, per-tool rules and `hold_headers_for_body`,
     /// receiving a `tools/call` `POST` without `Mcp-Method`: the cost of buffering and parsing
     /// the body on top of a cache hit.
@@ -78,6 +81,7 @@ impl Kind {
                 "filter EdDSA cache hit, {} KB token",
                 crate::tokens::LONG_TOKEN_BYTES / 1024
             ),
+            Kind::FilterAccessLog => "filter EdDSA cache hit, access-log properties".into(),
             Kind::FilterToolCall => {
                 "filter EdDSA cache hit, tools/call body, per-tool rules".into()
             }
@@ -167,7 +171,7 @@ pub struct Verdict {
 /// The row's performance target (bench/README.md), if it has one.
 pub fn row_target(cells: &[CellResult], cell: &CellResult) -> Option<Verdict> {
     match cell.kind {
-        Kind::Filter { hit: true, .. } | Kind::FilterLongToken => {
+        Kind::Filter { hit: true, .. } | Kind::FilterLongToken | Kind::FilterAccessLog => {
             // CPU per request, not throughput: on a shared machine measured throughput also
             // moves with other processes on Envoy's core, CPU per request much less.
             let floor = find(

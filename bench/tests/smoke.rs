@@ -114,8 +114,8 @@ fn quick_run_measures_every_cell_and_the_token_endpoint() {
     let cells = results["envoy"]["cells"].as_array().unwrap();
     assert_eq!(
         cells.len(),
-        20,
-        "every cell, the host-call floors, the long-token, tools/call and many-token rows included"
+        21,
+        "every cell, the host-call floors, the long-token, access-log, tools/call and many-token rows included"
     );
     for cell in cells {
         let name = cell["cell"].as_str().unwrap();
