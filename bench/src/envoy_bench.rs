@@ -216,7 +216,7 @@ pub fn parse_stats(body: &str) -> Vec<(String, u64)> {
 /// The `allocated` field of admin `/memory` (a JSON object whose numbers are strings).
 fn parse_allocated(body: &str) -> Option<u64> {
     let v: Value = serde_json::from_str(body).ok()?;
-    match &v["allocated"] {
+    match v.get("allocated")? {
         Value::String(s) => s.parse().ok(),
         n => n.as_u64(),
     }

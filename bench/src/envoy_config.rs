@@ -136,7 +136,11 @@ fn auth_filter(auth: &Auth, jwks: &Value, wasm: &Wasm) -> Option<Value> {
                 &filter_config(jwks, *cache_entries, *tool_rules, *access_log).to_string(),
             );
             // Envoy's half of `hold_headers_for_body`: never one without the other.
-            if *tool_rules && let Some(config) = filter["typed_config"]["config"].as_object_mut() {
+            if *tool_rules
+                && let Some(config) = filter
+                    .pointer_mut("/typed_config/config")
+                    .and_then(Value::as_object_mut)
+            {
                 config.insert("allow_on_headers_stop_iteration".into(), json!(true));
             }
             Some(filter)
