@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::envoy_config::{self, Auth, PATH, Wasm};
-use crate::report::{CellResult, Kind, Sample};
+use crate::report::{CellResult, Kind, MANY_TOKENS, Sample};
 use crate::tokens::{Alg, Keys, LONG_TOKEN_BYTES};
 use crate::{Plan, Prereqs, http, procfs, wrk};
 
@@ -23,6 +23,10 @@ const HIT_CACHE_ENTRIES: u32 = 1024;
 /// rotation never sends the same token twice in a row, so every lookup misses (the counters
 /// printed next to the row show `0 / N`).
 const MISS_CACHE_ENTRIES: u32 = 1;
+/// Slots in the many-token cells: a power of two above [`MANY_TOKENS`], as an operator would
+/// size the cache for that many live tokens. The cache is direct-mapped, so some tokens still
+/// share a slot and evict each other (the hit/miss counters show how many lookups that costs).
+const MANY_CACHE_ENTRIES: u32 = 16_384;
 
 /// Everything part 1 measured.
 pub struct EnvoyResults {
@@ -30,6 +34,9 @@ pub struct EnvoyResults {
     pub filter_wasm_bytes: u64,
     pub noop_wasm_bytes: u64,
     pub rss_kib: Vec<(String, u64)>,
+    /// Envoy's own heap (admin `/memory`, `allocated`) of the same cells; the wasm VMs' linear
+    /// memory is mapped by V8 outside it and shows only in the RSS.
+    pub heap_kib: Vec<(String, u64)>,
     pub startup_ms: Vec<(String, f64)>,
     pub sharing: SharingResult,
 }
@@ -168,6 +175,19 @@ impl Envoy {
         Ok(parse_stats(&body))
     }
 
+    /// Bytes Envoy's allocator has handed out (admin `/memory`, `allocated`).
+    pub fn heap_allocated(&self) -> Result<u64, String> {
+        let (status, body) = http::get(
+            SocketAddr::from(([127, 0, 0, 1], self.admin)),
+            "/memory",
+            &[],
+        )?;
+        if status != 200 {
+            return Err(format!("admin /memory answered {status}"));
+        }
+        parse_allocated(&body).ok_or_else(|| format!("no `allocated` in admin /memory: {body}"))
+    }
+
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -191,6 +211,15 @@ pub fn parse_stats(body: &str) -> Vec<(String, u64)> {
             Some((name.trim().to_string(), value.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// The `allocated` field of admin `/memory` (a JSON object whose numbers are strings).
+fn parse_allocated(body: &str) -> Option<u64> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    match v.get("allocated")? {
+        Value::String(s) => s.parse().ok(),
+        n => n.as_u64(),
+    }
 }
 
 fn stat(stats: &[(String, u64)], name: &str) -> u64 {
@@ -229,17 +258,54 @@ pub fn cells() -> Vec<(Kind, Auth)> {
             };
             cells.push((
                 Kind::Filter { alg, hit },
-                Auth::Filter { alg, cache_entries },
+                Auth::Filter {
+                    alg,
+                    cache_entries,
+                    tool_rules: false,
+                    access_log: false,
+                },
             ));
         }
     }
+    cells.push((Kind::FloorLongToken, Auth::FloorWasm));
     cells.push((
         Kind::FilterLongToken,
         Auth::Filter {
             alg: Alg::EdDsa,
             cache_entries: HIT_CACHE_ENTRIES,
+            tool_rules: false,
+            access_log: false,
         },
     ));
+    cells.push((
+        Kind::FilterAccessLog,
+        Auth::Filter {
+            alg: Alg::EdDsa,
+            cache_entries: HIT_CACHE_ENTRIES,
+            tool_rules: false,
+            access_log: true,
+        },
+    ));
+    cells.push((
+        Kind::FilterToolCall,
+        Auth::Filter {
+            alg: Alg::EdDsa,
+            cache_entries: HIT_CACHE_ENTRIES,
+            tool_rules: true,
+            access_log: false,
+        },
+    ));
+    for workers in [1, 2] {
+        cells.push((
+            Kind::FilterManyTokens { workers },
+            Auth::Filter {
+                alg: Alg::EdDsa,
+                cache_entries: MANY_CACHE_ENTRIES,
+                tool_rules: false,
+                access_log: false,
+            },
+        ));
+    }
     cells
 }
 
@@ -247,10 +313,15 @@ pub fn cells() -> Vec<(Kind, Auth)> {
 /// The tokens wrk sends in the `run`-th run (warm-up 0, then rounds 1, 2, …) against a cell.
 fn token_file(kind: Kind, files: &TokenFiles, run: u32) -> &Path {
     match kind {
-        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm => files.pick(Alg::EdDsa, true, run),
+        Kind::NoAuth
+        | Kind::NoopWasm
+        | Kind::FloorWasm
+        | Kind::FilterToolCall
+        | Kind::FilterAccessLog => files.pick(Alg::EdDsa, true, run),
         Kind::JwtAuthn { alg, cache } => files.pick(alg, cache, run),
         Kind::Filter { alg, hit } => files.pick(alg, hit, run),
-        Kind::FilterLongToken => &files.long,
+        Kind::FilterLongToken | Kind::FloorLongToken => &files.long,
+        Kind::FilterManyTokens { .. } => &files.many,
     }
 }
 
@@ -272,6 +343,9 @@ struct AlgTokens {
 struct TokenFiles {
     /// One reused EdDSA token of `LONG_TOKEN_BYTES`.
     long: PathBuf,
+    /// `MANY_TOKENS` distinct EdDSA tokens, the same rotation in every run (the cache is meant
+    /// to keep them).
+    many: PathBuf,
     eddsa: AlgTokens,
     es256: AlgTokens,
     rs256: AlgTokens,
@@ -330,8 +404,15 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
     let long = dir.join("one-long.txt");
     let long_token = keys.long_token(Alg::EdDsa, now, LONG_TOKEN_BYTES);
     std::fs::write(&long, format!("{long_token}\n")).map_err(|e| e.to_string())?;
+    let many = dir.join("many-EdDSA.txt");
+    let serials = 1_000_000..1_000_000 + MANY_TOKENS as u64;
+    let many_tokens: Vec<String> = serials
+        .map(|serial| keys.token(Alg::EdDsa, serial, now))
+        .collect();
+    std::fs::write(&many, many_tokens.join("\n") + "\n").map_err(|e| e.to_string())?;
     Ok(TokenFiles {
         long,
+        many,
         eddsa: write(Alg::EdDsa)?,
         es256: write(Alg::Es256)?,
         rs256: write(Alg::Rs256)?,
@@ -341,7 +422,14 @@ fn write_tokens(dir: &Path, keys: &Keys, plan: &Plan) -> Result<TokenFiles, Stri
 fn cell_alg(kind: Kind) -> Alg {
     match kind {
         Kind::JwtAuthn { alg, .. } | Kind::Filter { alg, .. } => alg,
-        Kind::NoAuth | Kind::NoopWasm | Kind::FloorWasm | Kind::FilterLongToken => Alg::EdDsa,
+        Kind::NoAuth
+        | Kind::NoopWasm
+        | Kind::FloorWasm
+        | Kind::FloorLongToken
+        | Kind::FilterLongToken
+        | Kind::FilterToolCall
+        | Kind::FilterAccessLog
+        | Kind::FilterManyTokens { .. } => Alg::EdDsa,
     }
 }
 
@@ -351,6 +439,8 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
     let keys = Keys::fixed();
     let jwks = keys.jwks();
     let files = write_tokens(dir.path(), &keys, plan)?;
+    let body = dir.path().join("tools-call.json");
+    std::fs::write(&body, wrk::TOOL_CALL_BODY).map_err(|e| e.to_string())?;
     let script = dir.path().join("rotate.lua");
     std::fs::write(&script, wrk::SCRIPT).map_err(|e| e.to_string())?;
     let ticks_per_sec = procfs::clock_ticks_per_second() as f64;
@@ -376,7 +466,7 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
             &format!("cell{i}"),
             auth,
             &jwks,
-            1,
+            kind.workers(),
             p.envoy_cpu,
         )?;
         envoy
@@ -392,6 +482,7 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
             port: envoy.port,
             script: &script,
             tokens: token_file(kind, &files, run),
+            body: (kind == Kind::FilterToolCall).then_some(body.as_path()),
             seconds,
             connections: plan.connections,
             cpu: p.load_cpu,
@@ -424,8 +515,17 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
         })
     };
 
+    // Counters at the end of the warm-up: the table's hit/miss column covers the measured
+    // rounds only (the warm-up's first lookups of every token are misses by design).
+    let mut warm_counters = Vec::new();
     for ((kind, _), envoy) in cells.iter().zip(&envoys) {
-        measure(*kind, envoy, 0, plan.warmup_seconds)?;
+        let warm = measure(*kind, envoy, 0, plan.warmup_seconds)?;
+        if let Some(seconds) = fill_seconds(*kind, warm.rps) {
+            // Each wrk run starts its rotation from the top: one run long enough to send every
+            // token once, so the rounds measure the cache holding all of them.
+            measure(*kind, envoy, 0, seconds)?;
+        }
+        warm_counters.push(cache_counters(envoy)?);
     }
     let mut results: Vec<CellResult> = cells
         .iter()
@@ -445,12 +545,22 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
     }
 
     let mut rss_kib = Vec::new();
-    for (result, envoy) in results.iter_mut().zip(&envoys) {
-        if matches!(result.kind, Kind::Filter { .. } | Kind::FilterLongToken) {
-            let stats = envoy.stats()?;
+    let mut heap_kib = Vec::new();
+    for ((result, envoy), (warm_hits, warm_misses)) in
+        results.iter_mut().zip(&envoys).zip(warm_counters)
+    {
+        if matches!(
+            result.kind,
+            Kind::Filter { .. }
+                | Kind::FilterLongToken
+                | Kind::FilterAccessLog
+                | Kind::FilterToolCall
+                | Kind::FilterManyTokens { .. }
+        ) {
+            let (hits, misses) = cache_counters(envoy)?;
             result.cache_hits_misses = Some((
-                stat(&stats, "wasmcustom.mcp_auth.cache.hit"),
-                stat(&stats, "wasmcustom.mcp_auth.cache.miss"),
+                hits.saturating_sub(warm_hits),
+                misses.saturating_sub(warm_misses),
             ));
         }
         if matches!(
@@ -461,8 +571,10 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
                     alg: Alg::EdDsa,
                     hit: true
                 }
+                | Kind::FilterManyTokens { .. }
         ) {
             rss_kib.push((result.kind.label(), procfs::rss_kib(envoy.pid())?));
+            heap_kib.push((result.kind.label(), envoy.heap_allocated()? / 1024));
         }
     }
     drop(envoys);
@@ -474,9 +586,30 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
         filter_wasm_bytes: file_size(&p.filter_wasm)?,
         noop_wasm_bytes: file_size(&p.noop_wasm)?,
         rss_kib,
+        heap_kib,
         startup_ms,
         sharing,
     })
+}
+
+/// The filter's cache hit and miss counters (zero for cells without the filter).
+fn cache_counters(envoy: &Envoy) -> Result<(u64, u64), String> {
+    let stats = envoy.stats()?;
+    Ok((
+        stat(&stats, "wasmcustom.mcp_auth.cache.hit"),
+        stat(&stats, "wasmcustom.mcp_auth.cache.miss"),
+    ))
+}
+
+/// For the many-token cells, the length of a second warm-up run that sends each of their
+/// tokens once (with a fifth to spare) at the rate the first warm-up measured; `None` when the
+/// cell needs none.
+fn fill_seconds(kind: Kind, warmup_rps: f64) -> Option<u32> {
+    if !matches!(kind, Kind::FilterManyTokens { .. }) {
+        return None;
+    }
+    let seconds = (MANY_TOKENS as f64 * 1.2 / warmup_rps.max(1.0)).ceil();
+    Some(seconds.clamp(1.0, 120.0) as u32)
 }
 
 fn file_size(path: &Path) -> Result<u64, String> {
@@ -504,6 +637,8 @@ fn startup(
             Auth::Filter {
                 alg: Alg::EdDsa,
                 cache_entries: HIT_CACHE_ENTRIES,
+                tool_rules: false,
+                access_log: false,
             },
         ),
     ];
@@ -540,6 +675,8 @@ fn sharing(
     let auth = Auth::Filter {
         alg: Alg::EdDsa,
         cache_entries: HIT_CACHE_ENTRIES,
+        tool_rules: false,
+        access_log: false,
     };
     let mut envoy = Envoy::start(p, dir, "sharing", &auth, jwks, 2, None)?;
     let token = files.probe(Alg::EdDsa);
@@ -585,6 +722,7 @@ pub fn to_json(r: &EnvoyResults) -> Value {
         "filter_wasm_bytes": r.filter_wasm_bytes,
         "noop_wasm_bytes": r.noop_wasm_bytes,
         "rss_kib": r.rss_kib.iter().map(|(k, v)| json!({"cell": k, "kib": v})).collect::<Vec<_>>(),
+        "heap_kib": r.heap_kib.iter().map(|(k, v)| json!({"cell": k, "kib": v})).collect::<Vec<_>>(),
         "startup_ms": r.startup_ms.iter().map(|(k, v)| json!({"cell": k, "ms": v})).collect::<Vec<_>>(),
         "sharing": {
             "connections": r.sharing.connections,
@@ -610,6 +748,24 @@ mod tests {
     }
 
     #[test]
+    fn many_token_cells_get_a_warm_up_that_sends_every_token() {
+        let many = Kind::FilterManyTokens { workers: 1 };
+        assert_eq!(fill_seconds(many, 3000.0), Some(4));
+        assert_eq!(fill_seconds(many, 1e9), Some(1));
+        assert_eq!(fill_seconds(many, 0.0), Some(120));
+        assert_eq!(fill_seconds(Kind::FilterToolCall, 3000.0), None);
+    }
+
+    #[test]
+    fn the_heap_size_is_read_from_admin_memory() {
+        let body = r#"{"allocated": "7053048", "heap_size": "12582912", "pageheap_unmapped": "0"}"#;
+        assert_eq!(parse_allocated(body), Some(7_053_048));
+        assert_eq!(parse_allocated(r#"{"allocated": 5}"#), Some(5));
+        assert_eq!(parse_allocated("{}"), None);
+        assert_eq!(parse_allocated("not json"), None);
+    }
+
+    #[test]
     fn sharing_verdict_needs_both_workers_and_counts_misses() {
         let r = |workers: Vec<u64>, misses| SharingResult {
             connections: 40,
@@ -625,7 +781,14 @@ mod tests {
     #[test]
     fn every_filter_row_has_its_jwt_authn_counterpart_among_the_cells() {
         let kinds: Vec<Kind> = cells().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(kinds.len(), 16);
+        assert_eq!(kinds.len(), 21);
+        assert!(kinds.contains(&Kind::FilterToolCall));
+        let workers: Vec<u32> = kinds
+            .iter()
+            .filter(|k| matches!(k, Kind::FilterManyTokens { .. }))
+            .map(|k| k.workers())
+            .collect();
+        assert_eq!(workers, [1, 2]);
         assert!(kinds.contains(&Kind::NoopWasm) && kinds.contains(&Kind::FloorWasm));
         for k in &kinds {
             if let Some(jwt) = k.jwt_counterpart() {
@@ -645,7 +808,9 @@ mod tests {
             miss.1,
             Auth::Filter {
                 alg: Alg::Rs256,
-                cache_entries: 1
+                cache_entries: 1,
+                tool_rules: false,
+                access_log: false,
             }
         );
     }

@@ -20,8 +20,17 @@ pub enum Auth {
     NoopWasm,
     /// The host-call floor (`bench/floor-filter`).
     FloorWasm,
-    /// The MCP auth filter with a token cache of `cache_entries` slots.
-    Filter { alg: Alg, cache_entries: u32 },
+    /// The MCP auth filter with a token cache of `cache_entries` slots; with `tool_rules` the
+    /// resource has per-tool rules and the host holds headers while the body is read (as the
+    /// shipped configurations in `envoy/` do), so every `POST` body is buffered and parsed.
+    Filter {
+        alg: Alg,
+        cache_entries: u32,
+        tool_rules: bool,
+        /// The filter's `access_log_properties` (its default is on; the bench's rows turn
+        /// them off like `jwt_authn`, which leaves nothing for the access log by default).
+        access_log: bool,
+    },
 }
 
 /// Size of `jwt_authn`'s cache when it is enabled (its default is 100; one token needs one).
@@ -115,11 +124,27 @@ fn auth_filter(auth: &Auth, jwks: &Value, wasm: &Wasm) -> Option<Value> {
         }
         Auth::NoopWasm => Some(wasm_filter("noop", wasm.noop, "")),
         Auth::FloorWasm => Some(wasm_filter("floor", wasm.floor, "")),
-        Auth::Filter { cache_entries, .. } => Some(wasm_filter(
-            "mcp_auth",
-            wasm.filter,
-            &filter_config(jwks, *cache_entries).to_string(),
-        )),
+        Auth::Filter {
+            cache_entries,
+            tool_rules,
+            access_log,
+            ..
+        } => {
+            let mut filter = wasm_filter(
+                "mcp_auth",
+                wasm.filter,
+                &filter_config(jwks, *cache_entries, *tool_rules, *access_log).to_string(),
+            );
+            // Envoy's half of `hold_headers_for_body`: never one without the other.
+            if *tool_rules
+                && let Some(config) = filter
+                    .pointer_mut("/typed_config/config")
+                    .and_then(Value::as_object_mut)
+            {
+                config.insert("allow_on_headers_stop_iteration".into(), json!(true));
+            }
+            Some(filter)
+        }
     }
 }
 
@@ -132,23 +157,44 @@ pub const IDENTITY_HEADERS: [(&str, &str); 3] = [
     ("scope", "x-mcp-scope"),
 ];
 
+/// The scope the per-tool rule of the `tool_rules` cells asks for (the bench's tokens lack it,
+/// and the tool they call, [`crate::wrk::TOOL_CALL_BODY`]'s, is not covered by the rule).
+pub const ADMIN_SCOPE: &str = "mcp:admin";
+
 /// The filter's plugin configuration: inline JWKS, issuer, audience, one required scope, the
-/// identity headers and no per-tool rules (so request bodies are never buffered).
-pub fn filter_config(jwks: &Value, cache_entries: u32) -> Value {
+/// identity headers; without `tool_rules` no per-tool rules (so request bodies are never
+/// buffered), with them the demo's rule (`admin_*` tools need [`ADMIN_SCOPE`]) and
+/// `hold_headers_for_body`, as in the shipped Envoy configurations; `access_log` sets
+/// `access_log_properties`.
+pub fn filter_config(
+    jwks: &Value,
+    cache_entries: u32,
+    tool_rules: bool,
+    access_log: bool,
+) -> Value {
+    let mut resource = json!({
+        "path_prefix": PATH,
+        "resource": AUDIENCE,
+        "authorization_servers": [ISSUER],
+        "scopes_supported": [SCOPE, ADMIN_SCOPE],
+        "required_scopes": [SCOPE]
+    });
+    if tool_rules && let Some(resource) = resource.as_object_mut() {
+        resource.insert(
+            "tool_scopes".into(),
+            json!([{ "method": "tools/call", "name": "admin_*", "scopes": [ADMIN_SCOPE] }]),
+        );
+    }
     json!({
-        "resources": [{
-            "path_prefix": PATH,
-            "resource": AUDIENCE,
-            "authorization_servers": [ISSUER],
-            "scopes_supported": [SCOPE],
-            "required_scopes": [SCOPE]
-        }],
+        "resources": [resource],
         "issuers": [{ "issuer": ISSUER, "jwks": { "inline": jwks } }],
         "identity_headers": IDENTITY_HEADERS
             .iter()
             .map(|(claim, header)| (claim.to_string(), json!(header)))
             .collect::<serde_json::Map<_, _>>(),
-        "token_cache": { "max_entries": cache_entries }
+        "token_cache": { "max_entries": cache_entries },
+        "hold_headers_for_body": tool_rules,
+        "access_log_properties": access_log
     })
 }
 
@@ -221,6 +267,8 @@ mod tests {
                 Auth::Filter {
                     alg: Alg::Rs256,
                     cache_entries: 1,
+                    tool_rules: false,
+                    access_log: false,
                 },
                 vec!["envoy.filters.http.wasm", "envoy.filters.http.router"],
             ),
@@ -268,12 +316,55 @@ mod tests {
     #[test]
     fn filter_configuration_is_inline_jwks_with_the_requested_cache_size() {
         let jwks = json!({"keys": [{"kty": "OKP"}]});
-        let config = filter_config(&jwks, 1);
+        let config = filter_config(&jwks, 1, false, false);
         assert_eq!(config["token_cache"]["max_entries"], 1);
+        assert_eq!(config["hold_headers_for_body"], false);
+        assert_eq!(config["access_log_properties"], false);
+        assert_eq!(
+            filter_config(&jwks, 1, false, true)["access_log_properties"],
+            true
+        );
         assert_eq!(config["issuers"][0]["jwks"]["inline"], jwks);
         assert_eq!(config["resources"][0]["path_prefix"], PATH);
         assert!(config["resources"][0].get("tool_scopes").is_none());
         assert_eq!(config["identity_headers"]["client_id"], "x-mcp-client-id");
         assert_eq!(config["identity_headers"].as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn tool_rules_come_with_both_halves_of_holding_headers_for_the_body() {
+        let jwks = json!({"keys": []});
+        let filter = |tool_rules| {
+            let b = bootstrap(
+                &Auth::Filter {
+                    alg: Alg::EdDsa,
+                    cache_entries: 8,
+                    tool_rules,
+                    access_log: false,
+                },
+                1,
+                2,
+                &jwks,
+                &wasm(),
+            );
+            b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+                ["http_filters"][0]["typed_config"]["config"]
+                .clone()
+        };
+        let with = filter(true);
+        assert_eq!(with["allow_on_headers_stop_iteration"], true);
+        let config: Value =
+            serde_json::from_str(with["configuration"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(config["hold_headers_for_body"], true);
+        assert_eq!(
+            config["resources"][0]["tool_scopes"][0]["scopes"][0],
+            ADMIN_SCOPE
+        );
+        let without = filter(false);
+        assert!(without.get("allow_on_headers_stop_iteration").is_none());
+        let config: Value =
+            serde_json::from_str(without["configuration"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(config["hold_headers_for_body"], false);
+        assert!(config["resources"][0].get("tool_scopes").is_none());
     }
 }

@@ -421,6 +421,19 @@ fn run(o: &Options) -> Result<(), String> {
 /// this size still loads in V8 within the startup target.
 const WASM_SIZE_BUDGET_BYTES: u64 = 640_000;
 
+/// RSS of the two-worker many-token cell minus the one-worker one, in KiB: what one more worker
+/// (its own wasm VM, its own table of tokens, its share of Envoy) costs with the cache full.
+fn memory_per_worker(rss_kib: &[(String, u64)]) -> Option<i64> {
+    let rss = |workers| {
+        let label = report::Kind::FilterManyTokens { workers }.label();
+        rss_kib
+            .iter()
+            .find(|(c, _)| *c == label)
+            .map(|(_, k)| *k as i64)
+    };
+    Some(rss(2)? - rss(1)?)
+}
+
 fn envoy_extras(r: &envoy_bench::EnvoyResults) -> String {
     let mut s = String::from("| measure | value | target |\n|---|---|---|\n");
     let kb = |b: u64| b as f64 / 1000.0;
@@ -436,10 +449,21 @@ fn envoy_extras(r: &envoy_bench::EnvoyResults) -> String {
             "FAIL"
         }
     ));
+    let mib = |kib: u64| kib as f64 / 1024.0;
     for (cell, kib) in &r.rss_kib {
+        let heap = r.heap_kib.iter().find(|(c, _)| c == cell).map(|(_, h)| *h);
         s.push_str(&format!(
-            "| Envoy RSS after the run, {cell} | {:.1} MiB | – |\n",
-            *kib as f64 / 1024.0
+            "| Envoy RSS after the run, {cell} | {:.1} MiB{} | – |\n",
+            mib(*kib),
+            heap.map(|h| format!(" (Envoy heap {:.1} MiB)", mib(h)))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(per_worker) = memory_per_worker(&r.rss_kib) {
+        s.push_str(&format!(
+            "| memory of the second worker with {} tokens cached (RSS, 2 workers − 1) | {:.1} MiB | – |\n",
+            report::MANY_TOKENS,
+            per_worker as f64 / 1024.0
         ));
     }
     let startup = |label: &str| {
@@ -518,6 +542,18 @@ mod tests {
                 .unwrap_err()
                 .contains("--bogus")
         );
+    }
+
+    #[test]
+    fn memory_per_worker_needs_both_many_token_cells() {
+        let label = |w| report::Kind::FilterManyTokens { workers: w }.label();
+        let rss = vec![
+            (label(1), 60_000),
+            (label(2), 75_000),
+            ("no auth".into(), 1),
+        ];
+        assert_eq!(memory_per_worker(&rss), Some(15_000));
+        assert_eq!(memory_per_worker(&rss[..1]), None);
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub enum Kind {
     NoopWasm,
     /// Only the host calls an identity-forwarding filter makes on a cache hit.
     FloorWasm,
+    /// The same with the long token of [`Kind::FilterLongToken`]: Envoy's own cost of a longer
+    /// `Authorization` header (reading it from the socket, parsing it, copying it into the VM)
+    /// is in both rows, so their ratio is the filter's own per-byte cost.
+    FloorLongToken,
     /// `jwt_authn`; with its cache the token is reused, without it each request has a fresh one.
     JwtAuthn {
         alg: Alg,
@@ -28,7 +32,22 @@ pub enum Kind {
     /// The filter with one reused EdDSA token of [`crate::tokens::LONG_TOKEN_BYTES`]: what a
     /// cache hit costs per byte of token.
     FilterLongToken,
+    /// The hit row with the filter's default `access_log_properties: true` (the other filter
+    /// rows turn them off): what the access-log properties cost a cache hit.
+    FilterAccessLog,
+    /// The filter with one reused EdDSA token, per-tool rules and `hold_headers_for_body`,
+    /// receiving a `tools/call` `POST` without `Mcp-Method`: the cost of buffering and parsing
+    /// the body on top of a cache hit.
+    FilterToolCall,
+    /// The filter with [`MANY_TOKENS`] distinct EdDSA tokens in rotation, its cache sized for
+    /// them, and `workers` Envoy workers: cache pressure and memory per worker.
+    FilterManyTokens {
+        workers: u32,
+    },
 }
+
+/// Distinct live tokens in the rotation of the many-token rows.
+pub const MANY_TOKENS: usize = 10_000;
 
 /// Cache hit: Envoy CPU per request at most this multiple of the host-call floor filter's.
 pub const HIT_LIMIT_TO_FLOOR: f64 = 1.05;
@@ -46,6 +65,10 @@ impl Kind {
             Kind::NoAuth => "no auth".into(),
             Kind::NoopWasm => "no-op wasm filter".into(),
             Kind::FloorWasm => "host-call floor wasm filter".into(),
+            Kind::FloorLongToken => format!(
+                "host-call floor wasm filter, {} KB token",
+                crate::tokens::LONG_TOKEN_BYTES / 1024
+            ),
             Kind::JwtAuthn { alg, cache: true } => {
                 format!("jwt_authn {} + jwt_cache_config, token reused", alg.jose())
             }
@@ -58,6 +81,22 @@ impl Kind {
                 "filter EdDSA cache hit, {} KB token",
                 crate::tokens::LONG_TOKEN_BYTES / 1024
             ),
+            Kind::FilterAccessLog => "filter EdDSA cache hit, access-log properties".into(),
+            Kind::FilterToolCall => {
+                "filter EdDSA cache hit, tools/call body, per-tool rules".into()
+            }
+            Kind::FilterManyTokens { workers } => format!(
+                "filter EdDSA, {MANY_TOKENS} tokens in rotation, {workers} worker{}",
+                if workers == 1 { "" } else { "s" }
+            ),
+        }
+    }
+
+    /// Envoy workers (`--concurrency`) of the cell.
+    pub fn workers(self) -> u32 {
+        match self {
+            Kind::FilterManyTokens { workers } => workers,
+            _ => 1,
         }
     }
 
@@ -132,10 +171,17 @@ pub struct Verdict {
 /// The row's performance target (bench/README.md), if it has one.
 pub fn row_target(cells: &[CellResult], cell: &CellResult) -> Option<Verdict> {
     match cell.kind {
-        Kind::Filter { hit: true, .. } | Kind::FilterLongToken => {
+        Kind::Filter { hit: true, .. } | Kind::FilterLongToken | Kind::FilterAccessLog => {
             // CPU per request, not throughput: on a shared machine measured throughput also
             // moves with other processes on Envoy's core, CPU per request much less.
-            let floor = find(cells, Kind::FloorWasm)?;
+            let floor = find(
+                cells,
+                if cell.kind == Kind::FilterLongToken {
+                    Kind::FloorLongToken
+                } else {
+                    Kind::FloorWasm
+                },
+            )?;
             let r = ratio(cell, floor, |s| s.cpu_us_per_req)?;
             Some(Verdict {
                 text: format!("CPU/req ≤ {HIT_LIMIT_TO_FLOOR:.2}× floor: {r:.2}×"),
@@ -163,6 +209,20 @@ pub fn row_target(cells: &[CellResult], cell: &CellResult) -> Option<Verdict> {
 /// makes the host calls of an identity-forwarding cache hit (no target; the filter's hit rows
 /// cannot do better than this).
 pub fn floor_note(cells: &[CellResult], cell: &CellResult) -> Option<String> {
+    if cell.kind == Kind::FloorLongToken {
+        let floor = find(cells, Kind::FloorWasm)?;
+        let d = median(
+            &cell
+                .samples
+                .iter()
+                .zip(&floor.samples)
+                .map(|(x, y)| x.cpu_us_per_req - y.cpu_us_per_req)
+                .collect::<Vec<_>>(),
+        )?;
+        return Some(format!(
+            "reference for the 2 KB token row: CPU/req {d:+.1} µs vs the floor"
+        ));
+    }
     if cell.kind != Kind::FloorWasm {
         return None;
     }
@@ -174,6 +234,32 @@ pub fn floor_note(cells: &[CellResult], cell: &CellResult) -> Option<String> {
         r * 100.0,
         by_cpu * 100.0
     ))
+}
+
+/// The reading of the rows without a target: what they cost above the short-token EdDSA cache
+/// hit (median over rounds of the per-round difference in Envoy CPU per request).
+pub fn extra_note(cells: &[CellResult], cell: &CellResult) -> Option<String> {
+    if !matches!(
+        cell.kind,
+        Kind::FilterToolCall | Kind::FilterManyTokens { .. }
+    ) {
+        return None;
+    }
+    let hit = find(
+        cells,
+        Kind::Filter {
+            alg: Alg::EdDsa,
+            hit: true,
+        },
+    )?;
+    let per_round: Vec<f64> = cell
+        .samples
+        .iter()
+        .zip(&hit.samples)
+        .map(|(x, y)| x.cpu_us_per_req - y.cpu_us_per_req)
+        .collect();
+    let d = median(&per_round)?;
+    Some(format!("CPU/req {d:+.1} µs vs EdDSA cache hit"))
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
@@ -199,6 +285,7 @@ pub fn table(cells: &[CellResult]) -> String {
         let target = row_target(cells, cell)
             .map(|v| format!("{} **{}**", v.text, if v.pass { "PASS" } else { "FAIL" }))
             .or_else(|| floor_note(cells, cell))
+            .or_else(|| extra_note(cells, cell))
             .unwrap_or_default();
         let counters = cell
             .cache_hits_misses
@@ -266,7 +353,14 @@ mod tests {
             (Kind::FilterLongToken, [10.6, 21.2, 10.4], false),
         ] {
             let hit = cell(kind, &[100.0; 3], &cpu);
-            let cells = vec![floor.clone(), hit.clone()];
+            // The long-token row is compared with the floor fed the same long token.
+            let long_floor = cell(Kind::FloorLongToken, &[100.0; 3], &[10.0, 20.0, 10.0]);
+            let short_floor = cell(Kind::FloorWasm, &[100.0; 3], &[5.0, 5.0, 5.0]);
+            let cells = if kind == Kind::FilterLongToken {
+                vec![short_floor, long_floor, hit.clone()]
+            } else {
+                vec![floor.clone(), hit.clone()]
+            };
             let v = row_target(&cells, &hit).unwrap();
             assert_eq!(v.pass, pass, "{v:?}");
             let median = if pass { "1.05" } else { "1.06" };
@@ -285,7 +379,50 @@ mod tests {
             Some("reference: req/s 80.0% of no-op (by CPU/req: 80.0%)")
         );
         assert_eq!(floor_note(&cells, &noop), None);
+        let long = cell(Kind::FloorLongToken, &[70.0], &[14.0]);
+        let cells = vec![noop, floor, long.clone()];
+        assert_eq!(row_target(&cells, &long), None);
+        assert_eq!(
+            floor_note(&cells, &long).as_deref(),
+            Some("reference for the 2 KB token row: CPU/req +1.5 µs vs the floor")
+        );
         assert!(table(&cells).contains("| host-call floor wasm filter | 80 |"));
+    }
+
+    #[test]
+    fn rows_without_a_target_read_as_a_difference_to_the_eddsa_hit() {
+        let hit = cell(
+            Kind::Filter {
+                alg: Alg::EdDsa,
+                hit: true,
+            },
+            &[1.0; 3],
+            &[30.0, 40.0, 30.0],
+        );
+        let body = cell(Kind::FilterToolCall, &[1.0; 3], &[34.0, 41.0, 32.5]);
+        let many = cell(
+            Kind::FilterManyTokens { workers: 2 },
+            &[1.0; 3],
+            &[60.0, 70.0, 60.0],
+        );
+        let cells = vec![hit.clone(), body.clone(), many.clone()];
+        assert_eq!(row_target(&cells, &body), None);
+        assert_eq!(
+            extra_note(&cells, &body).as_deref(),
+            Some("CPU/req +2.5 µs vs EdDSA cache hit")
+        );
+        assert_eq!(
+            extra_note(&cells, &many).as_deref(),
+            Some("CPU/req +30.0 µs vs EdDSA cache hit")
+        );
+        assert_eq!(extra_note(&cells, &hit), None);
+        assert_eq!(many.kind.workers(), 2);
+        assert!(many.kind.label().ends_with("2 workers"));
+        assert!(
+            Kind::FilterManyTokens { workers: 1 }
+                .label()
+                .ends_with("1 worker")
+        );
     }
 
     #[test]

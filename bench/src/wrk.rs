@@ -5,6 +5,9 @@
 //! building strings on the hot path. Every cell uses the same script (a one-line file for the
 //! cells that reuse one token), so the load generator's own cost is identical across cells.
 //! `done()` prints one machine-readable line with the counts and wrk's latency percentiles.
+//!
+//! With a body file the requests are `POST`s of that body as JSON (an MCP client's
+//! `tools/call`, without `Mcp-Method`/`Mcp-Name`, so the filter learns the tool from the body).
 
 use std::path::Path;
 use std::process::Command;
@@ -18,9 +21,21 @@ local next_index = 0
 
 function init(args)
   local path = args[1]
+  local method, body = "GET", nil
+  if args[3] then
+    local f = assert(io.open(args[3], "rb"))
+    body = f:read("*a")
+    f:close()
+    method = "POST"
+  end
   for line in io.lines(args[2]) do
     if #line > 0 then
-      requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+      local headers = { ["Authorization"] = "Bearer " .. line }
+      if body then
+        headers["Content-Type"] = "application/json"
+        headers["Accept"] = "application/json, text/event-stream"
+      end
+      requests[#requests + 1] = wrk.format(method, path, headers, body)
     end
   end
   if #requests == 0 then error("no tokens in " .. args[2]) end
@@ -40,6 +55,10 @@ function done(summary, latency, requests)
 end
 "#;
 
+/// The JSON-RPC body of the `tools/call` cells: a tool that the per-tool rule (`admin_*`)
+/// does not cover, so the bench's tokens (`mcp:tools`) are allowed to call it.
+pub const TOOL_CALL_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the benchmark"}}}"#;
+
 /// What one wrk run measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WrkResult {
@@ -58,6 +77,8 @@ pub struct WrkRun<'a> {
     pub port: u16,
     pub script: &'a Path,
     pub tokens: &'a Path,
+    /// A file holding the body to `POST` with every request; `GET`s without a body when `None`.
+    pub body: Option<&'a Path>,
     pub seconds: u32,
     pub connections: u32,
     /// The CPU to pin wrk to (`taskset -c`), if pinning is available.
@@ -80,7 +101,8 @@ pub fn run(r: &WrkRun) -> Result<WrkResult, String> {
         .arg(format!("http://127.0.0.1:{}{PATH}", r.port))
         .arg("--")
         .arg(PATH)
-        .arg(r.tokens);
+        .arg(r.tokens)
+        .args(r.body);
     let out = cmd.output().map_err(|e| format!("running wrk: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {

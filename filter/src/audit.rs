@@ -109,8 +109,12 @@ impl Audit {
         }
     }
 
-    /// Hands each known field to `set` as (property name, value).
+    /// Hands each known field to `set` as (property name, value); none when the configuration
+    /// turned the properties off (`access_log_properties: false`).
     pub fn fields(&self, cfg: &Config, mut set: impl FnMut(&str, &str)) {
+        if !cfg.access_log_properties {
+            return;
+        }
         set("mcp_auth_decision", &self.decision);
         if let Some(r) = self.resource.and_then(|i| cfg.resources.get(i)) {
             set("mcp_auth_resource", &r.resource);
@@ -178,7 +182,13 @@ mod tests {
     }
 
     fn fields(audit: &Audit) -> Vec<(String, String)> {
-        let cfg = parse(&demo_json()).expect("valid");
+        fields_with(audit, true)
+    }
+
+    fn fields_with(audit: &Audit, access_log_properties: bool) -> Vec<(String, String)> {
+        let mut json = demo_json();
+        json["access_log_properties"] = serde_json::json!(access_log_properties);
+        let cfg = parse(&json).expect("valid");
         let mut out = Vec::new();
         audit.fields(&cfg, |name, value| {
             out.push((name.to_string(), value.to_string()))
@@ -227,5 +237,13 @@ mod tests {
                 "unmatched_path".to_string()
             )]
         );
+    }
+
+    #[test]
+    fn no_field_is_set_when_the_configuration_turns_them_off() {
+        let mut audit = Audit::new("allowed".into(), Some(0), None);
+        audit.add_call("tools/call", Some("echo"));
+        assert_eq!(fields_with(&audit, true).len(), 4);
+        assert_eq!(fields_with(&audit, false), []);
     }
 }
