@@ -391,26 +391,6 @@ pub trait PostgresClient {
     fn batch_pg(&mut self, sql: &str) -> Result<(), postgres::Error>;
 }
 
-impl PostgresClient for postgres::Client {
-    fn execute_pg(
-        &mut self,
-        sql: &str,
-        args: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, postgres::Error> {
-        self.execute(sql, args)
-    }
-    fn query_pg(
-        &mut self,
-        sql: &str,
-        args: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<postgres::Row>, postgres::Error> {
-        self.query(sql, args)
-    }
-    fn batch_pg(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        self.batch_execute(sql)
-    }
-}
-
 impl PostgresClient for postgres::Transaction<'_> {
     fn execute_pg(
         &mut self,
