@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use crate::ed25519::{Ed25519KeyError, Ed25519PublicKey};
 use crate::es256::EcPublicKey;
 use crate::rs256::RsaPublicKey;
 
@@ -50,7 +51,7 @@ impl Algorithm {
 /// Public key material, one variant per supported key type.
 #[derive(Debug, Clone)]
 enum KeyMaterial {
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(Ed25519PublicKey),
     P256(EcPublicKey),
     Rsa(RsaPublicKey),
 }
@@ -92,8 +93,7 @@ impl Jwk {
     /// Verifies `signature` over `message` with this key's algorithm.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            KeyMaterial::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify_strict(message, &sig).is_ok()),
+            KeyMaterial::Ed25519(key) => key.verify(message, signature),
             KeyMaterial::P256(key) => key.verify(message, signature),
             KeyMaterial::Rsa(key) => key.verify(message, signature),
         }
@@ -285,11 +285,10 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
         ("OKP", Some("Ed25519")) => {
             let x: [u8; 32] = b64_fixed(obj, "x")?;
             absorb(&x);
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
-                .map_err(|_| "x is not an Ed25519 point")?;
-            if key.is_weak() {
-                return Err("x is a weak Ed25519 key".to_string());
-            }
+            let key = Ed25519PublicKey::new(&x).map_err(|e| match e {
+                Ed25519KeyError::NotAPoint => "x is not an Ed25519 point",
+                Ed25519KeyError::SmallOrder => "x is a weak Ed25519 key",
+            })?;
             KeyMaterial::Ed25519(key)
         }
         ("EC", Some("P-256")) => {

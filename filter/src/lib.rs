@@ -40,7 +40,7 @@ mod urls;
 pub mod fuzzing;
 
 // The verifiers live in their own crate, built for speed (see its README).
-use mcp_auth_filter_crypto::{es256, rs256};
+use mcp_auth_filter_crypto::{ed25519, es256, rs256};
 
 // `_initialize`, the module's entry point. Compiled natively too (where nothing calls it), so
 // that the native build sees the same live code as the `.wasm` and its dead-code lint holds.

@@ -116,7 +116,7 @@ fn mul_row<const I: usize>(r: &mut [u32; 16], ai: u32, b: &[u32]) {
 
 /// The full 512-bit product `a · b`.
 #[inline(always)]
-fn mul_wide(a: &[u32; 8], b: &[u32; 8]) -> [u32; 16] {
+pub(crate) fn mul_wide(a: &[u32; 8], b: &[u32; 8]) -> [u32; 16] {
     let [a0, a1, a2, a3, a4, a5, a6, a7] = *a;
     let mut r = [0u32; 16];
     mul_row::<0>(&mut r, a0, b);
@@ -133,7 +133,7 @@ fn mul_wide(a: &[u32; 8], b: &[u32; 8]) -> [u32; 16] {
 /// `a²` as 512 bits: the 28 cross products `aᵢ·aⱼ (i < j)` once, doubled, plus the 8 squares
 /// (36 multiplications instead of 64).
 #[inline(always)]
-fn square_wide(a: &[u32; 8]) -> [u32; 16] {
+pub(crate) fn square_wide(a: &[u32; 8]) -> [u32; 16] {
     let [a0, a1, a2, a3, a4, a5, a6, _] = *a;
     let mut r = [0u32; 16];
     // Row i holds aᵢ·aⱼ for j > i, which lands at i + j: a row of `a[i + 1..]` at offset 2i + 1.

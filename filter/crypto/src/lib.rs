@@ -6,7 +6,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ed25519;
 pub mod es256;
 mod field;
+mod field25519;
 pub mod rs256;
 mod scalar;
+mod wnaf;

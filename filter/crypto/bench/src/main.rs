@@ -4,6 +4,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use mcp_auth_filter_crypto::ed25519::Ed25519PublicKey;
 use mcp_auth_filter_crypto::es256::EcPublicKey;
 use mcp_auth_filter_crypto::rs256::RsaPublicKey;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
@@ -68,6 +69,30 @@ fn main() -> Result<(), String> {
         rsa_pub.verify(black_box(message), &rsa_sig)
     });
     println!("RS256 (mcp-auth-filter-crypto): {rs256:8.1} µs/verify");
+
+    let ed_sk = ed25519_dalek::SigningKey::from_bytes(&Sha256::digest(b"bench").into());
+    let ed_vk = ed_sk.verifying_key();
+    let ed_sig = ed25519_dalek::Signer::sign(&ed_sk, message);
+    let eddsa_dalek = time(iterations, rounds, || {
+        ed_vk.verify_strict(black_box(message), &ed_sig).is_ok()
+    });
+    println!("EdDSA (ed25519-dalek strict):   {eddsa_dalek:8.1} µs/verify");
+    let ed_bytes = ed_vk.to_bytes();
+    let ed_key = Ed25519PublicKey::new(&ed_bytes)
+        .map_err(|e| format!("Ed25519PublicKey::new rejected a valid key: {e:?}"))?;
+    let ed_load = time(iterations.div_ceil(10), rounds, || {
+        Ed25519PublicKey::new(black_box(&ed_bytes)).is_ok()
+    });
+    println!("EdDSA key preparation:          {ed_load:8.1} µs/key");
+    let ed_base = time(iterations.div_ceil(20), rounds, || {
+        mcp_auth_filter_crypto::ed25519::bench_build_base_table()
+    });
+    println!("EdDSA B tables (once per VM):   {ed_base:8.1} µs");
+    let ed_sig_bytes = ed_sig.to_bytes();
+    let eddsa = time(iterations, rounds, || {
+        ed_key.verify(black_box(message), &ed_sig_bytes)
+    });
+    println!("EdDSA (mcp-auth-filter-crypto): {eddsa:8.1} µs/verify");
 
     let reference = time(iterations.div_ceil(10), 3, || {
         vk.verify(black_box(message), &sig).is_ok()
