@@ -332,14 +332,14 @@ pub fn decode(bytes: &[u8]) -> Option<(Hash, Identity)> {
 }
 
 /// Shared data in memory: the store of the unit tests of the cache and of the decisions that
-/// consult it.
-#[cfg(test)]
+/// consult it, and of the fuzzing entry point that runs the whole request path.
+#[cfg(any(test, feature = "fuzzing"))]
 #[derive(Default)]
 pub(crate) struct MemStore(
     pub(crate) std::cell::RefCell<std::collections::HashMap<String, Vec<u8>>>,
 );
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 impl SharedStore for MemStore {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.0.borrow().get(key).cloned()

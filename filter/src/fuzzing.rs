@@ -1,5 +1,6 @@
-//! Entry points for the coverage-guided fuzz targets in `filter/fuzz` (built only with the
-//! `fuzzing` feature, never into the `.wasm`). Each takes raw bytes the way the host hands them
+//! Entry points for the coverage-guided fuzz targets in `filter/fuzz` and for the V8 profile of
+//! the request path in `filter/path-bench` (built only with the `fuzzing` feature, never into
+//! the `.wasm`). Each takes raw bytes the way the host hands them
 //! to the filter and runs the same parsing and checking code the filter runs; a panic, a crash
 //! or an allocation beyond the fuzzer's limit is the finding. Where a parser accepts its input,
 //! the entry point also checks what the acceptance promises.
@@ -225,5 +226,59 @@ mod tests {
     #[should_panic(expected = "lenient parsers read as `method`")]
     fn a_case_variant_member_would_be_reported() {
         assert_no_lenient_lookalikes(br#"{"jsonrpc":"2.0","id":1,"Method":"tools/call"}"#);
+    }
+}
+
+/// A request's headers through the whole decision path of the filter, as `on_http_request_headers`
+/// runs it: routing, the bearer check, the token cache (shared data in memory), decoding and
+/// verification, policy, the header edits. Also the way in of the V8 profile of that path
+/// (BENCHMARKS.md), which is why it keeps its runtime and store across calls.
+pub struct RequestTarget {
+    rt: crate::flow::Runtime,
+    store: crate::cache::MemStore,
+    next_id: u32,
+}
+
+/// What the path decided about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// Allowed on to the upstream (the token verified, from the cache or not).
+    Allowed,
+    /// Anything else: a denial, a local answer, a wait for keys.
+    Other,
+}
+
+impl RequestTarget {
+    /// `config` is a filter configuration (issuers with inline JWKS, so that keys are there at
+    /// once).
+    pub fn new(config: &[u8]) -> Result<Self, String> {
+        let cfg = Config::parse(config).map_err(|e| e.to_string())?;
+        Ok(RequestTarget {
+            rt: crate::flow::Runtime::new(cfg),
+            store: crate::cache::MemStore::default(),
+            next_id: 1,
+        })
+    }
+
+    /// Runs one request's headers (`end_of_stream`: no body follows) at `now_ms`.
+    pub fn run(&mut self, headers: &[(&[u8], &[u8])], now_ms: u64) -> RequestVerdict {
+        use crate::flow::{Next, RequestState, SharedRequest};
+        use crate::front::SeenHeaders;
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let request: SharedRequest = std::rc::Rc::new(std::cell::RefCell::new(RequestState::Start));
+        let seen = SeenHeaders::gather(headers, &self.rt.cfg.identity_headers);
+        let step = self
+            .rt
+            .request_headers(&self.store, id, &request, seen, true, &|| now_ms);
+        let edits = step
+            .upstream_headers
+            .as_ref()
+            .map_or(0, |h| h.edits(&self.rt.cfg).len());
+        self.rt.forget(id);
+        match step.next {
+            Next::Allow { .. } if edits > 0 => RequestVerdict::Allowed,
+            _ => RequestVerdict::Other,
+        }
     }
 }

@@ -369,8 +369,26 @@ mod tests {
 
     #[test]
     fn wnaf_digits_reconstruct_the_scalar() {
-        for i in 0..200u64 {
-            let bytes = seeded(i);
+        // Random scalars, and the edges of the window pass: all ones (carries up to digit 256),
+        // the top bit alone, runs of ones at the top and at word boundaries, one, zero.
+        let mut scalars: Vec<[u8; 32]> = (0..200u64).map(seeded).collect();
+        scalars.push([0xFF; 32]);
+        scalars.push([0; 32]);
+        let mut top = [0u8; 32];
+        top[0] = 0x80;
+        scalars.push(top);
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        scalars.push(one);
+        for run in [1usize, 7, 8, 9, 16] {
+            let mut high = [0u8; 32];
+            high[..run].fill(0xFF);
+            scalars.push(high);
+            let mut middle = [0u8; 32];
+            middle[16 - run / 2..16 + run / 2 + 1].fill(0xFF);
+            scalars.push(middle);
+        }
+        for (i, bytes) in scalars.into_iter().enumerate() {
             for w in [W_KEY, W_BASE] {
                 let digits = wnaf(&crate::field::limbs_from_be(&bytes), w);
                 // Recompute k = Σ dᵢ·2ⁱ with a little-endian i64 accumulator per bit.

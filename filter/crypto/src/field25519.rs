@@ -337,6 +337,31 @@ mod tests {
         }
     }
 
+    /// Long chains of operations, each on the results of the previous ones, so that inputs
+    /// carry every pattern the weak form leaves (not only the sampled values).
+    #[test]
+    fn chains_of_operations_match_big_integer_arithmetic() {
+        let p = p();
+        let mut ours = samples(40);
+        let mut theirs: Vec<BigUint> = ours.iter().map(|f| big(f) % &p).collect();
+        let n = ours.len();
+        for step in 0..4000usize {
+            let (i, j, k) = (step % n, (step * 7 + 3) % n, (step * 13 + 5) % n);
+            let (a, b) = (ours[i], ours[j]);
+            let (x, y) = (theirs[i].clone(), theirs[j].clone());
+            let (r, v) = match step % 5 {
+                0 => (a.add(&b), (&x + &y) % &p),
+                1 => (a.sub(&b), (&x + &p - &y) % &p),
+                2 => (a.mul(&b), (&x * &y) % &p),
+                3 => (a.square(), (&x * &x) % &p),
+                _ => (a.neg().double(), ((&p - &x) * 2u8) % &p),
+            };
+            assert_eq!(big(&r) % &p, v, "step {step}");
+            ours[k] = r;
+            theirs[k] = v;
+        }
+    }
+
     #[test]
     fn constants_are_what_they_claim() {
         let p = p();
