@@ -205,7 +205,7 @@ impl LocalTokens {
     ) -> Option<&Rc<Identity>> {
         let entry = self.slots.get(self.slot(resource, token)?)?.as_ref()?;
         (entry.resource == resource
-            && *entry.token == *token
+            && same_bytes(entry.token.as_bytes(), token.as_bytes())
             && usable(&entry.identity, now, published))
         .then_some(&entry.identity)
     }
@@ -222,6 +222,18 @@ impl LocalTokens {
             });
         }
     }
+}
+
+/// `a == b`, eight bytes at a time: every hit compares the whole token (hundreds to thousands of
+/// bytes), and on wasm32 the slice comparison is a byte-by-byte `memcmp` loop.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (words_a, words_b) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |w: &[u8]| w.try_into().map_or(0, u64::from_ne_bytes);
+    words_a.remainder() == words_b.remainder()
+        && words_a.zip(words_b).all(|(x, y)| word(x) == word(y))
 }
 
 fn usable(identity: &Identity, now: u64, published: KeyPublished<'_>) -> bool {
@@ -373,6 +385,21 @@ mod tests {
             subject: Some("alice".into()),
             client_id: None,
         })
+    }
+
+    #[test]
+    fn the_token_comparison_sees_every_byte_and_the_length() {
+        let token: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for len in 0..token.len() {
+            let a = token.get(..len).expect("in range");
+            assert!(same_bytes(a, a), "{len}");
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 1;
+                assert!(!same_bytes(a, &b), "{len} bytes, differing at {at}");
+            }
+            assert!(!same_bytes(a, token.get(..len + 1).expect("in range")));
+        }
     }
 
     #[test]
