@@ -24,8 +24,9 @@ const HIT_CACHE_ENTRIES: u32 = 1024;
 /// printed next to the row show `0 / N`).
 const MISS_CACHE_ENTRIES: u32 = 1;
 /// Slots in the many-token cells: a power of two above [`MANY_TOKENS`], as an operator would
-/// size the cache for that many live tokens. The cache is direct-mapped, so some tokens still
-/// share a slot and evict each other (the hit/miss counters show how many lookups that costs).
+/// size the cache for that many live tokens. The shared table is direct-mapped and each worker's
+/// own table two-way set-associative, so some tokens still evict each other (the hit/miss
+/// counters show how many lookups that costs).
 const MANY_CACHE_ENTRIES: u32 = 16_384;
 
 /// Everything part 1 measured.

@@ -136,7 +136,7 @@ impl<'de> de::Deserialize<'de> for Loose {
 /// A member the filter does not read. Parsed like any other value (strings decoded, so a lone
 /// surrogate escape or a control character is refused wherever it is) but kept nowhere; strings
 /// without escapes are borrowed, so skipping allocates nothing.
-struct Skip;
+pub struct Skip;
 
 impl<'de> de::Deserialize<'de> for Skip {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skip, D::Error> {
@@ -178,7 +178,7 @@ impl<'de> de::Deserialize<'de> for Skip {
 }
 
 /// A member name, borrowed from the text unless it has escapes (`"\u0061ud"` is `aud`).
-struct Key<'de>(Cow<'de, str>);
+pub struct Key<'de>(pub Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {

@@ -260,7 +260,7 @@ pub struct UpstreamHeaders {
 
 impl UpstreamHeaders {
     /// The edits, in order.
-    pub fn edits<'a>(&'a self, cfg: &'a Config) -> Vec<HeaderEdit<'a>> {
+    pub fn edits<'a>(&'a self, cfg: &'a Config) -> impl Iterator<Item = HeaderEdit<'a>> + 'a {
         front::upstream_edits(cfg, &self.identity, &self.sent)
     }
 }
@@ -523,7 +523,11 @@ impl Runtime {
             return Step::only(Next::Continue { resume: false });
         };
         let mut step = self.check(store, id, request, checks, caller, now_ms);
-        step.audit = checks.audit(&step.next);
+        // Nothing reads the record when the properties are off: an allowed request then builds
+        // none (denials still do, on their slower path).
+        if self.cfg.access_log_properties {
+            step.audit = checks.audit(&step.next);
+        }
         state.conclude(&step.next);
         step
     }
@@ -883,7 +887,8 @@ mod tests {
             .upstream_headers
             .as_ref()
             .expect("identity headers")
-            .edits(&w.rt.cfg);
+            .edits(&w.rt.cfg)
+            .collect::<Vec<_>>();
         assert_eq!(
             edits,
             vec![
@@ -907,6 +912,24 @@ mod tests {
         let (_, _, again) = w.request(&get(&bearer(&key)), true, NOW_MS + 1);
         assert_eq!(again.cache, CacheLookup::Hit);
         assert_eq!(again.next, Next::Allow { resume: false });
+    }
+
+    #[test]
+    fn without_access_log_properties_an_allowed_request_builds_no_audit_record() {
+        let mut cfg = demo_json();
+        cfg["access_log_properties"] = json!(false);
+        let mut w = World::with(cfg);
+        let key = ed_key("k1");
+        w.keys_arrive(&[&key], NOW_MS);
+        for expected in [CacheLookup::Miss, CacheLookup::Hit] {
+            let (_, _, step) = w.request(&get(&bearer(&key)), true, NOW_MS);
+            assert_eq!(
+                (step.cache, &step.next),
+                (expected, &Next::Allow { resume: false })
+            );
+            assert!(step.upstream_headers.is_some());
+            assert_eq!(step.audit, None);
+        }
     }
 
     #[test]

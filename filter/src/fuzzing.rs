@@ -86,10 +86,10 @@ pub fn config(input: &[u8]) {
 /// An MCP request: input is `Mcp-Method` header, newline, `Mcp-Name` header, newline, body. An
 /// empty header line means the header is absent. Returns the calls the filter would authorize.
 ///
-/// When the body is accepted, no object in it may hold a key that a lenient parser would read as
-/// a protocol member although it is not spelled exactly so (case folding as Go's `EqualFold` or
-/// Java's `equalsIgnoreCase` does it, trailing NULs): such a body means one thing to the filter
-/// and another to the server behind it.
+/// When the body is accepted, it must be valid JSON to `serde_json::Value` too, and no object in
+/// it may hold a key that a lenient parser would read as a protocol member although it is not
+/// spelled exactly so (case folding as Go's `EqualFold` or Java's `equalsIgnoreCase` does it,
+/// trailing NULs): such a body means one thing to the filter and another to the server behind it.
 pub fn mcp_request(input: &[u8]) -> Option<Vec<McpCall>> {
     let mut parts = input.splitn(3, |b| *b == b'\n');
     let method = parts.next().and_then(header);
@@ -98,6 +98,12 @@ pub fn mcp_request(input: &[u8]) -> Option<Vec<McpCall>> {
     let parsed = mcp_request::parse_body(body);
     if parsed.is_ok() {
         assert_no_lenient_lookalikes(body);
+        // The body is parsed into the few members the checks read, the rest skipped: it must
+        // still be exactly as strict as a full parse.
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(body).is_ok(),
+            "accepted a body that is not valid JSON"
+        );
     }
     let headers = mcp_request::parse_headers(method, name).ok()?;
     mcp_request::reconcile(&headers, parsed.ok()?).ok()

@@ -1,9 +1,15 @@
 //! The MCP method and name of a request: from the `Mcp-Method` / `Mcp-Name` headers
 //! (2026-07-28, with the `=?base64?…?=` sentinel form) and from the JSON-RPC body (all revisions).
 
+use std::borrow::Cow;
+use std::fmt;
+
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use crate::claims::{Key, Skip};
 
 const SENTINEL_PREFIX: &str = "=?base64?";
 const SENTINEL_SUFFIX: &str = "?=";
@@ -215,16 +221,17 @@ fn reads_as(raw: &str, name: &str) -> bool {
 
 /// A message or `params` object while the scan is inside it.
 #[derive(Default)]
-struct ScannedObject {
+struct ScannedObject<'a> {
     /// Nesting depth of its keys; 0 when the scan is not inside such an object.
     depth: usize,
-    /// Keys seen.
-    keys: usize,
+    /// Keys seen, as written (none has an escape: [`ScannedObject::add_key`] refuses those, so
+    /// equal text is an equal key).
+    keys: Vec<&'a [u8]>,
     /// Member names seen, a bit per index in the member list.
     members_seen: u32,
 }
 
-impl ScannedObject {
+impl<'a> ScannedObject<'a> {
     fn open(depth: usize) -> Self {
         ScannedObject {
             depth,
@@ -235,16 +242,16 @@ impl ScannedObject {
     /// Refuses a key that reads as a member name without being it, a member name seen before,
     /// or any key written with an escape (MCP's member names need none; escapes are how NULs
     /// and look-alikes are spelled).
-    fn add_key(&mut self, raw: &[u8], rules: &KeyRules) -> Result<(), McpRequestError> {
-        let raw = std::str::from_utf8(raw).map_err(|_| McpRequestError::NotJsonRpc)?;
-        self.keys += 1;
+    fn add_key(&mut self, raw: &'a [u8], rules: &KeyRules) -> Result<(), McpRequestError> {
+        let text = std::str::from_utf8(raw).map_err(|_| McpRequestError::NotJsonRpc)?;
+        self.keys.push(raw);
         let member = rules
             .members
             .iter()
             .enumerate()
-            .find(|(_, (name, _))| reads_as(raw, name));
+            .find(|(_, (name, _))| reads_as(text, name));
         match member {
-            Some((_, &(name, key))) if name != raw => Err(key),
+            Some((_, &(name, key))) if name != text => Err(key),
             Some((i, &(_, key))) => {
                 let bit = 1 << i;
                 if self.members_seen & bit != 0 {
@@ -253,35 +260,33 @@ impl ScannedObject {
                 self.members_seen |= bit;
                 Ok(())
             }
-            None if raw.contains('\\') => Err(rules.other),
+            None if text.contains('\\') => Err(rules.other),
             None => Ok(()),
         }
     }
 
-    /// At the object's end: serde_json kept one entry per distinct key, so fewer entries than
-    /// keys means a duplicate.
-    fn close(&mut self, parsed: Option<&Value>, rules: &KeyRules) -> Result<(), McpRequestError> {
-        let entries = parsed.and_then(Value::as_object).map_or(0, Map::len);
+    /// At the object's end: a key seen twice is refused (parsers differ in which copy they
+    /// keep). Sorted, so a body of many keys costs `k log k`, not `k²`.
+    fn close(&mut self, rules: &KeyRules) -> Result<(), McpRequestError> {
         self.depth = 0;
-        if entries == self.keys {
-            Ok(())
-        } else {
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.sort_unstable();
+        if keys.windows(2).any(|pair| pair.first() == pair.get(1)) {
             Err(rules.other)
+        } else {
+            Ok(())
         }
     }
 }
 
 /// Checks the keys of every message object of a body and of its `params` object
-/// ([`ScannedObject::add_key`], [`ScannedObject::close`]). `body` is the text serde_json parsed
-/// into `parsed`, so it is valid JSON: this scan only follows its strings, brackets and commas,
-/// it never decides what is valid.
-fn check_keys(body: &[u8], parsed: &Value) -> Result<(), McpRequestError> {
-    let (messages, message_depth) = match parsed {
-        Value::Array(items) => (items.as_slice(), 2),
-        single => (std::slice::from_ref(single), 1),
-    };
+/// ([`ScannedObject::add_key`], [`ScannedObject::close`]). `body` is text serde_json accepted, so
+/// it is valid JSON: this scan only follows its strings, brackets and commas, it never decides
+/// what is valid.
+fn check_keys(body: &[u8]) -> Result<(), McpRequestError> {
+    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let message_depth = if batch { 2 } else { 1 };
     let (mut message, mut params) = (ScannedObject::default(), ScannedObject::default());
-    let mut message_index = 0;
     let (mut depth, mut key_next, mut params_next) = (0, false, false);
     let mut at = 0;
     while let Some(&byte) = body.get(at) {
@@ -319,11 +324,10 @@ fn check_keys(body: &[u8], parsed: &Value) -> Result<(), McpRequestError> {
                 key_next = true;
             }
             b'}' | b']' => {
-                let current = messages.get(message_index);
                 if depth == params.depth {
-                    params.close(current.and_then(|m| m.get("params")), &PARAMS_KEYS)?;
+                    params.close(&PARAMS_KEYS)?;
                 } else if depth == message.depth {
-                    message.close(current, &MESSAGE_KEYS)?;
+                    message.close(&MESSAGE_KEYS)?;
                 }
                 depth = depth.saturating_sub(1);
             }
@@ -331,36 +335,265 @@ fn check_keys(body: &[u8], parsed: &Value) -> Result<(), McpRequestError> {
                 depth += 1;
                 key_next = false;
             }
-            b',' => {
-                key_next = true;
-                // The next element of a batch.
-                if depth == 1 && message_depth == 2 {
-                    message_index += 1;
-                }
-            }
+            b',' => key_next = true,
             _ => {}
         }
     }
     Ok(())
 }
 
+/// A member value as the message checks read it: strings kept (borrowed from the body unless
+/// escaped), everything else only by kind; nested values are parsed and dropped ([`Skip`]).
+#[derive(Debug, PartialEq)]
+enum Field<'a> {
+    Str(Cow<'a, str>),
+    Number,
+    Null,
+    /// An object, an array or a boolean.
+    Other,
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Number)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Number)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Field<'de>, E> {
+        Ok(Field::Number)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Field::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Field::Other)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field<'de>, D::Error> {
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
+/// What the checks read of a message's `params`: whether it is an object, and its `name` and
+/// `uri`.
+#[derive(Debug, Default, PartialEq)]
+struct Params<'a> {
+    object: bool,
+    name: Option<Field<'a>>,
+    uri: Option<Field<'a>>,
+}
+
+/// What the checks read of one JSON-RPC message: whether it is an object, and its members
+/// (a repeated member keeps its last value, as `serde_json::Value` did; [`check_keys`] refuses
+/// the message anyway).
+#[derive(Debug, Default, PartialEq)]
+struct Message<'a> {
+    object: bool,
+    jsonrpc: Option<Field<'a>>,
+    id: Option<Field<'a>>,
+    method: Option<Field<'a>>,
+    params: Option<Params<'a>>,
+    result: bool,
+    error: bool,
+}
+
+/// Visits one message or one `params` value: an object fills `T` member by member, any other
+/// value is parsed and leaves `T` at its default (`object: false`).
+struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+/// Fills a [`Message`] or [`Params`] from one member.
+trait FillMember<'de>: Default {
+    fn opened(&mut self);
+    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+}
+
+impl<'de> FillMember<'de> for Message<'de> {
+    fn opened(&mut self) {
+        self.object = true;
+    }
+    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "jsonrpc" => self.jsonrpc = Some(map.next_value()?),
+            "id" => self.id = Some(map.next_value()?),
+            "method" => self.method = Some(map.next_value()?),
+            "params" => self.params = Some(map.next_value()?),
+            "result" => {
+                map.next_value::<Skip>()?;
+                self.result = true;
+            }
+            "error" => {
+                map.next_value::<Skip>()?;
+                self.error = true;
+            }
+            _ => {
+                map.next_value::<Skip>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> FillMember<'de> for Params<'de> {
+    fn opened(&mut self) {
+        self.object = true;
+    }
+    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "name" => self.name = Some(map.next_value()?),
+            "uri" => self.uri = Some(map.next_value()?),
+            _ => {
+                map.next_value::<Skip>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de, T: FillMember<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(T::default())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut target = T::default();
+        target.opened();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            target.member(&key, &mut map)?;
+        }
+        Ok(target)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Params<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Params<'de>, D::Error> {
+        d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Message<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Message<'de>, D::Error> {
+        d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A body: one message, or a batch (an array, each item read as a message).
+enum Body<'a> {
+    Single(Message<'a>),
+    Batch(Vec<Message<'a>>),
+}
+
+impl<'de> de::Deserialize<'de> for Body<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Body<'de>, D::Error> {
+        struct BodyVisitor;
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = Body<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Body<'de>, E> {
+                Ok(Body::Single(Message::default()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Body<'de>, E> {
+                Ok(Body::Single(Message::default()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Body<'de>, E> {
+                Ok(Body::Single(Message::default()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Body<'de>, E> {
+                Ok(Body::Single(Message::default()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Body<'de>, E> {
+                Ok(Body::Single(Message::default()))
+            }
+            fn visit_unit<E>(self) -> Result<Body<'de>, E> {
+                Ok(Body::Single(Message::default()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body<'de>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Message<'de>>()? {
+                    items.push(item);
+                }
+                Ok(Body::Batch(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body<'de>, A::Error> {
+                ObjectVisitor(std::marker::PhantomData)
+                    .visit_map(map)
+                    .map(Body::Single)
+            }
+        }
+        d.deserialize_any(BodyVisitor)
+    }
+}
+
 /// The call a well-formed message makes (`None` for a response), or why the message is refused.
-fn call_of(message: &Value) -> Result<Option<McpCall>, McpRequestError> {
-    let obj = message.as_object().ok_or(McpRequestError::NotJsonRpc)?;
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+fn call_of(message: &Message<'_>) -> Result<Option<McpCall>, McpRequestError> {
+    if !message.object {
+        return Err(McpRequestError::NotJsonRpc);
+    }
+    if !matches!(&message.jsonrpc, Some(Field::Str(v)) if v == "2.0") {
         return Err(McpRequestError::NotAMessage);
     }
     // 0: no id, 1: a string or number, 2: null (only in an error answering an unreadable
     // request), 3: anything else.
-    let id = match obj.get("id") {
+    let id = match &message.id {
         None => 0,
-        Some(Value::String(_) | Value::Number(_)) => 1,
-        Some(Value::Null) => 2,
-        Some(_) => 3,
+        Some(Field::Str(_) | Field::Number) => 1,
+        Some(Field::Null) => 2,
+        Some(Field::Other) => 3,
     };
-    let (result, error) = (obj.contains_key("result"), obj.contains_key("error"));
-    let method = match obj.get("method") {
-        Some(Value::String(method)) => method,
+    let (result, error) = (message.result, message.error);
+    let method = match &message.method {
+        Some(Field::Str(method)) => method,
         Some(_) => return Err(McpRequestError::NotJsonRpc),
         // A response (the client answering a server request): an id and exactly one of result
         // and error.
@@ -371,23 +604,24 @@ fn call_of(message: &Value) -> Result<Option<McpCall>, McpRequestError> {
     if id > 1 || result || error {
         return Err(McpRequestError::NotAMessage);
     }
-    let params = obj.get("params");
+    let params = message.params.as_ref();
     // MCP's params are always an object.
-    if params.is_some_and(|p| !p.is_object()) {
+    if params.is_some_and(|p| !p.object) {
         return Err(McpRequestError::NotJsonRpc);
     }
     let name = match name_param(method) {
         None => None,
-        Some(member) => Some(
-            params
-                .and_then(|p| p.get(member))
-                .and_then(Value::as_str)
-                .ok_or(McpRequestError::NameMissingInBody)?
-                .to_string(),
-        ),
+        Some(member) => {
+            let value =
+                params.and_then(|p| if member == "uri" { &p.uri } else { &p.name }.as_ref());
+            match value {
+                Some(Field::Str(name)) => Some(name.to_string()),
+                _ => return Err(McpRequestError::NameMissingInBody),
+            }
+        }
     };
     Ok(Some(McpCall {
-        method: method.clone(),
+        method: method.to_string(),
         name,
     }))
 }
@@ -395,14 +629,19 @@ fn call_of(message: &Value) -> Result<Option<McpCall>, McpRequestError> {
 /// The calls in a JSON-RPC body (one message or a batch). Every message, also inside a batch, is
 /// refused unless it is a well-formed JSON-RPC 2.0 request, notification or response whose keys,
 /// and the keys of its `params`, mean the same to every parser ([`check_keys`]).
+///
+/// Parsed straight into what the checks read ([`Message`]): every value is still parsed and
+/// every string decoded (invalid UTF-8, a lone surrogate escape or a control character anywhere
+/// is refused), but no `serde_json::Value` tree is built; this runs on every `tools/call` whose
+/// route has per-tool rules.
 pub fn parse_body(body: &[u8]) -> Result<ParsedBody, McpRequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(McpRequestError::EmptyBody);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|_| McpRequestError::NotJsonRpc)?;
-    check_keys(body, &value)?;
-    match &value {
-        Value::Array(items) => {
+    let parsed: Body<'_> = serde_json::from_slice(body).map_err(|_| McpRequestError::NotJsonRpc)?;
+    check_keys(body)?;
+    match &parsed {
+        Body::Batch(items) => {
             if items.is_empty() {
                 return Err(McpRequestError::EmptyBatch);
             }
@@ -412,7 +651,7 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody, McpRequestError> {
             }
             Ok(ParsedBody::Batch(calls))
         }
-        single => Ok(ParsedBody::Single(call_of(single)?)),
+        Body::Single(message) => Ok(ParsedBody::Single(call_of(message)?)),
     }
 }
 
@@ -906,6 +1145,56 @@ mod tests {
         for (body, want) in table {
             assert_eq!(parse_body(body.as_bytes()), Err(want), "{body}");
         }
+    }
+
+    #[test]
+    fn text_that_is_no_valid_json_anywhere_is_refused_as_before() {
+        // serde_json::Value refused each of these; the typed parse still decodes every string,
+        // also the ones it does not keep.
+        let tool_call = |arguments: &[u8]| {
+            let mut body =
+                br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"t":"#
+                    .to_vec();
+            body.extend_from_slice(arguments);
+            body.extend_from_slice(b"}}}");
+            body
+        };
+        assert_eq!(
+            parse_body(&tool_call(br#""fine""#)),
+            Ok(ParsedBody::Single(Some(call("tools/call", Some("echo")))))
+        );
+        for bad in [
+            &br#""\ud800""#[..],
+            b"\"\xff\"",
+            b"\"a\x01b\"",
+            br#""\x""#,
+            b"1e999",
+            b"[1,]",
+            b"tru",
+        ] {
+            let body = tool_call(bad);
+            assert!(serde_json::from_slice::<Value>(&body).is_err());
+            assert_eq!(
+                parse_body(&body),
+                Err(McpRequestError::NotJsonRpc),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let mut nested = br#"{"jsonrpc":"2.0","id":1,"method":"ping","x":"#.to_vec();
+        nested.extend(std::iter::repeat_n(b'[', 200));
+        nested.extend(std::iter::repeat_n(b']', 200));
+        nested.push(b'}');
+        assert_eq!(
+            parse_body(&nested),
+            Err(McpRequestError::NotJsonRpc),
+            "too deep"
+        );
+        assert_eq!(
+            parse_body(br#"{"jsonrpc":"2.0","id":1,"method":"ping"} x"#),
+            Err(McpRequestError::NotJsonRpc),
+            "trailing text"
+        );
     }
 
     #[test]

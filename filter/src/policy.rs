@@ -63,9 +63,21 @@ pub fn every_scope(base: &[String], rules: &[ToolRule]) -> Vec<String> {
     all
 }
 
-/// True when every needed scope is granted.
-pub fn scopes_satisfied(needed: &[String], granted: &[String]) -> bool {
-    needed.iter().all(|n| granted.contains(n))
+/// Whether `granted` holds every scope the calls need ([`required_scopes`]), without building
+/// that list: an allowed request runs this, and only a denial needs the list (for its
+/// challenge).
+pub fn calls_allowed(
+    base: &[String],
+    rules: &[ToolRule],
+    calls: &[McpCall],
+    granted: &[String],
+) -> bool {
+    let all_granted = |scopes: &[String]| scopes.iter().all(|s| granted.contains(s));
+    all_granted(base)
+        && rules
+            .iter()
+            .filter(|r| calls.iter().any(|c| r.matches(c)))
+            .all(|r| all_granted(&r.scopes))
 }
 
 #[cfg(test)]
@@ -149,9 +161,40 @@ mod tests {
     }
 
     #[test]
-    fn satisfaction_requires_every_scope() {
-        assert!(scopes_satisfied(&s(&["a", "b"]), &s(&["b", "c", "a"])));
-        assert!(!scopes_satisfied(&s(&["a", "b"]), &s(&["a"])));
-        assert!(scopes_satisfied(&[], &[]));
+    fn calls_are_allowed_exactly_when_every_required_scope_is_granted() {
+        let base = s(&["mcp:tools"]);
+        let batches = [
+            vec![],
+            vec![call("tools/call", Some("echo"))],
+            vec![call("tools/call", Some("admin_report"))],
+            vec![call("tools/call", Some("delete_x"))],
+            vec![
+                call("tools/call", Some("admin_x")),
+                call("resources/read", Some("u")),
+            ],
+        ];
+        let grants = [
+            s(&[]),
+            s(&["mcp:tools"]),
+            s(&["mcp:admin", "mcp:tools"]),
+            s(&["mcp:admin", "mcp:delete"]),
+            s(&["mcp:read", "mcp:tools", "mcp:admin", "mcp:delete"]),
+        ];
+        let mut allowed = 0;
+        for calls in &batches {
+            for granted in &grants {
+                let needed = required_scopes(&base, &rules(), calls);
+                let expected = needed.iter().all(|n| granted.contains(n));
+                assert_eq!(
+                    calls_allowed(&base, &rules(), calls, granted),
+                    expected,
+                    "{calls:?} with {granted:?}"
+                );
+                allowed += usize::from(expected);
+            }
+        }
+        assert_eq!(allowed, 10, "the table has both outcomes");
+        assert!(calls_allowed(&[], &[], &[], &[]));
+        assert!(!calls_allowed(&base, &[], &[], &[]));
     }
 }
