@@ -280,7 +280,7 @@ impl RequestTarget {
         let edits = step
             .upstream_headers
             .as_ref()
-            .map_or(0, |h| h.edits(&self.rt.cfg).len());
+            .map_or(0, |h| h.edits(&self.rt.cfg).count());
         self.rt.forget(id);
         match step.next {
             Next::Allow { .. } if edits > 0 => RequestVerdict::Allowed,
