@@ -25,6 +25,52 @@ use sha2::{Digest as _, Sha512};
 use crate::field25519::{D, Fe25519};
 use crate::wnaf::wnaf;
 
+/// The canonical encodings of the eight points of small order (the identity, the point of order
+/// 2, two of order 4 and four of order 8). `R'` encodes to one of them exactly when it is of
+/// small order, so once its encoding is known this replaces three doublings.
+const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
+    [
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00,
+    ],
+    [
+        0xC7, 0x17, 0x6A, 0x70, 0x3D, 0x4D, 0xD8, 0x4F, 0xBA, 0x3C, 0x0B, 0x76, 0x0D, 0x10, 0x67,
+        0x0F, 0x2A, 0x20, 0x53, 0xFA, 0x2C, 0x39, 0xCC, 0xC6, 0x4E, 0xC7, 0xFD, 0x77, 0x92, 0xAC,
+        0x03, 0x7A,
+    ],
+    [
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x80,
+    ],
+    [
+        0x26, 0xE8, 0x95, 0x8F, 0xC2, 0xB2, 0x27, 0xB0, 0x45, 0xC3, 0xF4, 0x89, 0xF2, 0xEF, 0x98,
+        0xF0, 0xD5, 0xDF, 0xAC, 0x05, 0xD3, 0xC6, 0x33, 0x39, 0xB1, 0x38, 0x02, 0x88, 0x6D, 0x53,
+        0xFC, 0x05,
+    ],
+    [
+        0xEC, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        0xFF, 0x7F,
+    ],
+    [
+        0x26, 0xE8, 0x95, 0x8F, 0xC2, 0xB2, 0x27, 0xB0, 0x45, 0xC3, 0xF4, 0x89, 0xF2, 0xEF, 0x98,
+        0xF0, 0xD5, 0xDF, 0xAC, 0x05, 0xD3, 0xC6, 0x33, 0x39, 0xB1, 0x38, 0x02, 0x88, 0x6D, 0x53,
+        0xFC, 0x85,
+    ],
+    [
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00,
+    ],
+    [
+        0xC7, 0x17, 0x6A, 0x70, 0x3D, 0x4D, 0xD8, 0x4F, 0xBA, 0x3C, 0x0B, 0x76, 0x0D, 0x10, 0x67,
+        0x0F, 0x2A, 0x20, 0x53, 0xFA, 0x2C, 0x39, 0xCC, 0xC6, 0x4E, 0xC7, 0xFD, 0x77, 0x92, 0xAC,
+        0x03, 0xFA,
+    ],
+];
+
 /// Chunking as in [`crate::es256`]: 16 chunks of 16 bits.
 const CHUNKS: usize = 16;
 const CHUNK_BITS: usize = 256 / CHUNKS;
@@ -59,7 +105,33 @@ struct Completed {
     t: Fe25519,
 }
 
+/// A point in projective coordinates `(X : Y : Z)`, without `T`: what a doubling and an
+/// encoding read. A sum or a double converts to it with three products instead of four, so the
+/// pass computes `T` only before an addition.
+#[derive(Clone, Copy)]
+struct Projective {
+    x: Fe25519,
+    y: Fe25519,
+    z: Fe25519,
+}
+
 impl Completed {
+    /// The identity, `(0 : 1)` with `Z = T = 1`.
+    const IDENTITY: Completed = Completed {
+        x: Fe25519::ZERO,
+        y: Fe25519::ONE,
+        z: Fe25519::ONE,
+        t: Fe25519::ONE,
+    };
+
+    fn to_projective(&self) -> Projective {
+        Projective {
+            x: self.x.mul(&self.t),
+            y: self.y.mul(&self.z),
+            z: self.z.mul(&self.t),
+        }
+    }
+
     fn to_extended(&self) -> Extended {
         Extended {
             x: self.x.mul(&self.t),
@@ -71,6 +143,7 @@ impl Completed {
 }
 
 impl Extended {
+    #[cfg(test)]
     const IDENTITY: Extended = Extended {
         x: Fe25519::ZERO,
         y: Fe25519::ONE,
@@ -87,25 +160,25 @@ impl Extended {
         }
     }
 
-    /// `2P` ("dbl-2008-hwcd" with `a = −1`): 4 squarings and 4 products.
-    fn double(&self) -> Self {
-        let xx = self.x.square();
-        let yy = self.y.square();
-        let zz2 = self.z.square().double();
-        let xy2 = self.x.add(&self.y).square().sub(&xx).sub(&yy);
-        let sum = yy.add(&xx);
-        let diff = yy.sub(&xx);
-        Completed {
-            x: xy2,
-            y: sum,
-            z: diff,
-            t: zz2.sub(&diff),
+    fn projective(&self) -> Projective {
+        Projective {
+            x: self.x,
+            y: self.y,
+            z: self.z,
         }
-        .to_extended()
     }
 
-    /// `P + Q` (`negate`: `P − Q`) for a table entry `Q` ("madd-2008-hwcd-3" with `a = −1`).
+    fn double(&self) -> Self {
+        self.projective().double().to_extended()
+    }
+
     fn add_niels(&self, q: &Niels, negate: bool) -> Self {
+        self.add_niels_completed(q, negate).to_extended()
+    }
+
+    /// `P + Q` (`negate`: `P − Q`) for a table entry `Q` ("madd-2008-hwcd-3" with `a = −1`):
+    /// 3 products here, 3 or 4 more for the conversion the next step needs.
+    fn add_niels_completed(&self, q: &Niels, negate: bool) -> Completed {
         let (with_plus, with_minus) = if negate {
             (&q.y_minus_x, &q.y_plus_x)
         } else {
@@ -126,24 +199,15 @@ impl Extended {
             z: z_plus,
             t: z_minus,
         }
-        .to_extended()
     }
 
-    /// `[8]P` is the identity, i.e. `P` is of small order (edwards25519 has no point of order
-    /// 16, so `X = 0` after three doublings means the identity).
     fn is_small_order(&self) -> bool {
-        self.double().double().double().x.is_zero()
+        self.projective().is_small_order()
     }
 
-    /// The RFC 8032 encoding: `y` little-endian, the parity of `x` in the top bit.
+    #[cfg(test)]
     fn compress(&self) -> [u8; 32] {
-        let z_inv = self.z.invert();
-        let x = self.x.mul(&z_inv);
-        let mut out = self.y.mul(&z_inv).to_le_bytes();
-        if let Some(last) = out.last_mut() {
-            *last |= u8::from(x.is_odd()) << 7;
-        }
-        out
+        self.projective().compress()
     }
 
     /// Decodes a point as `curve25519-dalek` does: `y` taken mod `p`, `None` when no `x` fits the
@@ -169,6 +233,49 @@ impl Extended {
             z: self.z,
             t: self.t.neg(),
         }
+    }
+}
+
+impl Projective {
+    /// `2P` ("dbl-2008-hwcd" with `a = −1`): 4 squarings here, 3 or 4 products for the
+    /// conversion the next step needs. `T` is not read.
+    fn double(&self) -> Completed {
+        let xx = self.x.square();
+        let yy = self.y.square();
+        let zz2 = self.z.square().double();
+        let xy2 = self.x.add(&self.y).square().sub(&xx).sub(&yy);
+        let sum = yy.add(&xx);
+        let diff = yy.sub(&xx);
+        Completed {
+            x: xy2,
+            y: sum,
+            z: diff,
+            t: zz2.sub(&diff),
+        }
+    }
+
+    /// `[8]P` is the identity, i.e. `P` is of small order (edwards25519 has no point of order
+    /// 16, so `X = 0` after three doublings means the identity).
+    fn is_small_order(&self) -> bool {
+        self.double()
+            .to_projective()
+            .double()
+            .to_projective()
+            .double()
+            .to_projective()
+            .x
+            .is_zero()
+    }
+
+    /// The RFC 8032 encoding: `y` little-endian, the parity of `x` in the top bit.
+    fn compress(&self) -> [u8; 32] {
+        let z_inv = self.z.invert();
+        let x = self.x.mul(&z_inv);
+        let mut out = self.y.mul(&z_inv).to_le_bytes();
+        if let Some(last) = out.last_mut() {
+            *last |= u8::from(x.is_odd()) << 7;
+        }
+        out
     }
 }
 
@@ -327,20 +434,21 @@ impl Ed25519PublicKey {
         hash.update(message);
         let k = DalekScalar::from_bytes_mod_order_wide(&hash.finalize().into());
         let r = self.mul_add(&limbs_from_le(&s.to_bytes()), &limbs_from_le(&k.to_bytes()))?;
-        Some(!r.is_small_order() && r.compress() == *r_bytes)
+        let encoded = r.compress();
+        Some(encoded == *r_bytes && !SMALL_ORDER_ENCODINGS.contains(&encoded))
     }
 
     /// `s·B + k·(−A)`: one interleaved pass over the digit strings of all chunks of both scalars.
-    fn mul_add(&self, s: &[u32; 8], k: &[u32; 8]) -> Option<Extended> {
+    fn mul_add(&self, s: &[u32; 8], k: &[u32; 8]) -> Option<Projective> {
         let s = wnaf(s, W_BASE);
         let k = wnaf(k, W_KEY);
         let base = base_table()?;
-        let mut acc = Extended::IDENTITY;
+        let mut acc = Completed::IDENTITY;
         let mut started = false;
         // Digit 16c + j of a scalar is digit j of its chunk c; the top chunk also has digit 256.
         for j in (0..=CHUNK_BITS).rev() {
             if started {
-                acc = acc.double();
+                acc = acc.to_projective().double();
             }
             let top = if j == CHUNK_BITS { CHUNKS - 1 } else { 0 };
             for c in top..CHUNKS {
@@ -348,18 +456,18 @@ impl Ed25519PublicKey {
                 let d1 = s.get(i).copied().unwrap_or(0);
                 if d1 != 0 {
                     let (entry, negate) = table_entry(base, W_BASE, c, d1)?;
-                    acc = acc.add_niels(entry, negate);
+                    acc = acc.to_extended().add_niels_completed(entry, negate);
                     started = true;
                 }
                 let d2 = k.get(i).copied().unwrap_or(0);
                 if d2 != 0 {
                     let (entry, negate) = table_entry(&self.table, W_KEY, c, d2)?;
-                    acc = acc.add_niels(entry, negate);
+                    acc = acc.to_extended().add_niels_completed(entry, negate);
                     started = true;
                 }
             }
         }
-        Some(acc)
+        Some(acc.to_projective())
     }
 }
 
@@ -454,6 +562,23 @@ mod tests {
             }
         }
         assert!(accepted > 300, "only {accepted} points decoded");
+    }
+
+    #[test]
+    fn the_small_order_encodings_are_those_of_the_eight_torsion_points() {
+        let mut theirs: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|t| t.compress().to_bytes())
+            .collect();
+        let mut ours = SMALL_ORDER_ENCODINGS.to_vec();
+        theirs.sort();
+        ours.sort();
+        assert_eq!(ours, theirs);
+        for encoding in SMALL_ORDER_ENCODINGS {
+            let point = Extended::decompress(&encoding).unwrap();
+            assert!(point.is_small_order());
+            assert_eq!(point.compress(), encoding);
+        }
     }
 
     #[test]
@@ -605,6 +730,54 @@ mod tests {
             assert_eq!(keys.verify(msg.as_bytes(), &long), (false, false));
         }
         assert_eq!(valid, 24);
+    }
+
+    /// A signature whose `R` is a point of small order and that satisfies the verification
+    /// equation: a key with a torsion component (`A = a·B + T`, `T` of order 8) and a message
+    /// whose `k` makes `−k·T` the chosen `R`. Plain cofactorless verification accepts it;
+    /// `verify_strict`, and so this module, must not.
+    #[test]
+    fn refuses_a_small_order_r_that_satisfies_the_equation() {
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION;
+        let t8 = torsion[1];
+        let a = dalek_scalar(seeded(8000));
+        let public = ED25519_BASEPOINT_POINT * a + t8;
+        let key_bytes = public.compress().to_bytes();
+        let keys = BothKeys::new(&key_bytes);
+        assert!(
+            keys.1.is_some(),
+            "a key with a torsion component is not weak"
+        );
+        let mut found = 0;
+        for i in 0..200u32 {
+            if found == 12 {
+                break;
+            }
+            let msg = format!("message {i}");
+            for r in torsion {
+                let r_bytes = r.compress().to_bytes();
+                let mut h = Sha512::new();
+                h.update(r_bytes);
+                h.update(key_bytes);
+                h.update(msg.as_bytes());
+                let k = DalekScalar::from_bytes_mod_order_wide(&h.finalize().into());
+                if t8 * k + r != EdwardsPoint::default() {
+                    continue;
+                }
+                let s = k * a;
+                // s·B − k·A = −k·T = R: the equation holds.
+                assert_eq!(
+                    EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-public, &s),
+                    r
+                );
+                let mut sig = [0u8; 64];
+                sig[..32].copy_from_slice(&r_bytes);
+                sig[32..].copy_from_slice(&s.to_bytes());
+                assert_eq!(keys.verify(msg.as_bytes(), &sig), (false, false), "{msg}");
+                found += 1;
+            }
+        }
+        assert_eq!(found, 12, "only {found} signatures constructed");
     }
 
     /// ℓ, little-endian.
