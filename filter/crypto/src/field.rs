@@ -7,6 +7,8 @@
 //! multiplications as in Montgomery reduction. Values are kept fully reduced (`< p`), so equality
 //! is limb equality. Nothing here is constant time: ES256 verification has public inputs only.
 
+use crate::safegcd::{self, Modulus};
+
 /// Little-endian 32-bit limbs of `p`.
 const P: [u32; 8] = [
     0xFFFF_FFFF,
@@ -290,25 +292,10 @@ impl Fe {
         reduce_wide(square_wide(&self.0))
     }
 
-    /// `self⁻¹` by Fermat (`self^(p−2)`); `None` for zero. Only used when building point tables.
+    /// `self⁻¹`; `None` for zero. Only used when building point tables.
     pub(crate) fn invert(&self) -> Option<Fe> {
-        if self.is_zero() {
-            return None;
-        }
-        let exponent = sub_limbs(&P, &[2, 0, 0, 0, 0, 0, 0, 0]).0;
-        let mut acc = Fe::ONE;
-        // One loop over the 256 bits rather than limbs × 32: LLVM unrolls a 32-step inner loop,
-        // ~8 KB of wasm for a function that only runs when a key is loaded.
-        for i in (0..256usize).rev() {
-            acc = acc.square();
-            if exponent
-                .get(i / 32)
-                .is_some_and(|limb| (limb >> (i % 32)) & 1 == 1)
-            {
-                acc = acc.mul(self);
-            }
-        }
-        Some(acc)
+        const MODULUS: Modulus = Modulus::new(&P);
+        safegcd::invert(&self.0, &MODULUS).map(Fe)
     }
 }
 

@@ -11,5 +11,6 @@ pub mod es256;
 mod field;
 mod field25519;
 pub mod rs256;
+mod safegcd;
 mod scalar;
 mod wnaf;

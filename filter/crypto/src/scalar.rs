@@ -3,7 +3,8 @@
 //! `u32 × u32 → u64`, native on wasm32); the inversion is the binary extended Euclidean algorithm,
 //! variable time, which is fine and much cheaper than Fermat because every input is public.
 
-use crate::field::{add_limbs, less_than, limbs_from_be, sub_limbs};
+use crate::field::{less_than, limbs_from_be, sub_limbs};
+use crate::safegcd::{self, Modulus};
 
 /// Little-endian 32-bit limbs of `n`.
 pub(crate) const N: [u32; 8] = [
@@ -78,43 +79,7 @@ fn mont_mul(a: &[u32; 8], b: &[u32; 8]) -> [u32; 8] {
     }
 }
 
-/// `x / 2 mod n` for `x < n` (adding `n` first when `x` is odd; the 257th bit is `carry`).
-fn halve(x: &mut [u32; 8]) {
-    let mut high = 0u32;
-    if x.first().is_some_and(|l| l & 1 == 1) {
-        let (sum, carry) = add_limbs(x, &N);
-        *x = sum;
-        high = carry;
-    }
-    shift_right(x, high);
-}
-
-/// `x >>= 1`, shifting `high` (0 or 1) in at the top.
-fn shift_right(x: &mut [u32; 8], mut high: u32) {
-    for limb in x.iter_mut().rev() {
-        let next = *limb & 1;
-        *limb = (*limb >> 1) | (high << 31);
-        high = next;
-    }
-}
-
-fn is_even(x: &[u32; 8]) -> bool {
-    x.first().is_some_and(|l| l & 1 == 0)
-}
-
-/// `a − b mod n` for `a, b < n`.
-fn sub_mod(a: &[u32; 8], b: &[u32; 8]) -> [u32; 8] {
-    let (diff, borrow) = sub_limbs(a, b);
-    if borrow == 1 {
-        add_limbs(&diff, &N).0
-    } else {
-        diff
-    }
-}
-
 impl Scalar {
-    const ONE: [u32; 8] = [1, 0, 0, 0, 0, 0, 0, 0];
-
     /// Big-endian bytes; `None` for values `≥ n` (as ECDSA requires of `r` and `s`).
     pub(crate) fn from_be_bytes(bytes: &[u8; 32]) -> Option<Scalar> {
         let limbs = limbs_from_be(bytes);
@@ -145,35 +110,10 @@ impl Scalar {
         Scalar(mont_mul(&mont_mul(&self.0, &other.0), &RR))
     }
 
-    /// `self⁻¹ mod n`, `None` for zero. Binary extended Euclid (Guide to Elliptic Curve
-    /// Cryptography, algorithm 2.22) with the invariants `self·x1 ≡ u`, `self·x2 ≡ v (mod n)`;
-    /// `n` is prime, so `gcd(self, n) = 1` and one of `u`, `v` reaches 1.
+    /// `self⁻¹ mod n`, `None` for zero, by divsteps ([`crate::safegcd`]).
     pub(crate) fn invert_vartime(&self) -> Option<Scalar> {
-        if self.is_zero() {
-            return None;
-        }
-        let mut u = self.0;
-        let mut v = N;
-        let mut x1 = Scalar::ONE;
-        let mut x2 = [0u32; 8];
-        while u != Scalar::ONE && v != Scalar::ONE {
-            while is_even(&u) {
-                shift_right(&mut u, 0);
-                halve(&mut x1);
-            }
-            while is_even(&v) {
-                shift_right(&mut v, 0);
-                halve(&mut x2);
-            }
-            if less_than(&u, &v) {
-                v = sub_limbs(&v, &u).0;
-                x2 = sub_mod(&x2, &x1);
-            } else {
-                u = sub_limbs(&u, &v).0;
-                x1 = sub_mod(&x1, &x2);
-            }
-        }
-        Some(Scalar(if u == Scalar::ONE { x1 } else { x2 }))
+        const MODULUS: Modulus = Modulus::new(&N);
+        safegcd::invert(&self.0, &MODULUS).map(Scalar)
     }
 
     #[cfg(test)]
@@ -200,6 +140,8 @@ mod tests {
         out
     }
 
+    const ONE: Scalar = Scalar([1, 0, 0, 0, 0, 0, 0, 0]);
+
     fn reference(s: &Scalar) -> p256::Scalar {
         p256::Scalar::from_repr(s.to_be_bytes().into()).expect("canonical")
     }
@@ -211,7 +153,7 @@ mod tests {
     fn samples(count: u64) -> Vec<Scalar> {
         let minus_one = -p256::Scalar::ONE;
         let mut out = vec![
-            Scalar(Scalar::ONE),
+            ONE,
             ours(&minus_one),
             ours(&(minus_one - p256::Scalar::ONE)),
             ours(&p256::Scalar::from(2u64)),
@@ -236,9 +178,9 @@ mod tests {
         assert_eq!(N[0].wrapping_mul(N0INV), u32::MAX, "n·(−n⁻¹) ≡ −1 mod 2³²");
         assert_eq!(crate::field::limbs_to_be(&N), hex32(N_HEX));
         // R² mod n by 512 modular doublings of 1.
-        let mut x = Scalar::ONE;
+        let mut x = ONE.0;
         for _ in 0..512 {
-            let (sum, carry) = add_limbs(&x, &x);
+            let (sum, carry) = crate::field::add_limbs(&x, &x);
             x = if carry == 1 || !less_than(&sum, &N) {
                 sub_limbs(&sum, &N).0
             } else {
@@ -259,7 +201,7 @@ mod tests {
             }
             let inverse = a.invert_vartime().expect("nonzero");
             assert_eq!(inverse, ours(&ra.invert().expect("nonzero")), "{a:?}⁻¹");
-            assert_eq!(a.mul(&inverse), Scalar(Scalar::ONE));
+            assert_eq!(a.mul(&inverse), ONE);
             assert_eq!(a.mul(&Scalar([0; 8])), Scalar([0; 8]));
         }
         assert_eq!(Scalar([0; 8]).invert_vartime(), None);
