@@ -38,7 +38,9 @@ pub fn get(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().map_err(|e| format!("GET {addr}{path}: {e}"))?;
+    let response = request
+        .send()
+        .map_err(|e| format!("GET {addr}{path}: {e}"))?;
     let status = response.status().as_u16();
     let body = response
         .text()
@@ -87,7 +89,10 @@ mod tests {
             serve_once_and_hold("HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\nno");
         let (status, body) = get(addr, "/mcp", &[("Authorization", "Bearer t")]).unwrap();
         assert_eq!((status, body.as_str()), (401, "no"));
-        let head = head.recv_timeout(Duration::from_secs(4)).unwrap().to_ascii_lowercase();
+        let head = head
+            .recv_timeout(Duration::from_secs(4))
+            .unwrap()
+            .to_ascii_lowercase();
         assert!(head.starts_with("get /mcp http/1.1\r\n"), "{head}");
         assert!(head.contains("authorization: bearer t\r\n"), "{head}");
         assert!(head.contains("connection: close\r\n"), "{head}");
@@ -98,6 +103,9 @@ mod tests {
         let (addr, _) = serve_once_and_hold(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\na: 1\nb\r\n4\r\n: 22\r\n0\r\n\r\n",
         );
-        assert_eq!(get(addr, "/stats", &[]).unwrap(), (200, "a: 1\nb: 22".to_string()));
+        assert_eq!(
+            get(addr, "/stats", &[]).unwrap(),
+            (200, "a: 1\nb: 22".to_string())
+        );
     }
 }

@@ -52,6 +52,15 @@ pub struct SeenHeaders<'a> {
     pub identity: Vec<u8>,
 }
 
+/// A header value as text: borrowed when it is UTF-8 (every header of a real request; the
+/// validation has an ASCII fast path that `String::from_utf8_lossy`'s chunk iterator lacks),
+/// with replacement characters otherwise, which no check then accepts.
+fn header_text(value: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
+    }
+}
 impl<'a> SeenHeaders<'a> {
     /// Gathers from raw `(name, value)` pairs; names compare case-insensitively.
     pub fn gather(pairs: &[(&'a [u8], &'a [u8])], identity_headers: &[IdentityHeader]) -> Self {
@@ -61,7 +70,7 @@ impl<'a> SeenHeaders<'a> {
         };
         for &(name, value) in pairs {
             if name.eq_ignore_ascii_case(b"authorization") {
-                seen.authorization.push(String::from_utf8_lossy(value));
+                seen.authorization.push(header_text(value));
                 continue;
             }
             let slot = if name.eq_ignore_ascii_case(b":method") {
@@ -85,7 +94,7 @@ impl<'a> SeenHeaders<'a> {
                 continue;
             };
             if slot.is_none() {
-                *slot = Some(String::from_utf8_lossy(value));
+                *slot = Some(header_text(value));
             }
         }
         seen
