@@ -7,7 +7,7 @@
 //! multiplications as in Montgomery reduction. Values are kept fully reduced (`< p`), so equality
 //! is limb equality. Nothing here is constant time: ES256 verification has public inputs only.
 
-use crate::safegcd::{self, Modulus};
+use crate::safegcd;
 
 /// Little-endian 32-bit limbs of `p`.
 const P: [u32; 8] = [
@@ -294,8 +294,7 @@ impl Fe {
 
     /// `self⁻¹`; `None` for zero. Only used when building point tables.
     pub(crate) fn invert(&self) -> Option<Fe> {
-        const MODULUS: Modulus = Modulus::new(&P);
-        safegcd::invert(&self.0, &MODULUS).map(Fe)
+        safegcd::invert(&self.0, &P).map(Fe)
     }
 }
 

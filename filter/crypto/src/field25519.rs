@@ -9,7 +9,7 @@
 //! inputs only.
 
 use crate::field::{add_limbs, less_than, mul_wide, square_wide, sub_limbs};
-use crate::safegcd::{self, Modulus};
+use crate::safegcd;
 
 /// Little-endian 32-bit limbs of `p`.
 const P: [u32; 8] = [
@@ -195,8 +195,7 @@ impl Fe25519 {
     /// `self⁻¹`; zero for zero. By divsteps ([`crate::safegcd`]), about a quarter of the time
     /// of the exponentiation `self^(p − 2)` (255 squarings) in V8.
     pub(crate) fn invert(&self) -> Fe25519 {
-        const MODULUS: Modulus = Modulus::new(&P);
-        Fe25519(safegcd::invert(&self.canonical(), &MODULUS).unwrap_or([0; 8]))
+        Fe25519(safegcd::invert(&self.canonical(), &P).unwrap_or([0; 8]))
     }
 
     /// `self^((p − 5)/8) = self^(2²⁵² − 3)`, the core of the square root below.

@@ -29,45 +29,33 @@ const MAX_BATCHES: usize = 741usize.div_ceil(STEPS as usize) + 1;
 
 type Limbs30 = [i64; LIMBS];
 
-/// An odd modulus below `2²⁵⁶` with what the batches need.
-pub(crate) struct Modulus {
-    m: Limbs30,
-    /// `M⁻¹ mod 2³⁰`, to make each `(d, e)` update divisible by `2³⁰`.
-    m_inv: u32,
-}
-
-impl Modulus {
-    /// The modulus of 32-bit little-endian `limbs`, which must be odd.
-    pub(crate) const fn new(limbs: &[u32; 8]) -> Modulus {
-        // Newton's iteration for an inverse modulo 2^k: `y ← y·(2 − m·y)` doubles the valid
-        // bits; `m·m ≡ 1 (mod 8)` for odd `m`, so `y = m` starts with three.
-        let m0 = limbs[0];
-        let mut y = m0;
-        let mut i = 0;
-        while i < 4 {
-            y = y.wrapping_mul(2u32.wrapping_sub(m0.wrapping_mul(y)));
-            i += 1;
-        }
-        Modulus {
-            m: to_limbs30(limbs),
-            m_inv: y & (LIMB_MASK as u32),
-        }
+/// `M⁻¹ mod 2³⁰` for an odd `M` from its low word, by Newton's iteration for an inverse modulo
+/// `2^k`: `y ← y·(2 − m·y)` doubles the valid bits, and `m·m ≡ 1 (mod 8)` for odd `m`, so `y = m`
+/// starts with three.
+fn inverse_mod_2_30(m0: u32) -> i64 {
+    let mut y = m0;
+    for _ in 0..4 {
+        y = y.wrapping_mul(2u32.wrapping_sub(m0.wrapping_mul(y)));
     }
+    i64::from(y) & LIMB_MASK
 }
 
 /// 32-bit little-endian limbs to 30-bit limbs.
-const fn to_limbs30(a: &[u32; 8]) -> Limbs30 {
+fn to_limbs30(a: &[u32; 8]) -> Limbs30 {
     let mut out = [0i64; LIMBS];
-    let mut i = 0;
-    while i < LIMBS {
-        let bit = i * STEPS as usize;
-        let (word, shift) = (bit / 32, bit % 32);
-        let mut v = (a[word] as u64) >> shift;
-        if shift > 2 && word + 1 < 8 {
-            v |= (a[word + 1] as u64) << (32 - shift);
+    let mut words = a.iter();
+    let (mut acc, mut bits) = (0u64, 0u32);
+    for limb in &mut out {
+        while bits < STEPS {
+            let Some(&word) = words.next() else {
+                break;
+            };
+            acc |= u64::from(word) << bits;
+            bits += 32;
         }
-        out[i] = (v as i64) & LIMB_MASK;
-        i += 1;
+        *limb = (acc as i64) & LIMB_MASK;
+        acc >>= STEPS;
+        bits = bits.saturating_sub(STEPS);
     }
     out
 }
@@ -75,23 +63,21 @@ const fn to_limbs30(a: &[u32; 8]) -> Limbs30 {
 /// 30-bit limbs of a value in `[0, 2²⁵⁶)` to 32-bit little-endian limbs.
 fn from_limbs30(a: &Limbs30) -> [u32; 8] {
     let mut out = [0u32; 8];
-    let mut acc: u64 = 0;
-    let mut bits = 0;
-    let mut word = 0;
+    let mut words = out.iter_mut();
+    let (mut acc, mut bits) = (0u64, 0u32);
     for &limb in a {
         acc |= (limb as u64) << bits;
         bits += STEPS;
         while bits >= 32 {
-            if let Some(o) = out.get_mut(word) {
-                *o = acc as u32;
+            if let Some(word) = words.next() {
+                *word = acc as u32;
             }
-            word += 1;
             acc >>= 32;
             bits -= 32;
         }
     }
-    if let Some(o) = out.get_mut(word) {
-        *o = acc as u32;
+    if let Some(word) = words.next() {
+        *word = acc as u32;
     }
     out
 }
@@ -159,55 +145,55 @@ fn divsteps(mut eta: i32, f0: u32, g0: u32) -> (i32, Matrix) {
     (eta, m)
 }
 
+/// `(a·x + b·y + k·m) / 2³⁰`, for terms whose sum is divisible by `2³⁰`. Each limb's term is
+/// below `3·2⁶⁰` in absolute value (`|a|, |b|, k ≤ 2³⁰`, limbs below `2³⁰`), so the running sum
+/// fits an `i64`.
+fn combine_shift(x: &Limbs30, a: i64, y: &Limbs30, b: i64, m: &Limbs30, k: i64) -> Limbs30 {
+    let mut terms = x
+        .iter()
+        .zip(y)
+        .zip(m)
+        .map(|((&xi, &yi), &mi)| a * xi + b * yi + k * mi);
+    let mut carry = terms.next().unwrap_or(0) >> STEPS;
+    let mut out = [0i64; LIMBS];
+    for (limb, term) in out.iter_mut().zip(terms) {
+        carry += term;
+        *limb = carry & LIMB_MASK;
+        carry >>= STEPS;
+    }
+    if let Some(top) = out.last_mut() {
+        *top = carry;
+    }
+    out
+}
+
 /// `(f, g) ← T·(f, g)/2³⁰`, exact by construction of `T`.
 fn update_fg(f: &mut Limbs30, g: &mut Limbs30, t: &Matrix) {
-    let (mut cf, mut cg) = (0i64, 0i64);
-    for i in 0..LIMBS {
-        cf += t.u * f[i] + t.v * g[i];
-        cg += t.q * f[i] + t.r * g[i];
-        if i > 0 {
-            f[i - 1] = cf & LIMB_MASK;
-            g[i - 1] = cg & LIMB_MASK;
-        }
-        cf >>= STEPS;
-        cg >>= STEPS;
-    }
-    f[LIMBS - 1] = cf;
-    g[LIMBS - 1] = cg;
+    const NO_MODULUS: Limbs30 = [0; LIMBS];
+    let next_f = combine_shift(f, t.u, g, t.v, &NO_MODULUS, 0);
+    *g = combine_shift(f, t.q, g, t.r, &NO_MODULUS, 0);
+    *f = next_f;
 }
 
 /// `(d, e) ← T·(d, e)/2³⁰ mod M` for `d, e ∈ [0, M)`, and back into `[0, M)`. A multiple
-/// `k·M` with `k < 2³⁰` makes each sum divisible by `2³⁰`; the quotient is in `(−M, 2M)`.
-fn update_de(d: &mut Limbs30, e: &mut Limbs30, t: &Matrix, modulus: &Modulus) {
-    let m = &modulus.m;
-    let low_d = t.u * d[0] + t.v * e[0];
-    let low_e = t.q * d[0] + t.r * e[0];
-    let m_inv = i64::from(modulus.m_inv);
-    let kd = (low_d.wrapping_mul(m_inv)).wrapping_neg() & LIMB_MASK;
-    let ke = (low_e.wrapping_mul(m_inv)).wrapping_neg() & LIMB_MASK;
-    let (mut cd, mut ce) = (0i64, 0i64);
-    for i in 0..LIMBS {
-        cd += t.u * d[i] + t.v * e[i] + kd * m[i];
-        ce += t.q * d[i] + t.r * e[i] + ke * m[i];
-        if i > 0 {
-            d[i - 1] = cd & LIMB_MASK;
-            e[i - 1] = ce & LIMB_MASK;
-        }
-        cd >>= STEPS;
-        ce >>= STEPS;
-    }
-    d[LIMBS - 1] = cd;
-    e[LIMBS - 1] = ce;
-    reduce_once(d, m);
+/// `k·M` with `0 ≤ k < 2³⁰` makes each sum divisible by `2³⁰`; the quotient is in `(−M, 2M)`.
+fn update_de(d: &mut Limbs30, e: &mut Limbs30, t: &Matrix, m: &Limbs30, m_inv: i64) {
+    let multiple = |low: i64| low.wrapping_mul(m_inv).wrapping_neg() & LIMB_MASK;
+    let kd = multiple(t.u * d[0] + t.v * e[0]);
+    let ke = multiple(t.q * d[0] + t.r * e[0]);
+    let mut next_d = combine_shift(d, t.u, e, t.v, m, kd);
+    *e = combine_shift(d, t.q, e, t.r, m, ke);
+    reduce_once(&mut next_d, m);
     reduce_once(e, m);
+    *d = next_d;
 }
 
-/// `a + b·sign` with carries, for `sign` ∈ {−1, 1}; limbs 0–7 end in `[0, 2³⁰)`.
+/// `a + sign·b` with carries, for `sign` ∈ {−1, 1}; limbs 0–7 end in `[0, 2³⁰)`.
 fn add_signed(a: &mut Limbs30, b: &Limbs30, sign: i64) {
     let mut carry = 0i64;
-    for i in 0..LIMBS {
-        carry += a[i] + sign * b[i];
-        a[i] = if i + 1 < LIMBS {
+    for (i, (limb, &other)) in a.iter_mut().zip(b).enumerate() {
+        carry += *limb + sign * other;
+        *limb = if i + 1 < LIMBS {
             carry & LIMB_MASK
         } else {
             carry
@@ -217,14 +203,14 @@ fn add_signed(a: &mut Limbs30, b: &Limbs30, sign: i64) {
 }
 
 fn is_negative(a: &Limbs30) -> bool {
-    a[LIMBS - 1] < 0
+    a.last().is_some_and(|&top| top < 0)
 }
 
 /// `a ≥ m` for `a ≥ 0` (both normalized).
 fn at_least(a: &Limbs30, m: &Limbs30) -> bool {
-    for i in (0..LIMBS).rev() {
-        if a[i] != m[i] {
-            return a[i] > m[i];
+    for (&x, &y) in a.iter().rev().zip(m.iter().rev()) {
+        if x != y {
+            return x > y;
         }
     }
     true
@@ -239,9 +225,12 @@ fn reduce_once(a: &mut Limbs30, m: &Limbs30) {
     }
 }
 
-/// `x⁻¹ mod M` for `x < M`; `None` when `x` is zero or shares a factor with `M` (or `x ≥ M`).
-pub(crate) fn invert(x: &[u32; 8], modulus: &Modulus) -> Option<[u32; 8]> {
-    let mut f = modulus.m;
+/// `x⁻¹ mod M` for `x < M` and an odd modulus `M` (32-bit little-endian limbs); `None` when `x`
+/// is zero or shares a factor with `M`, or `x ≥ M`.
+pub(crate) fn invert(x: &[u32; 8], modulus: &[u32; 8]) -> Option<[u32; 8]> {
+    let m = to_limbs30(modulus);
+    let m_inv = inverse_mod_2_30(modulus[0]);
+    let mut f = m;
     let mut g = to_limbs30(x);
     if at_least(&g, &f) {
         return None;
@@ -260,9 +249,9 @@ pub(crate) fn invert(x: &[u32; 8], modulus: &Modulus) -> Option<[u32; 8]> {
             return if f == one {
                 Some(from_limbs30(&d))
             } else if f == minus_one {
-                let mut negated = modulus.m;
+                let mut negated = m;
                 add_signed(&mut negated, &d, -1);
-                reduce_once(&mut negated, &modulus.m);
+                reduce_once(&mut negated, &m);
                 Some(from_limbs30(&negated))
             } else {
                 None
@@ -271,7 +260,7 @@ pub(crate) fn invert(x: &[u32; 8], modulus: &Modulus) -> Option<[u32; 8]> {
         let (next_eta, t) = divsteps(eta, f[0] as u32, g[0] as u32);
         eta = next_eta;
         update_fg(&mut f, &mut g, &t);
-        update_de(&mut d, &mut e, &t, modulus);
+        update_de(&mut d, &mut e, &t, &m, m_inv);
     }
     None
 }
@@ -337,7 +326,6 @@ mod tests {
     }
 
     fn check_inverses(m: &[u32; 8]) {
-        let modulus = Modulus::new(m);
         let p = big(m);
         let mut edge = vec![
             [1, 0, 0, 0, 0, 0, 0, 0],
@@ -351,7 +339,7 @@ mod tests {
         ];
         edge.extend(values(m, 2000));
         for x in edge {
-            let inverse = invert(&x, &modulus).expect("nonzero below a prime is invertible");
+            let inverse = invert(&x, m).expect("nonzero below a prime is invertible");
             assert!(big(&inverse) < p, "{x:x?}: not reduced");
             assert_eq!(
                 (big(&x) * big(&inverse)) % &p,
@@ -373,18 +361,24 @@ mod tests {
 
     #[test]
     fn zero_values_at_or_above_the_modulus_and_common_factors_have_no_inverse() {
-        let modulus = Modulus::new(&P25519);
-        assert_eq!(invert(&[0; 8], &modulus), None);
-        assert_eq!(invert(&P25519, &modulus), None);
-        assert_eq!(invert(&[u32::MAX; 8], &modulus), None);
+        assert_eq!(invert(&[0; 8], &P25519), None);
+        assert_eq!(invert(&P25519, &P25519), None);
+        assert_eq!(invert(&[u32::MAX; 8], &P25519), None);
         // 15 = 3·5: multiples of 3 or 5 share a factor with it.
-        let fifteen = Modulus::new(&[15, 0, 0, 0, 0, 0, 0, 0]);
+        let fifteen = [15, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(invert(&[6, 0, 0, 0, 0, 0, 0, 0], &fifteen), None);
         assert_eq!(invert(&[10, 0, 0, 0, 0, 0, 0, 0], &fifteen), None);
         assert_eq!(
             invert(&[7, 0, 0, 0, 0, 0, 0, 0], &fifteen),
             Some([13, 0, 0, 0, 0, 0, 0, 0])
         );
+    }
+
+    #[test]
+    fn the_inverse_of_the_modulus_mod_2_30_is_one() {
+        for m in [P25519, N256, [15, 0, 0, 0, 0, 0, 0, 0]] {
+            assert_eq!((i64::from(m[0]) * inverse_mod_2_30(m[0])) & LIMB_MASK, 1);
+        }
     }
 
     #[test]

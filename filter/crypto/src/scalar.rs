@@ -4,7 +4,7 @@
 //! variable time, which is fine and much cheaper than Fermat because every input is public.
 
 use crate::field::{less_than, limbs_from_be, sub_limbs};
-use crate::safegcd::{self, Modulus};
+use crate::safegcd;
 
 /// Little-endian 32-bit limbs of `n`.
 pub(crate) const N: [u32; 8] = [
@@ -112,8 +112,7 @@ impl Scalar {
 
     /// `self⁻¹ mod n`, `None` for zero, by divsteps ([`crate::safegcd`]).
     pub(crate) fn invert_vartime(&self) -> Option<Scalar> {
-        const MODULUS: Modulus = Modulus::new(&N);
-        safegcd::invert(&self.0, &MODULUS).map(Scalar)
+        safegcd::invert(&self.0, &N).map(Scalar)
     }
 
     #[cfg(test)]
