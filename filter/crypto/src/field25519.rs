@@ -12,7 +12,7 @@ use crate::field::{add_limbs, less_than, mul_wide, square_wide, sub_limbs};
 use crate::safegcd;
 
 /// Little-endian 32-bit limbs of `p`.
-const P: [u32; 8] = [
+pub(crate) const P: [u32; 8] = [
     0xFFFF_FFED,
     0xFFFF_FFFF,
     0xFFFF_FFFF,

@@ -270,27 +270,10 @@ mod tests {
     use super::*;
     use rsa::BigUint;
 
-    const P25519: [u32; 8] = [
-        0xFFFF_FFED,
-        0xFFFF_FFFF,
-        0xFFFF_FFFF,
-        0xFFFF_FFFF,
-        0xFFFF_FFFF,
-        0xFFFF_FFFF,
-        0xFFFF_FFFF,
-        0x7FFF_FFFF,
-    ];
-    /// The P-256 group order.
-    const N256: [u32; 8] = [
-        0xFC63_2551,
-        0xF3B9_CAC2,
-        0xA717_9E84,
-        0xBCE6_FAAD,
-        0xFFFF_FFFF,
-        0xFFFF_FFFF,
-        0,
-        0xFFFF_FFFF,
-    ];
+    /// The field prime of edwards25519 and the P-256 group order: the two moduli the crate
+    /// inverts modulo per verification.
+    const P25519: [u32; 8] = crate::field25519::P;
+    const N256: [u32; 8] = crate::scalar::N;
 
     fn big(a: &[u32; 8]) -> BigUint {
         let bytes: Vec<u8> = a.iter().flat_map(|l| l.to_le_bytes()).collect();
