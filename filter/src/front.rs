@@ -54,7 +54,7 @@ pub struct SeenHeaders<'a> {
 
 /// A header value as text: borrowed when it is UTF-8 (every header of a real request; the
 /// validation has an ASCII fast path that `String::from_utf8_lossy`'s chunk iterator lacks),
-/// with replacement characters otherwise, which no check then accepts.
+/// otherwise the lossy text with replacement characters, as the checks always received it.
 fn header_text(value: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(value) {
         Ok(text) => Cow::Borrowed(text),
