@@ -26,10 +26,12 @@ use crate::wnaf::wnaf;
 /// (w=8, w=5) ~55 / ~160, 8 chunks (w=8, w=6) ~52 / ~205, 16 chunks (w=8, w=5) ~50 / ~215.
 const CHUNKS: usize = 16;
 const CHUNK_BITS: usize = 256 / CHUNKS;
-/// wNAF width for the per-key tables of `Q`: 16 tables × 8 odd multiples, 8 KB per key, built
-/// when the JWKS is loaded (~215 µs in V8, mostly the 240 doublings up to `2^240·Q`); width 4
-/// measured ~57 µs per verification, width 6 would double the memory.
-const W_KEY: u32 = 5;
+/// wNAF width for the per-key tables of `Q`: 16 tables × 32 odd multiples, 32 KB per key, built
+/// when the JWKS is loaded (~0.35 ms in V8). On distinct signatures (`path-bench`) width 7 made
+/// a miss ~15 % faster than width 5 (8 KB, ~0.14 ms: 42–43 against 48–54 µs); width 8 (64 KB,
+/// ~0.64 ms) gained nothing more measurable; width 4 measured ~57 µs per verification in an
+/// earlier session.
+const W_KEY: u32 = 7;
 /// wNAF width for the shared tables of `G`: 16 tables × 64 odd multiples, 64 KB per VM, built
 /// once (~0.9 ms in V8, when the first EC key is loaded). Width 7 measured ~52 µs per
 /// verification.
