@@ -26,16 +26,17 @@ use crate::wnaf::wnaf;
 /// (w=8, w=5) ~55 / ~160, 8 chunks (w=8, w=6) ~52 / ~205, 16 chunks (w=8, w=5) ~50 / ~215.
 const CHUNKS: usize = 16;
 const CHUNK_BITS: usize = 256 / CHUNKS;
-/// wNAF width for the per-key tables of `Q`: 16 tables × 32 odd multiples, 32 KB per key, built
-/// when the JWKS is loaded (~0.35 ms in V8). On distinct signatures (`path-bench`) width 7 made
-/// a miss ~15 % faster than width 5 (8 KB, ~0.14 ms: 42–43 against 48–54 µs); width 8 (64 KB,
-/// ~0.64 ms) gained nothing more measurable; width 4 measured ~57 µs per verification in an
-/// earlier session.
-const W_KEY: u32 = 7;
-/// wNAF width for the shared tables of `G`: 16 tables × 64 odd multiples, 64 KB per VM, built
-/// once (~0.9 ms in V8, when the first EC key is loaded). Width 7 measured ~52 µs per
-/// verification.
-const W_BASE: u32 = 8;
+/// wNAF width for the per-key tables of `Q`: 16 tables × 64 odd multiples, 64 KB per key, built
+/// when the JWKS is loaded (~0.64 ms in V8). A verification adds about `256/(w + 1)` table
+/// points per scalar, so each step of width saves a few additions. Measured in V8 on distinct
+/// signatures: width 5 (8 KB) ~48–54 µs per `path-bench` miss, width 7 (32 KB) 42–43; with
+/// `G` at width 10, width 8 took the crypto bench from ~35.9 to ~34.9 µs per verification.
+const W_KEY: u32 = 8;
+/// wNAF width for the shared tables of `G`: 16 tables × 256 odd multiples, 256 KB per VM, built
+/// once (~2.8 ms in V8, when the first EC key is loaded). Width 8 (64 KB, ~0.6 ms) measured
+/// ~38.3 µs per verification, width 9 (128 KB) ~36–37, width 10 ~35.9 (with `Q` at width 7).
+/// Next to Envoy's memory per worker, 256 KB buys ~6 % of every ES256 cache miss.
+const W_BASE: u32 = 10;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Affine {
