@@ -14,6 +14,7 @@
 
 mod demo;
 mod fuzz;
+mod npm;
 mod oidc_provider;
 mod postgres;
 mod render;
@@ -236,12 +237,33 @@ fn test() -> Result<(), String> {
     pytest(&venv, &wasm, &postgres_bin, Some(&database_url), &[])
 }
 
+/// Where the Node.js whose V8 matches Envoy's is pinned (`package.json` there says which).
+const V8_NODE_DIR: &str = "filter/crypto/bench";
+
+/// The Node.js whose V8 is the one the pinned Envoy embeds, installed from npm (the
+/// `node-linux-*` packages carry the official binaries). The system's Node may have another V8,
+/// with another optimizing compiler: the verifiers are tested where they run.
+fn v8_node() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    npm::ci(&root, V8_NODE_DIR, "running the verifiers in Envoy's V8")?;
+    let node = root.join(V8_NODE_DIR).join("node_modules/.bin/node");
+    if node.exists() {
+        Ok(node)
+    } else {
+        Err(format!(
+            "{} is missing after npm ci: the pinned Node.js is published for Linux on x86-64 \
+             and arm64 only",
+            node.display()
+        ))
+    }
+}
+
 /// The signature verifiers' tests (field arithmetic, differential and Wycheproof vectors)
-/// compiled to wasm32-wasip1 as the filter is and run by Node's V8, the engine Envoy embeds:
-/// the filter's verification runs there, not natively. Node is already needed (the
-/// OpenID provider of the end-to-end tests).
+/// compiled to wasm32-wasip1 as the filter is and run by the V8 Envoy embeds (`v8_node`): the
+/// filter's verification runs there, not natively.
 fn crypto_tests_in_v8() -> Result<(), String> {
     let runner = workspace_root().join("filter/crypto/bench/run.mjs");
+    let node = v8_node()?;
     run(cargo()
         .args([
             "test",
@@ -253,7 +275,7 @@ fn crypto_tests_in_v8() -> Result<(), String> {
         ])
         .env(
             "CARGO_TARGET_WASM32_WASIP1_RUNNER",
-            format!("node {}", runner.display()),
+            format!("{} {}", node.display(), runner.display()),
         ))
 }
 
