@@ -51,8 +51,6 @@ pub struct RsaPublicKey {
     e: u32,
     /// Modulus length in bytes (`k` of RFC 8017).
     k: usize,
-    /// `0x00 0x01 0xFF… 0x00 DigestInfo`: the encoded message up to the hash (`k − 32` bytes).
-    em_prefix: Vec<u8>,
 }
 
 impl std::fmt::Debug for RsaPublicKey {
@@ -62,6 +60,23 @@ impl std::fmt::Debug for RsaPublicKey {
             .field("e", &self.e)
             .finish_non_exhaustive()
     }
+}
+
+/// `0x00 0x01 0xFF… 0x00 DigestInfo`: the EMSA-PKCS1-v1_5 encoding for SHA-256 of a `k`-byte
+/// modulus up to the hash (`k − 32` bytes; `k` is at least 62, checked by `RsaPublicKey::new`).
+fn encoding_prefix(k: usize) -> Vec<u8> {
+    let mut prefix = vec![0xFF; k.saturating_sub(32)];
+    if let Some(first) = prefix.get_mut(..2) {
+        first.copy_from_slice(&[0x00, 0x01]);
+    }
+    let info_at = k.saturating_sub(32 + SHA256_DIGEST_INFO.len());
+    if let Some(tail) = prefix.get_mut(info_at.saturating_sub(1)..) {
+        tail.fill(0);
+        if let Some(info) = tail.get_mut(1..) {
+            info.copy_from_slice(&SHA256_DIGEST_INFO);
+        }
+    }
+    prefix
 }
 
 /// Big-endian bytes → little-endian limbs (exactly `ceil(len / 4)` limbs).
@@ -120,17 +135,6 @@ impl RsaPublicKey {
         for _ in 0..5 {
             inv = inv.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inv)));
         }
-        let mut em_prefix = vec![0xFF; k - 32];
-        if let Some(first) = em_prefix.get_mut(..2) {
-            first.copy_from_slice(&[0x00, 0x01]);
-        }
-        let info_at = k - 32 - SHA256_DIGEST_INFO.len();
-        if let Some(tail) = em_prefix.get_mut(info_at - 1..) {
-            tail.fill(0);
-            if let Some(info) = tail.get_mut(1..) {
-                info.copy_from_slice(&SHA256_DIGEST_INFO);
-            }
-        }
         let mut key = RsaPublicKey {
             n,
             n0inv: inv.wrapping_neg(),
@@ -138,7 +142,6 @@ impl RsaPublicKey {
             scaled_prefix: Vec::new(),
             e,
             k,
-            em_prefix,
         };
         key.scale_constants();
         Ok(key)
@@ -163,7 +166,7 @@ impl RsaPublicKey {
         }
         let mut hash_factor = vec![0u32; s];
         self.mont_mul(&power, &two_256, &mut hash_factor, &mut wide);
-        let mut prefix = self.em_prefix.clone();
+        let mut prefix = encoding_prefix(self.k);
         prefix.resize(self.k, 0);
         let mut prefix = limbs_from_be(&prefix);
         prefix.resize(s, 0);
@@ -285,7 +288,9 @@ impl RsaPublicKey {
         if geq(u32::from(carry), reduced, n) {
             sub_in_place(reduced, n);
         }
-        reduced.to_vec()
+        t.truncate(8 + s);
+        t.drain(..8);
+        t
     }
 
     /// `out = a · b · R⁻¹ mod n` for `a, b < n`: the full `2·limbs` product, rows `i` and `i + 1`
@@ -734,7 +739,7 @@ mod tests {
                 // The expected encoding, scaled: prefix and hash, including all-zero and
                 // all-ones hashes.
                 for digest in [[0u8; 32], [0xFF; 32], rng.bytes(32).try_into().expect("32")] {
-                    let mut em = key.em_prefix.clone();
+                    let mut em = encoding_prefix(key.k);
                     em.extend_from_slice(&digest);
                     assert_eq!(
                         unscaled(&key, &key.scaled_encoding(&digest)),
@@ -917,7 +922,7 @@ mod tests {
         let key = RsaPublicKey::new(&n, 65537).expect("key");
         let hash = Sha256::digest(b"m");
         let good_em = {
-            let mut em = key.em_prefix.clone();
+            let mut em = encoding_prefix(key.k);
             em.extend_from_slice(&hash);
             em
         };
