@@ -533,15 +533,45 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
         .map(|(kind, _)| CellResult {
             kind: *kind,
             samples: vec![],
+            reference: vec![],
             cache_hits_misses: None,
+        })
+        .collect();
+    // Where each cell's target reference runs, if it is among the cells.
+    let references: Vec<Option<usize>> = cells
+        .iter()
+        .map(|(kind, _)| {
+            let reference = kind.target_reference()?;
+            cells.iter().position(|(k, _)| *k == reference)
         })
         .collect();
     for round in 1..=plan.rounds {
         eprintln!("bench: round {round}/{}", plan.rounds);
-        for (result, envoy) in results.iter_mut().zip(&envoys) {
-            result
-                .samples
-                .push(measure(result.kind, envoy, round, plan.seconds)?);
+        for ((result, envoy), reference) in results.iter_mut().zip(&envoys).zip(&references) {
+            let kind = result.kind;
+            let Some((ref_kind, ref_envoy)) =
+                reference.and_then(|j| Some((cells.get(j)?.0, envoys.get(j)?)))
+            else {
+                result
+                    .samples
+                    .push(measure(kind, envoy, round, plan.seconds)?);
+                continue;
+            };
+            // The reference once more, back to back with the cell; which of the two goes first
+            // alternates by round, so a drift within the pair favours neither.
+            if round % 2 == 1 {
+                let r = measure(ref_kind, ref_envoy, round, plan.seconds)?;
+                result.reference.push(r);
+                result
+                    .samples
+                    .push(measure(kind, envoy, round, plan.seconds)?);
+            } else {
+                result
+                    .samples
+                    .push(measure(kind, envoy, round, plan.seconds)?);
+                let r = measure(ref_kind, ref_envoy, round, plan.seconds)?;
+                result.reference.push(r);
+            }
         }
     }
 
@@ -708,15 +738,21 @@ fn sharing(
     })
 }
 
+fn sample_json(s: &Sample) -> Value {
+    json!({
+        "rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us,
+        "cpu_us_per_req": s.cpu_us_per_req,
+    })
+}
+
 /// The results as JSON (for scripts and the smoke test).
 pub fn to_json(r: &EnvoyResults) -> Value {
     json!({
         "cells": r.cells.iter().map(|c| json!({
             "cell": c.kind.label(),
-            "samples": c.samples.iter().map(|s| json!({
-                "rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us,
-                "cpu_us_per_req": s.cpu_us_per_req,
-            })).collect::<Vec<_>>(),
+            "samples": c.samples.iter().map(sample_json).collect::<Vec<_>>(),
+            "reference": c.kind.target_reference().map(|k| k.label()),
+            "reference_samples": c.reference.iter().map(sample_json).collect::<Vec<_>>(),
             "cache_hits": c.cache_hits_misses.map(|h| h.0),
             "cache_misses": c.cache_hits_misses.map(|h| h.1),
         })).collect::<Vec<_>>(),

@@ -127,6 +127,31 @@ fn quick_run_measures_every_cell_and_the_token_endpoint() {
                 assert!(v > 0.0 && v.is_finite(), "{name}: {metric} = {v}");
             }
         }
+        // A target row carries its reference, measured next to it once per round.
+        let reference = cell["reference"].as_str();
+        let reference_samples = cell["reference_samples"].as_array().unwrap();
+        let expected_reference = if name.ends_with("cache miss") {
+            Some(format!(
+                "jwt_authn {}, fresh token per request",
+                name.split(' ').nth(1).unwrap()
+            ))
+        } else if name.ends_with("2 KB token") && name.starts_with("filter") {
+            Some("host-call floor wasm filter, 2 KB token".to_string())
+        } else if name.ends_with("cache hit") || name.ends_with("access-log properties") {
+            Some("host-call floor wasm filter".to_string())
+        } else {
+            None
+        };
+        assert_eq!(reference, expected_reference.as_deref(), "{name}");
+        let expected_count = if reference.is_some() {
+            samples.len()
+        } else {
+            0
+        };
+        assert_eq!(reference_samples.len(), expected_count, "{name}");
+        for s in reference_samples {
+            assert!(s["cpu_us_per_req"].as_f64().unwrap_or(0.0) > 0.0, "{name}");
+        }
         let (hits, misses) = (cell["cache_hits"].as_u64(), cell["cache_misses"].as_u64());
         // Also "cache hit, 2 KB token".
         if name.contains("cache hit") {
