@@ -71,13 +71,41 @@ impl Jwks {
         if keys.is_empty() {
             return Err("JWKS holds no RSA, EC or OKP signing key".into());
         }
+        // A kid must name one key. RFC 7517 §4.5 lets keys of different types share one (the
+        // algorithm then tells them apart); two keys of one type under one kid would make the
+        // key that verifies an assertion depend on their order in the document.
+        for (i, key) in keys.iter().enumerate() {
+            let Some(kid) = key.get("kid").and_then(Value::as_str) else {
+                continue;
+            };
+            let kty = key.get("kty").and_then(Value::as_str).unwrap_or_default();
+            let twin = keys.iter().skip(i + 1).any(|other| {
+                other.get("kid").and_then(Value::as_str) == Some(kid)
+                    && other.get("kty").and_then(Value::as_str) == Some(kty)
+            });
+            if twin {
+                return Err(format!(
+                    "JWKS holds more than one {kty} signing key with kid `{kid}`: each kid must name one key"
+                ));
+            }
+        }
         Ok(Jwks { keys })
     }
 
-    fn by_kid(&self, kid: &str) -> Option<&Value> {
-        self.keys
+    /// The key `kid` names for `alg`: among keys sharing the kid, the one of the type `alg`
+    /// needs, else the first (whose type the caller then refuses, naming it).
+    fn by_kid(&self, kid: &str, alg: &str) -> Option<&Value> {
+        let (kty, _) = key_type_for(alg);
+        let mut named = self
+            .keys
             .iter()
-            .find(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+            .filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid));
+        let first = named.clone().next()?;
+        Some(
+            named
+                .find(|k| k.get("kty").and_then(Value::as_str) == Some(kty))
+                .unwrap_or(first),
+        )
     }
 }
 
@@ -181,7 +209,7 @@ pub fn verify(
     }
     let key = match meta.key_id() {
         Some(kid) => jwks
-            .by_kid(kid)
+            .by_kid(kid, alg)
             .ok_or_else(|| AssertionError::UnknownKid(kid.to_string()))?,
         None => match jwks.keys.as_slice() {
             [only] => only,
@@ -505,6 +533,40 @@ mod tests {
         enc["use"] = json!("enc");
         assert!(Jwks::from_value(&json!({ "keys": [enc] })).is_err());
         assert!(Jwks::parse(jwks(&[&rsa_key("r")]).to_string().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_kid_names_one_key_of_each_type() {
+        // Two RSA keys under one kid: which one verifies would depend on their order.
+        let twins = Jwks::from_value(&jwks(&[&rsa_key("k"), &rsa_key("k")])).unwrap_err();
+        assert!(
+            twins.contains("more than one RSA signing key with kid `k`"),
+            "{twins}"
+        );
+        // Keys of different types may share a kid; the assertion's alg picks the key, whichever
+        // comes first in the document.
+        let (rsa, ec, ed) = (rsa_key("k"), ec_key("k"), ed_key("k"));
+        for order in [[&rsa, &ec, &ed], [&ed, &ec, &rsa], [&ec, &rsa, &ed]] {
+            let keys = keys_of(&order);
+            for key in [&rsa, &ec, &ed] {
+                let verified = check(&assertion(key, claims()), &keys, None);
+                assert_eq!(
+                    verified.map(|v| v.jti),
+                    Ok("j-1".to_string()),
+                    "{}",
+                    key.alg()
+                );
+            }
+        }
+        // An encryption key does not count as a twin: only signing keys are kept.
+        let mut enc = rsa_key("k").public_jwk();
+        enc["use"] = json!("enc");
+        let doc = json!({ "keys": [enc, rsa_key("k").public_jwk()] });
+        assert!(Jwks::from_value(&doc).is_ok());
+        // A kid no key of the needed type carries: the key it names is refused by type.
+        let only_rsa = keys_of(&[&rsa]);
+        let forged = assertion(&ec, claims());
+        assert!(refused(&forged, &only_rsa, None).contains("does not fit key `k`"));
     }
 
     #[test]
