@@ -459,23 +459,29 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
             plan.cells.join(",")
         ));
     }
-    let mut envoys = Vec::new();
-    for (i, (kind, auth)) in cells.iter().enumerate() {
-        let mut envoy = Envoy::start(
-            p,
-            dir.path(),
-            &format!("cell{i}"),
-            auth,
-            &jwks,
-            kind.workers(),
-            p.envoy_cpu,
-        )?;
-        envoy
-            .wait_ready(files.probe(cell_alg(*kind)), Duration::from_secs(30))
-            .map_err(|e| format!("{}: {e}", kind.label()))?;
-        envoys.push(envoy);
-    }
-    eprintln!("bench: {} Envoy processes ready; warming up", envoys.len());
+    // New Envoy processes for every round. Where a process's code and heap happen to land makes
+    // it a few per cent faster or slower for its whole life (identical hit rows read 1.02× and
+    // 1.11× the floor in one run with one process per cell); a fresh set per round lets the
+    // rounds see different layouts instead of repeating one.
+    let start_all = || -> Result<Vec<Envoy>, String> {
+        let mut envoys = Vec::new();
+        for (i, (kind, auth)) in cells.iter().enumerate() {
+            let mut envoy = Envoy::start(
+                p,
+                dir.path(),
+                &format!("cell{i}"),
+                auth,
+                &jwks,
+                kind.workers(),
+                p.envoy_cpu,
+            )?;
+            envoy
+                .wait_ready(files.probe(cell_alg(*kind)), Duration::from_secs(30))
+                .map_err(|e| format!("{}: {e}", kind.label()))?;
+            envoys.push(envoy);
+        }
+        Ok(envoys)
+    };
 
     let measure = |kind: Kind, envoy: &Envoy, run: u32, seconds: u32| -> Result<Sample, String> {
         let before = procfs::cpu_ticks(envoy.pid())?;
@@ -516,18 +522,6 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
         })
     };
 
-    // Counters at the end of the warm-up: the table's hit/miss column covers the measured
-    // rounds only (the warm-up's first lookups of every token are misses by design).
-    let mut warm_counters = Vec::new();
-    for ((kind, _), envoy) in cells.iter().zip(&envoys) {
-        let warm = measure(*kind, envoy, 0, plan.warmup_seconds)?;
-        if let Some(seconds) = fill_seconds(*kind, warm.rps) {
-            // Each wrk run starts its rotation from the top: one run long enough to send every
-            // token once, so the rounds measure the cache holding all of them.
-            measure(*kind, envoy, 0, seconds)?;
-        }
-        warm_counters.push(cache_counters(envoy)?);
-    }
     let mut results: Vec<CellResult> = cells
         .iter()
         .map(|(kind, _)| CellResult {
@@ -545,8 +539,29 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
             cells.iter().position(|(k, _)| *k == reference)
         })
         .collect();
+    let mut rss_kib = Vec::new();
+    let mut heap_kib = Vec::new();
     for round in 1..=plan.rounds {
-        eprintln!("bench: round {round}/{}", plan.rounds);
+        let envoys = start_all()?;
+        eprintln!(
+            "bench: round {round}/{}: {} Envoy processes ready; warming up",
+            plan.rounds,
+            envoys.len()
+        );
+        // Counters at the end of the warm-up: the table's hit/miss column covers the measured
+        // runs only (the warm-up's first lookups of every token are misses by design). The
+        // warm-up sends the other rotation than the round (`round + 1`), so a miss cell's one
+        // slot never holds a token the round is about to send.
+        let mut warm_counters = Vec::new();
+        for ((kind, _), envoy) in cells.iter().zip(&envoys) {
+            let warm = measure(*kind, envoy, round + 1, plan.warmup_seconds)?;
+            if let Some(seconds) = fill_seconds(*kind, warm.rps) {
+                // Each wrk run starts its rotation from the top: one run long enough to send
+                // every token once, so the round measures the cache holding all of them.
+                measure(*kind, envoy, round + 1, seconds)?;
+            }
+            warm_counters.push(cache_counters(envoy)?);
+        }
         for ((result, envoy), reference) in results.iter_mut().zip(&envoys).zip(&references) {
             let kind = result.kind;
             let Some((ref_kind, ref_envoy)) =
@@ -573,42 +588,42 @@ pub fn run(p: &Prereqs, plan: &Plan) -> Result<EnvoyResults, String> {
                 result.reference.push(r);
             }
         }
-    }
 
-    let mut rss_kib = Vec::new();
-    let mut heap_kib = Vec::new();
-    for ((result, envoy), (warm_hits, warm_misses)) in
-        results.iter_mut().zip(&envoys).zip(warm_counters)
-    {
-        if matches!(
-            result.kind,
-            Kind::Filter { .. }
-                | Kind::FilterLongToken
-                | Kind::FilterAccessLog
-                | Kind::FilterToolCall
-                | Kind::FilterManyTokens { .. }
-        ) {
-            let (hits, misses) = cache_counters(envoy)?;
-            result.cache_hits_misses = Some((
-                hits.saturating_sub(warm_hits),
-                misses.saturating_sub(warm_misses),
-            ));
+        for ((result, envoy), (warm_hits, warm_misses)) in
+            results.iter_mut().zip(&envoys).zip(warm_counters)
+        {
+            if matches!(
+                result.kind,
+                Kind::Filter { .. }
+                    | Kind::FilterLongToken
+                    | Kind::FilterAccessLog
+                    | Kind::FilterToolCall
+                    | Kind::FilterManyTokens { .. }
+            ) {
+                let (hits, misses) = cache_counters(envoy)?;
+                let (sum_hits, sum_misses) = result.cache_hits_misses.unwrap_or_default();
+                result.cache_hits_misses = Some((
+                    sum_hits + hits.saturating_sub(warm_hits),
+                    sum_misses + misses.saturating_sub(warm_misses),
+                ));
+            }
+            let memory_row = matches!(
+                result.kind,
+                Kind::NoAuth
+                    | Kind::NoopWasm
+                    | Kind::Filter {
+                        alg: Alg::EdDsa,
+                        hit: true
+                    }
+                    | Kind::FilterManyTokens { .. }
+            );
+            if memory_row && round == plan.rounds {
+                rss_kib.push((result.kind.label(), procfs::rss_kib(envoy.pid())?));
+                heap_kib.push((result.kind.label(), envoy.heap_allocated()? / 1024));
+            }
         }
-        if matches!(
-            result.kind,
-            Kind::NoAuth
-                | Kind::NoopWasm
-                | Kind::Filter {
-                    alg: Alg::EdDsa,
-                    hit: true
-                }
-                | Kind::FilterManyTokens { .. }
-        ) {
-            rss_kib.push((result.kind.label(), procfs::rss_kib(envoy.pid())?));
-            heap_kib.push((result.kind.label(), envoy.heap_allocated()? / 1024));
-        }
+        drop(envoys);
     }
-    drop(envoys);
 
     let startup_ms = startup(p, plan, dir.path(), &jwks, &files)?;
     let sharing = sharing(p, dir.path(), &jwks, &files)?;
