@@ -96,16 +96,14 @@ impl Jwks {
     /// needs, else the first (whose type the caller then refuses, naming it).
     fn by_kid(&self, kid: &str, alg: &str) -> Option<&Value> {
         let (kty, _) = key_type_for(alg);
-        let mut named = self
-            .keys
-            .iter()
-            .filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid));
-        let first = named.clone().next()?;
-        Some(
-            named
-                .find(|k| k.get("kty").and_then(Value::as_str) == Some(kty))
-                .unwrap_or(first),
-        )
+        let named = || {
+            self.keys
+                .iter()
+                .filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+        };
+        named()
+            .find(|k| k.get("kty").and_then(Value::as_str) == Some(kty))
+            .or_else(|| named().next())
     }
 }
 
